@@ -1,0 +1,43 @@
+# One-command set-up: `make demo` and `make test` install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install kafka-jars system-deps demo test lint typecheck check clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,dev]'
+	touch $@
+
+install: $(STAMP)
+
+# Java and Maven fetch and run the broker; installed from Debian when missing.
+system-deps:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; }
+
+kafka-jars: install system-deps
+	$(BIN)/livewatch kafka fetch
+
+demo: kafka-jars
+	$(BIN)/livewatch demo
+
+test: kafka-jars
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check streams detectors tests deploy
+	$(BIN)/ruff format --check streams detectors tests deploy
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .livewatch-state

@@ -1,0 +1,167 @@
+"""The `livewatch` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.errors import KafkaConnectionError
+
+from streams.eventlog import EventLogError
+from streams.kafka_client import TopicLayoutError
+from streams.kafka_local import KafkaError
+from streams.settings import Settings, SettingsError, load_settings
+
+
+def _settings_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override config file and LIVEWATCH_* env)")
+    group.add_argument("--config", help="TOML config file (env LIVEWATCH_CONFIG)")
+    group.add_argument("--bootstrap", dest="bootstrap_servers", help="Kafka bootstrap servers")
+    group.add_argument("--topic-prefix", dest="topic_prefix", help="prefix for every topic name")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {
+        "bootstrap_servers": args.bootstrap_servers,
+        "topic_prefix": args.topic_prefix,
+        **extra,
+    }
+    return load_settings(args.config, overrides=overrides)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.app import create_worker
+    from streams.kafka_client import ensure_topics
+
+    settings = _settings(
+        args,
+        metrics_port=args.metrics_port,
+        log_level=args.log_level,
+        state_dir=args.state_dir,
+    )
+    partitions = asyncio.run(ensure_topics(settings))
+    worker = create_worker(settings, partitions)
+    faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_kafka_fetch(args: argparse.Namespace) -> int:
+    from streams.kafka_local import fetch_jars
+
+    print(fetch_jars())
+    return 0
+
+
+def cmd_kafka_start(args: argparse.Namespace) -> int:
+    from streams.kafka_local import LocalKafka
+
+    with LocalKafka(port=args.port, partitions=args.partitions, heap_mb=args.heap_mb) as kafka:
+        print(
+            f"Kafka {kafka.bootstrap} is up (logs: {kafka.log_path}); Ctrl-C stops it", flush=True
+        )
+        _wait_for_signal()
+    return 0
+
+
+def _wait_for_signal() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
+    signal.pause()
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    from streams.kafka_client import ensure_topics
+
+    settings = _settings(args)
+    partitions = asyncio.run(ensure_topics(settings))
+    print(f"topics ready, {partitions} partitions each: {', '.join(settings.source_topics)}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import replay
+
+    settings = _settings(args)
+    speed = None if args.max_speed else args.speed
+    stats = asyncio.run(replay(args.file, settings, speed=speed))
+    print(f"replayed {stats.produced} events, skipped {stats.skipped} unroutable lines")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(speed=args.speed, metrics_port=args.metrics_port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livewatch", description="Real-time monitoring of live-commerce rooms."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = commands.add_parser("worker", help="run a stream-processing worker")
+    _settings_args(worker)
+    worker.add_argument("--metrics-port", type=int, help="port serving /metrics")
+    worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    worker.add_argument("--state-dir", help="directory for local state")
+    worker.set_defaults(func=cmd_worker)
+
+    kafka = commands.add_parser("kafka", help="a local single-node Kafka for tests and demos")
+    kafka_commands = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    fetch = kafka_commands.add_parser("fetch", help="download the broker jars (cached)")
+    fetch.set_defaults(func=cmd_kafka_fetch)
+    start = kafka_commands.add_parser("start", help="run a broker in the foreground")
+    start.add_argument("--port", type=int, default=9092, help="listener port (default 9092)")
+    start.add_argument("--partitions", type=int, default=4, help="default partitions")
+    start.add_argument("--heap-mb", type=int, default=512, help="JVM heap (default 512)")
+    start.set_defaults(func=cmd_kafka_start)
+
+    topics = commands.add_parser("topics", help="manage livewatch's topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    create = topics_commands.add_parser(
+        "create", help="create missing topics, check co-partitioning"
+    )
+    _settings_args(create)
+    create.set_defaults(func=cmd_topics_create)
+
+    replay = commands.add_parser("replay", help="produce a recorded event log into Kafka")
+    replay.add_argument("file", help="event log (.jsonl or .jsonl.gz)")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="event-time speed-up (default 1)")
+    pace.add_argument("--max-speed", action="store_true", help="produce as fast as possible")
+    _settings_args(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    demo = commands.add_parser("demo", help="local broker + worker + a replayed sample night")
+    demo.add_argument("--speed", type=float, default=4.0, help="replay speed-up (default 4)")
+    demo.add_argument("--metrics-port", type=int, default=9464, help="port serving /metrics")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        result: int = args.func(args)
+        return result
+    except (SettingsError, EventLogError, KafkaError, TopicLayoutError) as exc:
+        print(f"livewatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError as exc:
+        print(f"livewatch: error: cannot reach Kafka: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Recorded event logs: JSON Lines, one event per line, optionally gzip-compressed."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, cast
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class EventLogError(OSError):
+    pass
+
+
+def open_log(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open a log for reading; gzip is recognised by its magic bytes, not its name."""
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise EventLogError(f"cannot read event log {path}: {exc.strerror}") from None
+    if handle.read(2) == _GZIP_MAGIC:
+        handle.close()
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    handle.seek(0)
+    return handle
+
+
+def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, line) for every non-blank line."""
+    with open_log(path) as handle:
+        try:
+            for number, line in enumerate(handle, start=1):
+                line = line.strip()
+                if line:
+                    yield number, line
+        except (OSError, EOFError) as exc:  # truncated or corrupt gzip
+            raise EventLogError(f"event log {path} is unreadable: {exc}") from None

@@ -1,0 +1,68 @@
+"""Connection options for aiokafka clients and the Faust app, from Settings."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+
+from streams.settings import Settings
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments shared by every aiokafka client livewatch creates."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.ssl_cafile,
+            certfile=settings.ssl_certfile,
+            keyfile=settings.ssl_keyfile,
+        )
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.read_sasl_password()
+    return options
+
+
+class TopicLayoutError(RuntimeError):
+    pass
+
+
+async def ensure_topics(settings: Settings) -> int:
+    """Create missing topics; insist the source topics are co-partitioned.
+
+    One room's events must land in the same partition number of every source
+    topic, because one worker owns that partition number's state.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        wanted = (
+            *settings.source_topics,
+            settings.topic(settings.topic_deadletter),
+            settings.topic(settings.topic_alerts),
+        )
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+                await admin.create_topics(
+                    [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+                )
+        described = await admin.describe_topics(list(settings.source_topics))
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        if len(set(counts.values())) != 1 or 0 in counts.values():
+            raise TopicLayoutError(
+                "source topics must have the same number of partitions, found "
+                + ", ".join(f"{t}={n}" for t, n in sorted(counts.items()))
+            )
+        return counts[settings.source_topics[0]]
+    finally:
+        await admin.close()

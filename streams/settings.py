@@ -1,0 +1,167 @@
+"""Worker settings: defaults < TOML config file < LIVEWATCH_* environment < CLI flags.
+
+Validated once at start; a bad value stops the worker with a message naming the
+setting, never later in the middle of processing.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+ENV_PREFIX: Final = "LIVEWATCH_"
+
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+TopicName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class SettingsError(ValueError):
+    pass
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    # Kafka connection
+    bootstrap_servers: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1:9092"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    # Topics
+    app_id: Annotated[str, msgspec.Meta(min_length=1)] = "livewatch"
+    topic_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]*$")] = ""
+    topic_danmaku: TopicName = "live.danmaku"
+    topic_orders: TopicName = "live.orders"
+    topic_joins: TopicName = "live.joins"
+    topic_stalls: TopicName = "live.stalls"
+    topic_latency: TopicName = "live.latency"
+    topic_deadletter: TopicName = "live.deadletter"
+    topic_alerts: TopicName = "live.alerts"
+    partitions: Positive = 4
+    replication_factor: Positive = 1
+
+    # Worker
+    metrics_host: str = "0.0.0.0"
+    metrics_port: Port = 9464
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    state_dir: str = ".livewatch-state"
+    batch_max_messages: Positive = 2000
+    batch_within_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.1
+    idle_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    deadletter_max_payload_bytes: Positive = 65536
+
+    # Event time
+    allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000
+    max_clock_skew_ms: Positive = 86_400_000
+
+    def __post_init__(self) -> None:
+        if self.security_protocol.startswith("SASL") and not self.sasl_username:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_password or self.sasl_password_file
+        ):
+            raise ValueError("SASL needs sasl_password or sasl_password_file")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "sasl_password_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file {path}")
+
+    def __repr__(self) -> str:
+        # Settings get logged; secrets must not be.
+        shown = {
+            f: ("***" if f == "sasl_password" and getattr(self, f) else getattr(self, f))
+            for f in self.__struct_fields__
+        }
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    def topic(self, name: str) -> str:
+        return self.topic_prefix + name
+
+    @property
+    def source_topics(self) -> tuple[str, ...]:
+        names = (
+            self.topic_joins,
+            self.topic_danmaku,
+            self.topic_orders,
+            self.topic_stalls,
+            self.topic_latency,
+        )
+        return tuple(self.topic(n) for n in names)
+
+    def topic_for_type(self, event_type: str) -> str:
+        name = {
+            "join": self.topic_joins,
+            "leave": self.topic_joins,
+            "danmaku": self.topic_danmaku,
+            "order": self.topic_orders,
+            "stall": self.topic_stalls,
+            "latency": self.topic_latency,
+        }[event_type]
+        return self.topic(name)
+
+    def read_sasl_password(self) -> str | None:
+        if self.sasl_password_file:
+            return Path(self.sasl_password_file).read_text().strip()
+        return self.sasl_password
+
+
+FIELDS: Final[tuple[str, ...]] = Settings.__struct_fields__
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge the sources and validate; raise SettingsError naming the bad setting."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = config_file or environ.get(env_name("config")) or None
+    if config_file:
+        values.update(_read_config_file(Path(config_file)))
+    for field in FIELDS:
+        if env_name(field) in environ:
+            values[field] = environ[env_name(field)]
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    return data
+
+
+def _explain(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    marker = " - at `$."
+    if marker in message:
+        problem, _, where = message.partition(marker)
+        field = where.rstrip("`")
+        return f"invalid setting {field} (env {env_name(field)}): {problem}"
+    return f"invalid settings: {message}"

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.settings import SettingsError, load_settings
+
+
+def test_defaults_name_the_contract_topics() -> None:
+    settings = load_settings(environ={})
+    assert settings.source_topics == (
+        "live.joins",
+        "live.danmaku",
+        "live.orders",
+        "live.stalls",
+        "live.latency",
+    )
+    assert settings.topic(settings.topic_deadletter) == "live.deadletter"
+    assert settings.topic_for_type("leave") == "live.joins"
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "livewatch.toml"
+    config.write_text('topic_prefix = "prod."\npartitions = 12\nmetrics_port = 9000\n')
+    env = {"LIVEWATCH_PARTITIONS": "16", "LIVEWATCH_CONFIG": str(config)}
+    settings = load_settings(environ=env, overrides={"metrics_port": 9100, "log_level": None})
+    assert settings.topic_prefix == "prod."
+    assert settings.partitions == 16
+    assert settings.metrics_port == 9100
+    assert settings.log_level == "info"
+    assert settings.source_topics[0] == "prod.live.joins"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LIVEWATCH_PARTITIONS": "0"}, "invalid setting partitions (env LIVEWATCH_PARTITIONS)"),
+        ({"LIVEWATCH_METRICS_PORT": "70000"}, "metrics_port"),
+        ({"LIVEWATCH_LOG_LEVEL": "loud"}, "log_level"),
+        ({"LIVEWATCH_TOPIC_JOINS": "bad topic"}, "topic_joins"),
+        ({"LIVEWATCH_SECURITY_PROTOCOL": "SASL_SSL"}, "needs sasl_username"),
+        ({"LIVEWATCH_SSL_CAFILE": "/nonexistent/ca.pem"}, "no such file"),
+        ({"LIVEWATCH_CONFIG": "/nonexistent/livewatch.toml"}, "cannot read config file"),
+    ],
+)
+def test_bad_settings_fail_at_start_with_a_clear_message(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(environ=env)
+
+
+def test_unknown_or_malformed_config_files_are_refused(tmp_path: Path) -> None:
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('bootstrap = "x"\n')
+    with pytest.raises(SettingsError, match="unknown setting"):
+        load_settings(unknown, environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("partitions = = 3\n")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(broken, environ={})
+
+
+def test_sasl_password_may_come_from_a_file(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    settings = load_settings(
+        environ={
+            "LIVEWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "LIVEWATCH_SASL_MECHANISM": "SCRAM-SHA-512",
+            "LIVEWATCH_SASL_USERNAME": "livewatch",
+            "LIVEWATCH_SASL_PASSWORD_FILE": str(secret),
+        }
+    )
+    assert settings.read_sasl_password() == "s3cret"
+
+
+def test_the_password_never_shows_in_the_settings_repr() -> None:
+    settings = load_settings(
+        environ={
+            "LIVEWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "LIVEWATCH_SASL_USERNAME": "livewatch",
+            "LIVEWATCH_SASL_PASSWORD": "hunter2",
+        }
+    )
+    assert settings.read_sasl_password() == "hunter2"
+    assert "hunter2" not in repr(settings) and "sasl_username='livewatch'" in repr(settings)
