@@ -11,13 +11,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from threading import Thread
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka_local import LocalKafka, die_with_parent
-from streams.replay import ReplayStats, replay
-from streams.settings import env_name, load_settings
+from streams.replay import replay
+from streams.settings import Settings, env_name, load_settings
 
 SAMPLE = Path(__file__).parent / "samples" / "demo-small.jsonl.gz"
 
@@ -81,6 +80,22 @@ def _print_viewers(viewers: dict[str, int], previous: dict[str, int]) -> None:
     print(time.strftime("%H:%M:%S"), "  ".join(cells), flush=True)
 
 
+async def _replay_and_watch(sample: Path, settings: Settings, speed: float, url: str) -> int:
+    """Replay while printing room viewers; cancelled cleanly by Ctrl-C."""
+    replaying = asyncio.create_task(replay(sample, settings, speed=speed))
+    previous: dict[str, int] = {}
+    quiet_polls = 0
+    while not replaying.done() or quiet_polls < 4:
+        await asyncio.sleep(1)
+        viewers = await asyncio.to_thread(room_viewers, url)
+        if viewers != previous:
+            _print_viewers(viewers, previous)
+            previous, quiet_polls = viewers, 0
+        elif replaying.done():
+            quiet_polls += 1
+    return (await replaying).produced
+
+
 def run_demo(speed: float, metrics_port: int, sample: Path = SAMPLE) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="livewatch-demo-"))
     url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -99,26 +114,10 @@ def run_demo(speed: float, metrics_port: int, sample: Path = SAMPLE) -> int:
             wait_for_metrics(url, worker)
             print(f"worker up, metrics at {url} (worker log: {workdir / 'worker.log'})", flush=True)
             settings = load_settings(environ=env)
-            results: list[ReplayStats] = []
-            replaying = Thread(
-                target=lambda: results.append(asyncio.run(replay(sample, settings, speed=speed))),
-                daemon=True,
-            )
-            replaying.start()
             print(f"replaying {sample.name} at {speed}x ...", flush=True)
-            previous: dict[str, int] = {}
-            quiet_polls = 0
-            while replaying.is_alive() or quiet_polls < 4:
-                time.sleep(1)
-                viewers = room_viewers(url)
-                if viewers != previous:
-                    _print_viewers(viewers, previous)
-                    previous, quiet_polls = viewers, 0
-                elif not replaying.is_alive():
-                    quiet_polls += 1
+            produced = asyncio.run(_replay_and_watch(sample, settings, speed, url))
             totals = scrape(url)
             events = {dict(k)["type"]: int(v) for k, v in totals["livewatch_events_total"].items()}
-            produced = results[0].produced if results else "?"
             print(f"done: replayed {produced} events; worker counted {events}", flush=True)
         except KeyboardInterrupt:
             print("interrupted, stopping", flush=True)
