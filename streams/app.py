@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streams.deadletter import encode_dead_letter
 from streams.decode import RawMessage, Rejected
-from streams.engine import EngineConfig
+from streams.engine import SOURCES, EngineConfig
 from streams.exporter import PipelineCollector
 from streams.kafka_client import client_options
 from streams.pipeline import Pipeline
@@ -37,6 +37,9 @@ class Worker:
     registry: CollectorRegistry
     last_activity: dict[int, float] = field(default_factory=dict)
     """Monotonic time each partition last received messages or idle time."""
+    positions: dict[TP, int] = field(default_factory=dict)
+    """Next offset to process, per source topic-partition."""
+    source_of_topic: dict[str, str] = field(default_factory=dict)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -81,6 +84,7 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
     registry = CollectorRegistry(auto_describe=True)
     registry.register(PipelineCollector(pipeline))
     worker = Worker(settings, app, pipeline, registry)
+    worker.source_of_topic = dict(zip(settings.source_topics, SOURCES, strict=True))
 
     sources = app.topic(*settings.source_topics, partitions=partitions)
     deadletters = app.topic(settings.topic(settings.topic_deadletter))
@@ -106,6 +110,7 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
 
     @app.timer(interval=1.0)
     async def advance_idle_partitions() -> None:
+        await learn_positions(worker)
         advance_idle(worker, time.monotonic())
 
     @app.page("/metrics")
@@ -120,6 +125,8 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
             log.info("partition %d revoked: dropping its room state", partition)
             worker.pipeline.revoke(partition)
             worker.last_activity.pop(partition, None)
+        for tp in revoked:
+            worker.positions.pop(tp, None)
 
     return worker
 
@@ -134,10 +141,43 @@ def handle_batch(worker: Worker, events: list[EventT[bytes]]) -> list[Rejected]:
     now = time.monotonic()
     now_ms = int(time.time() * 1000)
     rejected: list[Rejected] = []
+    positions = worker.positions
     for partition, messages in by_partition.items():
-        rejected += worker.pipeline.process(partition, messages, now_ms=now_ms)
+        # Lag as it was before this batch: sources finishing in it still hold.
+        lagging = lagging_sources(worker, partition)
+        rejected += worker.pipeline.process(partition, messages, now_ms=now_ms, lagging=lagging)
+        for raw in messages:
+            tp = TP(raw.topic, partition)
+            positions[tp] = max(positions.get(tp, 0), raw.offset + 1)
+        worker.pipeline.engine(partition).settle(lagging_sources(worker, partition))
         worker.last_activity[partition] = now
     return rejected
+
+
+def lagging_sources(worker: Worker, partition: int) -> set[str]:
+    """Sources with input in Kafka that this worker has not processed yet.
+
+    Caught-up sources do not hold the partition's watermark back. Unknown
+    positions or high watermarks count as lagging: holding is the safe side.
+    """
+    lagging = set()
+    for topic, source in worker.source_of_topic.items():
+        tp = TP(topic, partition)
+        highwater = worker.app.consumer.highwater(tp)
+        position = worker.positions.get(tp)
+        if highwater is None or position is None or highwater > position:
+            lagging.add(source)
+    return lagging
+
+
+async def learn_positions(worker: Worker) -> None:
+    """Fill in where consumption starts for assigned partitions not read from yet."""
+    consumer = worker.app.consumer
+    for tp in consumer.assignment():
+        if tp.topic in worker.source_of_topic and tp not in worker.positions:
+            position = await consumer.position(tp)
+            if position is not None:
+                worker.positions[tp] = position
 
 
 def advance_idle(worker: Worker, now: float) -> None:

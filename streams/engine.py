@@ -1,56 +1,78 @@
-"""Per-partition event-time state: the pure core both drivers feed.
+"""Per-partition event-time engine: the pure core both drivers feed.
 
-Events are buffered until the partition's watermark (highest event time seen
-minus the allowed lateness) passes them, then applied in event-time order, so the
-arrival order inside the lateness bound does not change any result.
+Each event type comes from one source topic, and Kafka only orders events within
+a topic-partition; the interleaving of topics depends on fetch sizes and timing.
+So the watermark is the *slowest* active source's clock minus the allowed
+lateness: an event is never overtaken by the watermark just because another
+topic was fetched ahead of its own. Events wait for the watermark, are applied in
+event-time order, and every closed second of event time is ticked in every room,
+so results do not depend on batch boundaries, topic interleaving or replay speed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Final
 
-from streams.events import EVENT_TYPES, Event, Join, Leave
+from streams.events import EVENT_TYPES, Event, Latency
+from streams.latency import LatencyStats
+from streams.room import MetricsConfig, RoomState
+
+SOURCE_OF_TYPE: Final = {
+    "join": "joins",
+    "leave": "joins",
+    "danmaku": "danmaku",
+    "order": "orders",
+    "stall": "stalls",
+    "latency": "latency",
+}
+SOURCES: Final = ("joins", "danmaku", "orders", "stalls", "latency")
 
 
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     allowed_lateness_ms: int = 5_000
-    """Events up to this far behind the partition's newest event are reordered."""
+    """Events up to this far behind their source's newest event are reordered."""
     max_clock_skew_ms: int = 86_400_000
     """Events further than this from the partition's event clock are rejected."""
-
-
-@dataclass(slots=True)
-class RoomState:
-    online: dict[str, int] = field(default_factory=dict)
-    """Viewers present now: user_id -> event time of their join."""
-    peak_online: int = 0
+    source_idle_ms: int = 60_000
+    """Offline: a source this far behind the newest event no longer holds the watermark."""
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 class PartitionEngine:
-    """State of the rooms of one partition (co-partitioned across all topics)."""
+    """State of the rooms of one partition number (co-partitioned across topics)."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.rooms: dict[str, RoomState] = {}
         self.event_clock: int | None = None
-        """Highest event time accepted so far."""
+        """Highest event time accepted so far, in any source."""
+        self.source_clocks: dict[str, int] = {}
         self.watermark: int | None = None
         """Every event at or before this time has been applied."""
+        self.closed_second: int | None = None
+        """Every room has been ticked up to this second."""
         self._pending: list[Event] = []
         self.late = 0
+        self.latency = LatencyStats(self.config.metrics)
 
-    def ingest(self, events: list[Event], now_ms: int | None = None) -> list[int]:
-        """Take a batch in arrival order; return the positions of events rejected
-        as far off the clock.
+    def ingest(
+        self,
+        events: list[Event],
+        now_ms: int | None = None,
+        lagging: Collection[str] | None = None,
+    ) -> list[int]:
+        """Take a batch in arrival order; return positions of events rejected as off the clock.
 
-        Each event is judged against the clock as it stood when that event
-        arrived, so splitting the input into batches of any size gives the same
-        lateness verdicts and the same order of application. An event more than
-        `max_clock_skew_ms` behind the clock, or ahead of both the clock and
-        `now_ms` (the wall clock, live mode only), is rejected: one absurd
-        timestamp must not drag the clock along.
+        `lagging` (live mode) names the sources with unconsumed input in this
+        partition; the others are caught up and do not hold the watermark.
+        Offline (None), a source holds it until it falls `source_idle_ms` behind.
+        Each event is judged against the state as it stood when it arrived, so
+        batch boundaries change nothing. An event more than `max_clock_skew_ms`
+        behind the clock, or ahead of both the clock and `now_ms` (the wall clock,
+        live mode), is rejected: one absurd timestamp must not drag the clock.
         """
         skew = self.config.max_clock_skew_ms
         lateness = self.config.allowed_lateness_ms
@@ -58,60 +80,108 @@ class PartitionEngine:
         clock = self.event_clock
         for position, event in enumerate(events):
             ts = event.ts
-            if clock is None or ts > clock:
-                if clock is not None and ts - max(clock, now_ms or clock) > skew:
-                    out_of_bounds.append(position)
-                    continue
-                clock = ts
-            elif clock - ts > skew:
+            if clock is not None and (clock - ts > skew or ts - max(clock, now_ms or clock) > skew):
                 out_of_bounds.append(position)
                 continue
-            elif ts <= clock - lateness:
-                # Late: whatever was released before it arrived is applied first.
-                self._release(clock - lateness)
+            if clock is None or ts > clock:
+                clock = self.event_clock = ts
+            source = SOURCE_OF_TYPE[event_type(event)]
+            source_clock = self.source_clocks.get(source)
+            if (source_clock is not None and ts <= source_clock - lateness) or (
+                self.watermark is not None and ts <= self.watermark
+            ):
+                # Late: counted and dropped. Judged against its own topic first,
+                # whose order Kafka keeps, so the verdict does not depend on how
+                # topics interleave.
                 self.late += 1
-                self._apply([event])
                 continue
+            if source_clock is None or ts > source_clock:
+                self.source_clocks[source] = ts
             self._pending.append(event)
-        self.event_clock = clock
-        if clock is not None:
-            self._release(clock - lateness)
+            self._raise_watermark(lagging)
+        self._release()
         return out_of_bounds
 
+    def _raise_watermark(self, lagging: Collection[str] | None) -> None:
+        clock = self.event_clock
+        if clock is None:
+            return
+        if lagging is None:
+            horizon = clock - self.config.source_idle_ms
+            holding = [c for c in self.source_clocks.values() if c >= horizon]
+        else:
+            if any(s not in self.source_clocks for s in lagging):
+                return  # a source with input we have not seen a single event of yet
+            holding = [self.source_clocks[s] for s in lagging]
+        candidate = min(holding, default=clock) - self.config.allowed_lateness_ms
+        if self.watermark is None or candidate > self.watermark:
+            self.watermark = candidate
+
+    def settle(self, lagging: Collection[str]) -> None:
+        """Live mode, after a batch: let the watermark follow the sources still lagging."""
+        self._raise_watermark(lagging)
+        self._release()
+
     def advance_idle(self, idle_ms: int) -> None:
-        """Let event time pass while no events arrive (live mode only)."""
+        """Live mode: event time passes while the partition receives nothing."""
         if self.event_clock is not None:
             self.event_clock += idle_ms
-            self._release(self.event_clock - self.config.allowed_lateness_ms)
+            candidate = self.event_clock - self.config.allowed_lateness_ms
+            if self.watermark is None or candidate > self.watermark:
+                self.watermark = candidate
+            self._release()
 
     def flush(self) -> None:
         """Apply everything buffered: the input has ended."""
         if self._pending:
-            self._release(max(e.ts for e in self._pending))
+            latest = max(e.ts for e in self._pending)
+            self.watermark = max(self.watermark or latest, latest)
+        self._release()
 
-    def _release(self, watermark: int) -> None:
-        if self.watermark is not None and watermark <= self.watermark:
+    def _release(self) -> None:
+        watermark = self.watermark
+        if watermark is None:
             return
-        self.watermark = watermark
-        ready = [e for e in self._pending if e.ts <= watermark]
-        if ready:
-            self._pending = [e for e in self._pending if e.ts > watermark]
-            ready.sort(key=_application_order)
-            self._apply(ready)
+        pending = self._pending
+        if pending and min(e.ts for e in pending) <= watermark:
+            ready = sorted((e for e in pending if e.ts <= watermark), key=_application_order)
+            self._pending = [e for e in pending if e.ts > watermark]
+            for event in ready:
+                self._tick_until(event.ts // 1000 - 1)
+                self._apply(event)
+        self._tick_until((watermark + 1) // 1000 - 1)
 
-    def _apply(self, events: list[Event]) -> None:
-        rooms = self.rooms
-        for event in events:
-            if isinstance(event, Join):
-                room = rooms.get(event.room_id)
-                if room is None:
-                    room = rooms[event.room_id] = RoomState()
-                room.online.setdefault(event.user_id, event.ts)
-                room.peak_online = max(room.peak_online, len(room.online))
-            elif isinstance(event, Leave):
-                room = rooms.get(event.room_id)
-                if room is not None:
-                    room.online.pop(event.user_id, None)
+    def _tick_until(self, second: int) -> None:
+        closed = self.closed_second
+        if closed is None:
+            self.closed_second = second
+            return
+        if second <= closed:
+            return
+        if not self.rooms:
+            self.closed_second = second
+            return
+        for tick in range(closed + 1, second + 1):
+            self.latency.advance(tick)
+            for room in self.rooms.values():
+                room.tick(tick)
+            gone = [room_id for room_id, room in self.rooms.items() if room.is_gone(tick)]
+            for room_id in gone:
+                del self.rooms[room_id]
+            self.closed_second = tick
+            if not self.rooms:
+                self.closed_second = second
+                return
+
+    def _apply(self, event: Event) -> None:
+        room = self.rooms.get(event.room_id)
+        if room is None:
+            room = self.rooms[event.room_id] = RoomState(
+                event.room_id, event.ts // 1000, self.config.metrics
+            )
+        room.apply(event)
+        if isinstance(event, Latency):
+            self.latency.add(event)
 
 
 _TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}

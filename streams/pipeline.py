@@ -7,7 +7,7 @@ The Faust worker and the offline drivers both hand batches of raw messages to a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import msgspec
 from aiokafka.partitioner import murmur2
@@ -44,19 +44,28 @@ class Pipeline:
         *,
         check_key: bool = True,
         now_ms: int | None = None,
+        lagging: Collection[str] | None = None,
     ) -> list[Rejected]:
-        """Process one partition's messages in arrival order; return the rejects."""
+        """Process one partition's messages in arrival order; return the rejects.
+
+        `now_ms` and `lagging` are the live driver's: see PartitionEngine.ingest.
+        """
         decoded = decode_messages(messages, check_key=check_key)
-        return self.ingest(partition, decoded, now_ms=now_ms)
+        return self.ingest(partition, decoded, now_ms=now_ms, lagging=lagging)
 
     def ingest(
-        self, partition: int, decoded: Decoded, *, now_ms: int | None = None
+        self,
+        partition: int,
+        decoded: Decoded,
+        *,
+        now_ms: int | None = None,
+        lagging: Collection[str] | None = None,
     ) -> list[Rejected]:
         engine = self.engine(partition)
         rejected = decoded.rejected
         if decoded.events:
             late_before = engine.late
-            out_of_bounds = engine.ingest(decoded.events, now_ms)
+            out_of_bounds = engine.ingest(decoded.events, now_ms, lagging)
             self.late_total += engine.late - late_before
             self.events_total.update(event_type(e) for e in decoded.events)
             for position in out_of_bounds:

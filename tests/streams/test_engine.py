@@ -1,28 +1,33 @@
 from __future__ import annotations
 
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.engine import EngineConfig, PartitionEngine
-from streams.events import Danmaku, Event, Join, Leave
+from streams.engine import SOURCE_OF_TYPE, EngineConfig, PartitionEngine, event_type
+from streams.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
 
 T0 = 1_764_000_000_000
 CONFIG = EngineConfig(allowed_lateness_ms=5_000, max_clock_skew_ms=3_600_000)
 
 
 def online(engine: PartitionEngine) -> dict[str, set[str]]:
-    return {room_id: set(room.online) for room_id, room in engine.rooms.items()}
+    return {room_id: set(room.joined_at) for room_id, room in engine.rooms.items()}
 
 
-def test_events_wait_for_the_watermark_then_apply_in_event_time_order() -> None:
+def test_events_wait_for_the_slowest_source_then_apply_in_event_time_order() -> None:
     engine = PartitionEngine(CONFIG)
-    # The leave (t+2s) arrives before the join (t+1s) it ends: reordered, no viewer.
+    # The leave (t+2s) arrives before the join (t+1s) it ends: reordered.
     engine.ingest([Leave("r", T0 + 2_000, "a"), Join("r", T0 + 1_000, "a"), Join("r", T0, "b")])
     assert online(engine) == {}  # nothing is 5 s old yet
-    engine.ingest([Danmaku("r", T0 + 6_500, "c", "hi")])
+    engine.ingest([Join("r", T0 + 6_500, "c")])
     assert engine.watermark == T0 + 1_500
     assert online(engine) == {"r": {"a", "b"}}  # a's leave (t+2s) is still pending
-    engine.ingest([Danmaku("r", T0 + 8_000, "c", "hi")])
+    # Chat far ahead does not move the watermark past the joins source.
+    engine.ingest([Danmaku("r", T0 + 60_000, "b", "hi")])
+    assert engine.watermark == T0 + 1_500
+    engine.ingest([Join("r", T0 + 8_000, "d")])
     assert online(engine) == {"r": {"b"}}
     assert engine.late == 0
 
@@ -31,18 +36,17 @@ def test_a_join_and_leave_out_of_order_within_the_lateness_bound() -> None:
     engine = PartitionEngine(CONFIG)
     engine.ingest([Join("r", T0 + 3_000, "a"), Leave("r", T0 + 1_000, "a")])
     engine.flush()
-    # In event time the leave came first (an earlier session), then the join.
+    # In event time the leave came first (of an earlier session), then the join.
     assert online(engine) == {"r": {"a"}}
 
 
-def test_late_events_are_counted_and_applied_at_once() -> None:
+def test_late_events_are_counted_and_dropped() -> None:
     engine = PartitionEngine(CONFIG)
     engine.ingest([Join("r", T0, "a"), Join("r", T0 + 20_000, "b")])
-    engine.ingest([Leave("r", T0 + 1_000, "a")])  # 19 s behind the clock: late
+    engine.ingest([Leave("r", T0 + 1_000, "a")])  # 19 s behind its source: late
     assert engine.late == 1
-    assert online(engine) == {"r": set()}  # a left; b's join is still pending
     engine.flush()
-    assert online(engine) == {"r": {"b"}}
+    assert online(engine) == {"r": {"a", "b"}}
 
 
 def test_duplicates_do_not_inflate_viewers_and_unknown_leaves_are_harmless() -> None:
@@ -50,7 +54,8 @@ def test_duplicates_do_not_inflate_viewers_and_unknown_leaves_are_harmless() -> 
     engine.ingest([Join("r", T0, "a"), Join("r", T0, "a"), Leave("r", T0, "ghost")])
     engine.flush()
     assert online(engine) == {"r": {"a"}}
-    assert engine.rooms["r"].peak_online == 1
+    room = engine.rooms["r"]
+    assert room.peak_online == 1 and room.totals_metrics()["entries"] == 1
 
 
 def test_timestamps_far_from_the_clock_are_rejected_and_do_not_move_it() -> None:
@@ -75,31 +80,121 @@ def test_the_wall_clock_admits_a_long_gap_in_live_mode() -> None:
     assert engine.event_clock == later
 
 
-def test_idle_time_advances_the_watermark() -> None:
+def test_idle_time_advances_the_watermark_and_ticks_rooms() -> None:
     engine = PartitionEngine(CONFIG)
     engine.ingest([Join("r", T0, "a")])
     assert online(engine) == {}
     engine.advance_idle(5_000)
     assert online(engine) == {"r": {"a"}}
+    engine.advance_idle(10_000)
+    assert engine.rooms["r"].head == (T0 + 10_000) // 1000 - 1
+
+
+def test_in_live_mode_only_lagging_sources_hold_the_watermark() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.ingest([Join("r", T0, "a")], lagging={"joins", "danmaku"})
+    assert engine.watermark is None  # chat has input we have not seen yet
+    engine.ingest([Danmaku("r", T0 + 30_000, "a", "hi")], lagging={"joins", "danmaku"})
+    assert engine.watermark == T0 - 5_000
+    engine.ingest([], lagging={"danmaku"})
+    engine.ingest([Danmaku("r", T0 + 31_000, "a", "hi")], lagging={"danmaku"})
+    assert engine.watermark == T0 + 26_000
+
+
+def test_a_silent_source_stops_holding_the_watermark_offline() -> None:
+    engine = PartitionEngine(EngineConfig(allowed_lateness_ms=5_000, source_idle_ms=60_000))
+    engine.ingest([Stall("r", T0, "a", 100.0)])
+    engine.ingest([Danmaku("r", T0 + 30_000, "a", "x")])
+    assert engine.watermark == T0 - 5_000
+    engine.ingest([Danmaku("r", T0 + 61_000, "a", "x")])
+    assert engine.watermark == T0 + 56_000
+
+
+SOURCE_EVENTS = {
+    "joins": lambda room, ts, user: Join(room, ts, user)
+    if ts % 3
+    else Leave(room, ts, user),
+    "danmaku": lambda room, ts, user: Danmaku(room, ts, user, "1"),
+    "orders": lambda room, ts, user: Order(room, ts, user, f"o{ts}", 10.0),
+    "stalls": lambda room, ts, user: Stall(room, ts, user, 500.0),
+    "latency": lambda room, ts, user: Latency(room, ts, user, float(ts % 900)),
+}
 
 
 @st.composite
-def arrivals(draw: st.DrawFn) -> list[Event]:
-    """Joins and leaves of a few users, arriving up to 8 s out of order."""
-    count = draw(st.integers(0, 60))
-    events: list[Event] = []
-    for i in range(count):
-        ts = T0 + i * 1_000 + draw(st.integers(-8_000, 8_000))
-        user = draw(st.sampled_from("abcde"))
-        room = draw(st.sampled_from(["r1", "r2"]))
-        kind = draw(st.sampled_from([Join, Leave, Danmaku]))
-        events.append(kind(room, ts, user, "x") if kind is Danmaku else kind(room, ts, user))
-    return events
+def source_streams(draw: st.DrawFn) -> dict[str, list[Event]]:
+    """Per-source event sequences, each up to 8 s out of order (some late)."""
+    streams: dict[str, list[Event]] = {}
+    for source, make in SOURCE_EVENTS.items():
+        count = draw(st.integers(0, 25))
+        streams[source] = [
+            make(
+                draw(st.sampled_from(["r1", "r2"])),
+                T0 + i * 1_500 + draw(st.integers(-8_000, 8_000)),
+                draw(st.sampled_from("abcde")),
+            )
+            for i in range(count)
+        ]
+    return streams
 
 
-@given(arrivals(), st.lists(st.integers(1, 10), min_size=1, max_size=30))
-@settings(max_examples=300, deadline=None)
-def test_batch_boundaries_never_change_the_result(events: list[Event], sizes: list[int]) -> None:
+def interleave(streams: dict[str, list[Event]], seed: int) -> list[Event]:
+    """One arrival order keeping each source's own order, as Kafka does."""
+    rng = random.Random(seed)
+    queues = {s: list(events) for s, events in streams.items() if events}
+    merged: list[Event] = []
+    while queues:
+        source = rng.choice(sorted(queues))
+        merged.append(queues[source].pop(0))
+        if not queues[source]:
+            del queues[source]
+    return merged
+
+
+def run_live(arrivals: list[Event], batch_sizes: list[int]) -> PartitionEngine:
+    """Feed like the worker draining a pre-loaded topic: lag known per source."""
+    engine = PartitionEngine(CONFIG)
+    start, i = 0, 0
+    while start < len(arrivals):
+        batch = arrivals[start : start + batch_sizes[i % len(batch_sizes)]]
+        start, i = start + len(batch), i + 1
+        remaining = {SOURCE_OF_TYPE[event_type(e)] for e in arrivals[start:]}
+        engine.ingest(batch, lagging=remaining | {SOURCE_OF_TYPE[event_type(e)] for e in batch})
+    engine.flush()
+    return engine
+
+
+def state(engine: PartitionEngine) -> object:
+    return (
+        engine.late,
+        {
+            room_id: (
+                sorted(room.joined_at.items()),
+                room.totals_metrics(),
+                room.metrics(60),
+                room.metrics(300),
+            )
+            for room_id, room in sorted(engine.rooms.items())
+        },
+    )
+
+
+@given(source_streams(), st.integers(0, 2**16), st.lists(st.integers(1, 12), min_size=1))
+@settings(max_examples=200, deadline=None)
+def test_topic_interleaving_and_batch_boundaries_never_change_the_result(
+    streams: dict[str, list[Event]], seed: int, sizes: list[int]
+) -> None:
+    first = run_live(interleave(streams, seed), [1000])
+    second = run_live(interleave(streams, seed + 1), sizes)
+    assert state(second) == state(first)
+
+
+@given(source_streams(), st.lists(st.integers(1, 10), min_size=1, max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_offline_batch_boundaries_never_change_the_result(
+    streams: dict[str, list[Event]], sizes: list[int]
+) -> None:
+    events = interleave(streams, 0)
     whole = PartitionEngine(CONFIG)
     whole.ingest(events)
     whole.flush()
@@ -110,13 +205,4 @@ def test_batch_boundaries_never_change_the_result(events: list[Event], sizes: li
         split.ingest(events[start : start + size])
         start, i = start + size, i + 1
     split.flush()
-    one_by_one = PartitionEngine(CONFIG)
-    for event in events:
-        one_by_one.ingest([event])
-    one_by_one.flush()
-    for engine in (split, one_by_one):
-        assert online(engine) == online(whole)
-        assert engine.late == whole.late
-        assert {r: s.peak_online for r, s in engine.rooms.items()} == {
-            r: s.peak_online for r, s in whole.rooms.items()
-        }
+    assert state(split) == state(whole)

@@ -52,7 +52,10 @@ def test_scrape_renders_counters_and_viewers_from_the_pipeline_state() -> None:
     assert got[("livewatch_online_viewers", ())] == 2
     assert got[("livewatch_rooms", ())] == 2
     assert got[("livewatch_events_late_total", ())] == 0
-    assert got[("livewatch_partition_event_time_seconds", (("partition", "0"),))] == (T0 + 3) / 1000
+    assert got[("livewatch_partition_watermark_seconds", (("partition", "0"),))] == (T0 + 3) / 1000
+    assert got[("livewatch_room_entries_total", (("room", "a"),))] == 2
+    assert got[("livewatch_room_peak_online_viewers", (("room", "a"),))] == 2
+    assert got[("livewatch_room_unique_viewers", (("room", "a"), ("window", "live")))] == 2
 
 
 def test_room_labels_cannot_break_lines_or_grow_without_bound() -> None:
