@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Java and Maven fetch and run the broker; installed from Debian when missing.
+# Java and Maven fetch and run the broker; promtool lints our exposition. All from
+# Debian when missing.
 system-deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null || { \
-	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; }
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends openjdk-17-jre-headless maven prometheus; }
 
 kafka-jars: install system-deps
 	$(BIN)/livewatch kafka fetch

@@ -248,20 +248,20 @@ class PipelineCollector(Collector):
                 buckets.append((_le(bound), cumulative))
             histogram.add_metric([kind, sanitize_label_value(region)], buckets, total)
         yield histogram
-        quantiles = GaugeMetricFamily(
-            "livewatch_region_latency_seconds",
-            "End-to-end latency quantiles per region over the window (1% relative error).",
-            labels=["region", "window", "quantile"],
-        )
-        for region, sketches in sorted(regional.items()):
-            for seconds, window_label in WINDOW_LABELS.items():
-                for q in (0.5, 0.95, 0.99):
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            family = GaugeMetricFamily(
+                f"livewatch_region_latency_{name}_seconds",
+                f"End-to-end latency {name} per region over the window (1% relative error).",
+                labels=["region", "window"],
+            )
+            for region, sketches in sorted(regional.items()):
+                for seconds, window_label in WINDOW_LABELS.items():
                     value = sketches[seconds].quantile(q)
                     if value is not None:
-                        quantiles.add_metric(
-                            [sanitize_label_value(region), window_label, str(q)], value / 1000
+                        family.add_metric(
+                            [sanitize_label_value(region), window_label], value / 1000
                         )
-        yield quantiles
+            yield family
 
 
 def _le(bound: float) -> str:

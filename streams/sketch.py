@@ -67,10 +67,13 @@ class LatencySketch:
         self.counts += other.counts
 
     def quantile(self, q: float) -> float | None:
-        """The q-quantile (0..1) within 1% relative error; None when empty."""
-        total = self.counts.sum()
+        """The q-quantile (0..1) within 1% relative error; None when empty.
+
+        The sample of rank round(q * (n - 1)), as numpy's method="nearest".
+        """
+        total = int(self.counts.sum())
         if total == 0:
             return None
-        rank = q * (total - 1)
+        rank = round(q * (total - 1))
         position = int(np.searchsorted(np.cumsum(self.counts), rank, side="right"))
         return float(REPRESENTATIVES[min(position, BUCKETS - 1)])

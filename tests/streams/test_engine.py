@@ -111,9 +111,7 @@ def test_a_silent_source_stops_holding_the_watermark_offline() -> None:
 
 
 SOURCE_EVENTS = {
-    "joins": lambda room, ts, user: Join(room, ts, user)
-    if ts % 3
-    else Leave(room, ts, user),
+    "joins": lambda room, ts, user: Join(room, ts, user) if ts % 3 else Leave(room, ts, user),
     "danmaku": lambda room, ts, user: Danmaku(room, ts, user, "1"),
     "orders": lambda room, ts, user: Order(room, ts, user, f"o{ts}", 10.0),
     "stalls": lambda room, ts, user: Stall(room, ts, user, 500.0),
