@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from streams.deadletter import encode_dead_letter
 from streams.decode import RawMessage, Rejected
-from streams.engine import SOURCES, EngineConfig
+from streams.engine import SOURCES
 from streams.exporter import PipelineCollector
 from streams.kafka_client import client_options
 from streams.pipeline import Pipeline
@@ -75,14 +75,9 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
         web_bind=settings.metrics_host,
         web_port=settings.metrics_port,
     )
-    pipeline = Pipeline(
-        EngineConfig(
-            allowed_lateness_ms=settings.allowed_lateness_ms,
-            max_clock_skew_ms=settings.max_clock_skew_ms,
-        )
-    )
+    pipeline = Pipeline(settings.engine_config())
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(PipelineCollector(pipeline))
+    registry.register(PipelineCollector(pipeline, settings.export_config()))
     worker = Worker(settings, app, pipeline, registry)
     worker.source_of_topic = dict(zip(settings.source_topics, SOURCES, strict=True))
 

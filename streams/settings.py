@@ -14,6 +14,10 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from streams.engine import EngineConfig
+from streams.exporter import ExportConfig
+from streams.room import MetricsConfig
+
 ENV_PREFIX: Final = "LIVEWATCH_"
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -63,6 +67,16 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     # Event time
     allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000
     max_clock_skew_ms: Positive = 86_400_000
+    source_idle_ms: Positive = 60_000
+
+    # Metrics (docs/metrics.md)
+    session_timeout_s: Positive = 300
+    bounce_s: Positive = 10
+    latency_slo_ms: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    room_idle_s: Positive = 900
+    top_rooms: Annotated[int, msgspec.Meta(ge=0)] = 200
+    pinned_rooms: str = ""
+    """Comma-separated room ids that always get per-room series."""
 
     def __post_init__(self) -> None:
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
@@ -108,6 +122,23 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
             "latency": self.topic_latency,
         }[event_type]
         return self.topic(name)
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            allowed_lateness_ms=self.allowed_lateness_ms,
+            max_clock_skew_ms=self.max_clock_skew_ms,
+            source_idle_ms=self.source_idle_ms,
+            metrics=MetricsConfig(
+                session_timeout_s=self.session_timeout_s,
+                bounce_s=self.bounce_s,
+                latency_slo_ms=self.latency_slo_ms,
+                room_idle_s=self.room_idle_s,
+            ),
+        )
+
+    def export_config(self) -> ExportConfig:
+        pinned = frozenset(r.strip() for r in self.pinned_rooms.split(",") if r.strip())
+        return ExportConfig(top_rooms=self.top_rooms, pinned_rooms=pinned)
 
     def read_sasl_password(self) -> str | None:
         if self.sasl_password_file:

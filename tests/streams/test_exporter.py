@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streams.decode import RawMessage
 from streams.engine import EngineConfig
-from streams.exporter import PipelineCollector, sanitize_label_value
+from streams.exporter import ExportConfig, PipelineCollector, sanitize_label_value
 from streams.pipeline import Pipeline
 
 T0 = 1_764_000_000_000
@@ -77,3 +77,36 @@ def test_room_labels_cannot_break_lines_or_grow_without_bound() -> None:
         samples(registry)[("livewatch_room_online_viewers", (("room", 'evil"}_livewatch_fake 1'),))]
         == 1
     )
+
+
+def test_only_the_top_rooms_and_pinned_rooms_get_series_but_all_count_in_aggregates() -> None:
+    pipeline = Pipeline(EngineConfig(allowed_lateness_ms=0))
+    registry = CollectorRegistry()
+    registry.register(
+        PipelineCollector(pipeline, ExportConfig(top_rooms=1, pinned_rooms=frozenset({"tiny"})))
+    )
+    viewers = {"big": 3, "mid": 2, "tiny": 1}
+    messages = [
+        RawMessage(
+            "t",
+            0,
+            n,
+            room.encode(),
+            json.dumps(
+                {"type": "join", "room_id": room, "ts": T0 + n, "user_id": f"u{i}"}
+            ).encode(),
+        )
+        for n, (room, i) in enumerate(
+            (room, i) for room, count in viewers.items() for i in range(count)
+        )
+    ]
+    pipeline.process(0, messages)
+    pipeline.flush()
+    got = samples(registry)
+    rooms = {
+        dict(labels)["room"] for name, labels in got if name == "livewatch_room_online_viewers"
+    }
+    assert rooms == {"big", "tiny"}
+    assert got[("livewatch_online_viewers", ())] == 6
+    assert got[("livewatch_rooms", ())] == 3
+    assert got[("livewatch_per_minute", (("event", "entry"), ("window", "1m")))] == 6

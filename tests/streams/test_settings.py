@@ -84,3 +84,16 @@ def test_the_password_never_shows_in_the_settings_repr() -> None:
     )
     assert settings.read_sasl_password() == "hunter2"
     assert "hunter2" not in repr(settings) and "sasl_username='livewatch'" in repr(settings)
+
+
+def test_metric_settings_reach_the_engine_and_exporter() -> None:
+    settings = load_settings(
+        environ={
+            "LIVEWATCH_SESSION_TIMEOUT_S": "120",
+            "LIVEWATCH_TOP_ROOMS": "5",
+            "LIVEWATCH_PINNED_ROOMS": "room-a, room-b,",
+        }
+    )
+    assert settings.engine_config().metrics.session_timeout_s == 120
+    assert settings.export_config().top_rooms == 5
+    assert settings.export_config().pinned_rooms == {"room-a", "room-b"}
