@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install kafka-jars system-deps demo test lint typecheck check clean
+.PHONY: install kafka-jars system-deps demo test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,17 +29,21 @@ kafka-jars: install system-deps
 demo: kafka-jars
 	$(BIN)/livewatch demo
 
-test: kafka-jars
+test: kafka-jars lint typecheck
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check streams detectors tests deploy
-	$(BIN)/ruff format --check streams detectors tests deploy
+	$(BIN)/ruff check streams detectors tests deploy benchmarks
+	$(BIN)/ruff format --check streams detectors tests deploy benchmarks
 
 typecheck: install
 	$(BIN)/mypy
 
-check: lint typecheck test
+check: test
+
+bench: kafka-jars
+	$(BIN)/python benchmarks/room_memory.py
+	$(BIN)/python benchmarks/throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .livewatch-state

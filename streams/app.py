@@ -158,7 +158,10 @@ def lagging_sources(worker: Worker, partition: int) -> set[str]:
     lagging = set()
     for topic, source in worker.source_of_topic.items():
         tp = TP(topic, partition)
-        highwater = worker.app.consumer.highwater(tp)
+        try:
+            highwater = worker.app.consumer.highwater(tp)
+        except (AssertionError, KeyError):  # not assigned (mid-rebalance): hold
+            highwater = None
         position = worker.positions.get(tp)
         if highwater is None or position is None or highwater > position:
             lagging.add(source)

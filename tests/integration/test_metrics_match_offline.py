@@ -21,6 +21,8 @@ from streams.pipeline import Pipeline, partition_for
 from streams.replay import replay
 from streams.settings import env_name
 from tests.conftest import RunningWorker
+from tests.exposition import Samples
+from tests.exposition import samples as parse
 
 pytestmark = pytest.mark.kafka
 
@@ -51,15 +53,8 @@ def fetch(url: str) -> str:
         return str(response.read().decode())
 
 
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name.startswith("livewatch_")
-    }
+def samples(text: str) -> Samples:
+    return {key: value for key, value in parse(text).items() if key[0].startswith("livewatch_")}
 
 
 async def test_scraped_metrics_equal_the_offline_computation(

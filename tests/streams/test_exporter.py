@@ -3,23 +3,19 @@ from __future__ import annotations
 import json
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from streams.decode import RawMessage
 from streams.engine import EngineConfig
 from streams.exporter import ExportConfig, PipelineCollector, sanitize_label_value
 from streams.pipeline import Pipeline
+from tests.exposition import Samples
+from tests.exposition import samples as parse
 
 T0 = 1_764_000_000_000
 
 
-def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+def samples(registry: CollectorRegistry) -> Samples:
+    return parse(generate_latest(registry).decode())
 
 
 def message(room: str, body: str, offset: int) -> RawMessage:
