@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -56,8 +57,7 @@ async def ensure_topics(settings: Settings) -> int:
                 await admin.create_topics(
                     [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
                 )
-        described = await admin.describe_topics(list(settings.source_topics))
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        counts = await _partition_counts(admin, settings.source_topics)
         if len(set(counts.values())) != 1 or 0 in counts.values():
             raise TopicLayoutError(
                 "source topics must have the same number of partitions, found "
@@ -66,3 +66,16 @@ async def ensure_topics(settings: Settings) -> int:
         return counts[settings.source_topics[0]]
     finally:
         await admin.close()
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, topics: tuple[str, ...], wait_s: float = 30.0
+) -> dict[str, int]:
+    """Partition count per topic, waiting for just-created topics to show up."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        described = await admin.describe_topics(list(topics))
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        if 0 not in counts.values() or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
