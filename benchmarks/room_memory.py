@@ -8,8 +8,10 @@ Run: .venv/bin/python benchmarks/room_memory.py [viewers]
 from __future__ import annotations
 
 import sys
+import time
 import tracemalloc
 
+from streams.checkpoint import take_checkpoint
 from streams.engine import EngineConfig, PartitionEngine
 from streams.events import Danmaku, Event, Join, Latency, Stall
 
@@ -37,6 +39,10 @@ def main(viewers: int) -> None:
     print(f"viewers online: {room.online}")
     print(f"room state: {current / 2**20:.1f} MiB ({current / viewers:.0f} bytes per viewer)")
     print(f"peak while ingesting: {peak / 2**20:.1f} MiB")
+    tracemalloc.stop()
+    started = time.perf_counter()
+    blob = take_checkpoint(engine, 0, {})
+    print(f"checkpoint: {len(blob) / 2**20:.1f} MiB in {time.perf_counter() - started:.2f} s")
 
 
 if __name__ == "__main__":
