@@ -16,7 +16,7 @@ from streams.checkpoint import (
 )
 from streams.engine import PartitionEngine
 from streams.events import Event
-from tests.streams.test_engine import CONFIG, interleave, source_streams, state
+from tests.streams.scenarios import CONFIG, interleave, source_streams, state
 
 
 @given(source_streams(), st.data())
