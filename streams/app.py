@@ -39,6 +39,8 @@ class Worker:
     """Monotonic time each partition last received messages or idle time."""
     positions: dict[TP, int] = field(default_factory=dict)
     """Next offset to process, per source topic-partition."""
+    last_message: dict[TP, float] = field(default_factory=dict)
+    """Monotonic time each source topic-partition last delivered a message."""
     source_of_topic: dict[str, str] = field(default_factory=dict)
 
 
@@ -106,7 +108,10 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
     @app.timer(interval=1.0)
     async def advance_idle_partitions() -> None:
         await learn_positions(worker)
-        advance_idle(worker, time.monotonic())
+        now = time.monotonic()
+        for partition, engine in worker.pipeline.engines.items():
+            engine.settle(lagging_sources(worker, partition, now))
+        advance_idle(worker, now)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -122,6 +127,7 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
             worker.last_activity.pop(partition, None)
         for tp in revoked:
             worker.positions.pop(tp, None)
+            worker.last_message.pop(tp, None)
 
     return worker
 
@@ -139,23 +145,27 @@ def handle_batch(worker: Worker, events: list[EventT[bytes]]) -> list[Rejected]:
     positions = worker.positions
     for partition, messages in by_partition.items():
         # Lag as it was before this batch: sources finishing in it still hold.
-        lagging = lagging_sources(worker, partition)
+        lagging = lagging_sources(worker, partition, now)
         rejected += worker.pipeline.process(partition, messages, now_ms=now_ms, lagging=lagging)
         for raw in messages:
             tp = TP(raw.topic, partition)
             positions[tp] = max(positions.get(tp, 0), raw.offset + 1)
-        worker.pipeline.engine(partition).settle(lagging_sources(worker, partition))
+            worker.last_message[tp] = now
+        worker.pipeline.engine(partition).settle(lagging_sources(worker, partition, now))
         worker.last_activity[partition] = now
     return rejected
 
 
-def lagging_sources(worker: Worker, partition: int) -> set[str]:
-    """Sources with input in Kafka that this worker has not processed yet.
+def lagging_sources(worker: Worker, partition: int, now: float) -> set[str]:
+    """Sources that still hold the partition's watermark.
 
-    Caught-up sources do not hold the partition's watermark back. Unknown
-    positions or high watermarks count as lagging: holding is the safe side.
+    A source holds while it has input in Kafka this worker has not processed, or
+    delivered a message within the last `source_hold_s`: the high watermark is only
+    as fresh as the last fetch, and during a fast replay a topic that looks caught
+    up has more on the way. Unknown positions count as holding: the safe side.
     """
     lagging = set()
+    recent = now - worker.settings.source_hold_s
     for topic, source in worker.source_of_topic.items():
         tp = TP(topic, partition)
         try:
@@ -163,7 +173,12 @@ def lagging_sources(worker: Worker, partition: int) -> set[str]:
         except (AssertionError, KeyError):  # not assigned (mid-rebalance): hold
             highwater = None
         position = worker.positions.get(tp)
-        if highwater is None or position is None or highwater > position:
+        if (
+            highwater is None
+            or position is None
+            or highwater > position
+            or worker.last_message.get(tp, float("-inf")) > recent
+        ):
             lagging.add(source)
     return lagging
 

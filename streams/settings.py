@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     batch_max_messages: Positive = 2000
     batch_within_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.1
     idle_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    """Live mode: a partition silent this long lets event time pass with the wall clock."""
+    source_hold_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
+    """Live mode: a caught-up source holds the watermark this long after its last message."""
     deadletter_max_payload_bytes: Positive = 65536
 
     # Event time
