@@ -44,7 +44,6 @@ class RoomState:
     def __init__(self, room_id: str, second: int, config: MetricsConfig) -> None:
         self.room_id = room_id
         self.config = config
-        self.started_second = second
         self.head = second
         """Newest second applied or ticked."""
         self.last_event_second = second

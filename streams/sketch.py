@@ -60,9 +60,6 @@ class LatencySketch:
     def add(self, values: npt.ArrayLike) -> None:
         np.add.at(self.counts, bucket_indexes(values), 1)
 
-    def add_counts(self, indexes: npt.NDArray[np.intp], sign: int = 1) -> None:
-        np.add.at(self.counts, indexes, sign)
-
     def merge(self, other: LatencySketch) -> None:
         self.counts += other.counts
 
