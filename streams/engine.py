@@ -113,7 +113,10 @@ class PartitionEngine:
             if any(s not in self.source_clocks for s in lagging):
                 return  # a source with input we have not seen a single event of yet
             holding = [self.source_clocks[s] for s in lagging]
-        candidate = min(holding, default=clock) - self.config.allowed_lateness_ms
+        self._raise_to(min(holding, default=clock) - self.config.allowed_lateness_ms)
+
+    def _raise_to(self, candidate: int) -> None:
+        """The watermark only moves forward."""
         if self.watermark is None or candidate > self.watermark:
             self.watermark = candidate
 
@@ -126,16 +129,13 @@ class PartitionEngine:
         """Live mode: event time passes while the partition receives nothing."""
         if self.event_clock is not None:
             self.event_clock += idle_ms
-            candidate = self.event_clock - self.config.allowed_lateness_ms
-            if self.watermark is None or candidate > self.watermark:
-                self.watermark = candidate
+            self._raise_to(self.event_clock - self.config.allowed_lateness_ms)
             self._release()
 
     def flush(self) -> None:
         """Apply everything buffered: the input has ended."""
         if self._pending:
-            latest = max(e.ts for e in self._pending)
-            self.watermark = max(self.watermark or latest, latest)
+            self._raise_to(max(e.ts for e in self._pending))
         self._release()
 
     def _release(self) -> None:
