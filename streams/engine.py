@@ -159,7 +159,7 @@ class PartitionEngine:
         if second <= closed:
             return
         if not self.rooms:
-            self.closed_second = second
+            self._skip_to(second)
             return
         for tick in range(closed + 1, second + 1):
             self.latency.advance(tick)
@@ -170,8 +170,13 @@ class PartitionEngine:
                 del self.rooms[room_id]
             self.closed_second = tick
             if not self.rooms:
-                self.closed_second = second
+                self._skip_to(second)
                 return
+
+    def _skip_to(self, second: int) -> None:
+        # No room to tick, but region latency windows must still empty out.
+        self.latency.advance(second)
+        self.closed_second = second
 
     def _apply(self, event: Event) -> None:
         room = self.rooms.get(event.room_id)

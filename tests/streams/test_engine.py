@@ -133,3 +133,19 @@ def test_offline_batch_boundaries_never_change_the_result(
         start, i = start + size, i + 1
     split.flush()
     assert state(split) == state(whole)
+
+
+def test_region_latency_windows_empty_out_after_the_last_room_is_gone() -> None:
+    from streams.events import Latency
+    from streams.room import MetricsConfig
+
+    engine = PartitionEngine(
+        EngineConfig(allowed_lateness_ms=0, metrics=MetricsConfig(room_idle_s=10))
+    )
+    engine.ingest([Latency("r", T0, "a", 300.0, region="east"), Leave("r", T0 + 1_000, "a")])
+    engine.advance_idle(2_000)
+    assert engine.latency.regions["east"].sketches[60].count == 1
+    engine.advance_idle(600_000)  # the room goes after 10 s; ten minutes pass
+    assert engine.rooms == {}
+    assert engine.latency.regions["east"].sketches[60].count == 0
+    assert engine.latency.regions["east"].sketches[300].count == 0
