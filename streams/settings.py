@@ -66,6 +66,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     source_hold_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     """Live mode: a caught-up source holds the watermark this long after its last message."""
     deadletter_max_payload_bytes: Positive = 65536
+    group_session_timeout_s: Annotated[float, msgspec.Meta(ge=6, le=1800)] = 60.0
+    """How long the consumer group waits for a silent worker before moving its partitions."""
+    checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """Wall-clock time between checkpoints of a changed partition's state."""
 
     # Event time
     allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000

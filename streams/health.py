@@ -1,0 +1,83 @@
+"""The worker's own health, beside the rooms' metrics: checkpoints and redeliveries.
+
+Plain counters the Faust layer updates, rendered at scrape time like the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+RESTORE_RESULTS = ("restored", "absent", "failed")
+
+
+@dataclass
+class WorkerHealth:
+    checkpoints_written: int = 0
+    checkpoint_bytes: dict[int, int] = field(default_factory=dict)
+    """Partition -> size of its last checkpoint."""
+    checkpoint_written_at: dict[int, float] = field(default_factory=dict)
+    """Partition -> Unix time its last checkpoint was handed to the producer."""
+    restores: Counter[str] = field(default_factory=Counter)
+    """Partition assignments by what the checkpoint table held: RESTORE_RESULTS."""
+    redelivered_messages: int = 0
+    """Messages Kafka delivered again below the partition's position, skipped."""
+
+    def checkpoint_written(self, partition: int, size: int, now: float) -> None:
+        self.checkpoints_written += 1
+        self.checkpoint_bytes[partition] = size
+        self.checkpoint_written_at[partition] = now
+
+    def forget(self, partition: int) -> None:
+        self.checkpoint_bytes.pop(partition, None)
+        self.checkpoint_written_at.pop(partition, None)
+
+
+class HealthCollector(Collector):
+    def __init__(self, health: WorkerHealth, clock: Callable[[], float] = time.time) -> None:
+        self.health = health
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        health = self.health
+        written = CounterMetricFamily(
+            "livewatch_checkpoints_written",
+            "Partition checkpoints written to the checkpoint table.",
+        )
+        written.add_metric([], health.checkpoints_written)
+        yield written
+        age = GaugeMetricFamily(
+            "livewatch_checkpoint_age_seconds",
+            "Time since the partition's last checkpoint was written.",
+            labels=["partition"],
+        )
+        size = GaugeMetricFamily(
+            "livewatch_checkpoint_size_bytes",
+            "Size of the partition's last checkpoint.",
+            labels=["partition"],
+        )
+        now = self.clock()
+        for partition, at in sorted(health.checkpoint_written_at.items()):
+            age.add_metric([str(partition)], max(0.0, now - at))
+            size.add_metric([str(partition)], health.checkpoint_bytes[partition])
+        yield age
+        yield size
+        restores = CounterMetricFamily(
+            "livewatch_checkpoint_restores",
+            "Partition assignments by what the checkpoint table held for them.",
+            labels=["result"],
+        )
+        for result in RESTORE_RESULTS:
+            restores.add_metric([result], health.restores[result])
+        yield restores
+        redelivered = CounterMetricFamily(
+            "livewatch_redelivered_messages",
+            "Messages delivered again below the processed position and skipped.",
+        )
+        redelivered.add_metric([], health.redelivered_messages)
+        yield redelivered

@@ -1,0 +1,60 @@
+"""The offline computation integration tests compare a worker's scrape with."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+
+import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
+
+from streams.decode import RawMessage
+from streams.engine import EngineConfig
+from streams.eventlog import read_lines
+from streams.exporter import PipelineCollector
+from streams.pipeline import Pipeline, partition_for
+from tests.exposition import Samples
+from tests.exposition import samples as parse
+
+
+def offline_exposition(path: str | os.PathLike[str], partitions: int, lateness_ms: int) -> str:
+    """The sample through the pipeline without Kafka, partitioned as Kafka does."""
+    pipeline = Pipeline(EngineConfig(allowed_lateness_ms=lateness_ms))
+    by_partition: dict[int, list[RawMessage]] = {}
+    for number, line in read_lines(path):
+        room = msgspec.json.decode(line)["room_id"]
+        partition = partition_for(room, partitions)
+        by_partition.setdefault(partition, []).append(
+            RawMessage("file", partition, number, None, line)
+        )
+    for partition, messages in by_partition.items():
+        pipeline.process(partition, messages, check_key=False)
+        # The worker, once every source is caught up, holds the watermark at clock - lateness.
+        pipeline.engine(partition).settle(())
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(pipeline))
+    return generate_latest(registry).decode()
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
+def pipeline_samples(text: str) -> Samples:
+    """What the pipeline exports (the worker adds its own health metrics)."""
+    health = ("livewatch_checkpoint", "livewatch_redelivered")
+    return {
+        key: value
+        for key, value in parse(text).items()
+        if key[0].startswith("livewatch_") and not key[0].startswith(health)
+    }
+
+
+def room_state_samples(text: str) -> Samples:
+    """What the partitions' state determines, without counters that restart with a worker."""
+    return {
+        key: value
+        for key, value in pipeline_samples(text).items()
+        if not key[0].startswith("livewatch_events_")
+    }

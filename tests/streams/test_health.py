@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from streams.health import HealthCollector, WorkerHealth
+from tests.exposition import samples
+
+
+def test_checkpoint_age_is_rendered_at_scrape_time_and_forgotten_with_the_partition() -> None:
+    health = WorkerHealth()
+    now = [1000.0]
+    registry = CollectorRegistry()
+    registry.register(HealthCollector(health, clock=lambda: now[0]))
+    health.checkpoint_written(3, 4096, 990.0)
+    health.restores["restored"] += 2
+    health.redelivered_messages += 5
+    now[0] = 1002.5
+
+    scraped = samples(generate_latest(registry).decode())
+    assert scraped[("livewatch_checkpoint_age_seconds", (("partition", "3"),))] == 12.5
+    assert scraped[("livewatch_checkpoint_size_bytes", (("partition", "3"),))] == 4096
+    assert scraped[("livewatch_checkpoints_written_total", ())] == 1
+    assert scraped[("livewatch_checkpoint_restores_total", (("result", "restored"),))] == 2
+    assert scraped[("livewatch_checkpoint_restores_total", (("result", "failed"),))] == 0
+    assert scraped[("livewatch_redelivered_messages_total", ())] == 5
+
+    health.forget(3)
+    scraped = samples(generate_latest(registry).decode())
+    assert not [key for key in scraped if key[0] == "livewatch_checkpoint_age_seconds"]
