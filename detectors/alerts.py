@@ -1,0 +1,191 @@
+"""Alert lifecycle: findings of detectors in, `firing` / `resolved` transitions out.
+
+Detectors say, at each evaluation, what they see now (a `Finding` per alert key).
+The tracker turns that into a stable lifecycle: an alert fires once its finding
+has held for `for_s`, stays firing (deduplicated, re-announced only when its
+severity rises) while findings keep coming, and resolves once none has come for
+`resolve_after_s`. A key that resolved cannot fire again within `cooldown_s`:
+a flapping condition becomes one long alert, not a stream of pages.
+All times are event time (ms), so a replay yields the same transitions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, NamedTuple
+
+import msgspec
+
+Severity = Literal["warning", "critical"]
+SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
+
+RUNBOOKS: Final = {
+    "traffic_cliff": (
+        "Check the stream is live and the encoder/CDN healthy; compare traffic sources "
+        "(a feed cut shows as one source collapsing); no events at all means the stream or "
+        "the room's event ingest died; if QoE fell too, treat as an outage."
+    ),
+    "spam_flood": (
+        "Mute the listed accounts (an action was emitted), consider slow or unique-chat "
+        "mode, and block the sample phrases or contact ids."
+    ),
+    "latency_slo": (
+        "Look at the region's CDN / edge nodes and the ingest path; compare regions on the "
+        "QoE dashboard; fail over the edge if one region burns alone."
+    ),
+    "stall_slo": (
+        "Check bitrate ladder and CDN health for the room; a stall burst with a latency burn "
+        "in one region points at the edge, across regions at the origin or encoder."
+    ),
+}
+
+
+class AlertKey(NamedTuple):
+    alert: str
+    room_id: str
+    region: str | None = None
+
+
+class Finding(msgspec.Struct, frozen=True):
+    """What a detector sees at one evaluation for one key."""
+
+    severity: Severity
+    summary: str
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Transition(msgspec.Struct, frozen=True, omit_defaults=False):
+    """One alert state change: the public JSON contract of alerts (docs/detectors.md)."""
+
+    alert: str
+    state: Literal["firing", "resolved"]
+    room_id: str
+    ts: int
+    """Event time of the transition, ms."""
+    severity: Severity
+    summary: str
+    fingerprint: str
+    details: dict[str, Any]
+    region: str | None
+    started_at: int
+    """Event time the condition was first seen, ms."""
+    runbook: str
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfig:
+    for_s: float = 0.0
+    """A finding must hold this long before the alert fires."""
+    resolve_after_s: float = 60.0
+    """An alert resolves after this long without a finding."""
+    cooldown_s: float = 300.0
+    """After resolving, the same key stays quiet this long."""
+
+
+def fingerprint(key: AlertKey) -> str:
+    text = "\x1f".join((key.alert, key.room_id, key.region or ""))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class _Active:
+    started_at: int
+    last_seen: int
+    finding: Finding
+    firing: bool = False
+
+
+@dataclass
+class AlertTracker:
+    config: LifecycleConfig = field(default_factory=LifecycleConfig)
+    active: dict[AlertKey, _Active] = field(default_factory=dict)
+    resolved_at: dict[AlertKey, int] = field(default_factory=dict)
+    suppressed: int = 0
+    """Findings dropped because their key was cooling down."""
+
+    def firing(self) -> dict[AlertKey, Finding]:
+        return {key: a.finding for key, a in self.active.items() if a.firing}
+
+    def update(
+        self, ts: int, findings: dict[AlertKey, Finding], scope: str | None = None
+    ) -> list[Transition]:
+        """Transitions at event time `ts` given every finding of this evaluation.
+
+        `scope`: only keys of this room are judged (a room evaluates its own
+        alerts); None judges every key the tracker holds.
+        """
+        config = self.config
+        out: list[Transition] = []
+        for key, finding in findings.items():
+            current = self.active.get(key)
+            if current is None:
+                if ts - self.resolved_at.get(key, -(10**18)) < config.cooldown_s * 1000:
+                    self.suppressed += 1
+                    continue
+                self.resolved_at.pop(key, None)
+                current = self.active[key] = _Active(ts, ts, finding)
+            rising = SEVERITY_RANK[finding.severity] > SEVERITY_RANK[current.finding.severity]
+            current.last_seen = ts
+            if current.firing and not rising:
+                # Keep the highest severity seen; refresh the numbers.
+                current.finding = msgspec.structs.replace(
+                    finding, severity=current.finding.severity
+                )
+                continue
+            current.finding = finding
+            if current.firing or ts - current.started_at >= config.for_s * 1000:
+                current.firing = True
+                out.append(self._transition(key, current, "firing", ts))
+        for key in [k for k in self.active if scope is None or k.room_id == scope]:
+            if key in findings:
+                continue
+            current = self.active[key]
+            if not current.firing:
+                del self.active[key]  # did not hold for `for_s`
+            elif ts - current.last_seen >= config.resolve_after_s * 1000:
+                out.append(self._resolve(key, ts))
+        return out
+
+    def resolve_room(self, room_id: str, ts: int, reason: str) -> list[Transition]:
+        """The room is gone: resolve whatever it still has firing."""
+        out = []
+        for key in [k for k in self.resolved_at if k.room_id == room_id]:
+            del self.resolved_at[key]
+        for key in [k for k in self.active if k.room_id == room_id]:
+            if self.active[key].firing:
+                out.append(self._resolve(key, ts, reason))
+            else:
+                del self.active[key]
+        return out
+
+    def _resolve(self, key: AlertKey, ts: int, reason: str = "condition_cleared") -> Transition:
+        current = self.active.pop(key)
+        self.resolved_at[key] = ts
+        return self._transition(key, current, "resolved", ts, reason)
+
+    def _transition(
+        self,
+        key: AlertKey,
+        current: _Active,
+        state: Literal["firing", "resolved"],
+        ts: int,
+        reason: str | None = None,
+    ) -> Transition:
+        details = dict(current.finding.details)
+        if state == "resolved":
+            details["duration_s"] = (ts - current.started_at) / 1000
+            details["resolve_reason"] = reason
+        return Transition(
+            alert=key.alert,
+            state=state,
+            room_id=key.room_id,
+            ts=ts,
+            severity=current.finding.severity,
+            summary=current.finding.summary,
+            fingerprint=fingerprint(key),
+            details=details,
+            region=key.region,
+            started_at=current.started_at,
+            runbook=RUNBOOKS.get(key.alert, ""),
+        )

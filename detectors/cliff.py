@@ -1,0 +1,171 @@
+"""Traffic cliffs: a sudden large fall of online viewers, entries or all activity.
+
+Each signal's short-horizon level (the last `short_s`) is compared with what
+its recent past predicts: a log-linear trend fitted over `baseline_s` ending
+`gap_s` ago and extrapolated to now. The trend is clamped: it never predicts
+growth, and never a decay faster than a `min_half_life_s` half-life. So the
+normal post-promotion ebb (exponential, half-lives of many minutes) is
+predicted and does not fire, while a fall much faster than any ebb does.
+Small rooms are gated out (Conviva's alerts need 25 plays per interval), and
+count signals must also fall significantly for a Poisson process (z >= 4).
+
+While a cliff is active the prediction at its start is kept as the reference:
+the alert clears when the level recovers to `recover_ratio` of it, or after
+`settle_after_s` when the lower level has become the room's new normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.alerts import Finding, Severity
+
+SIGNALS: Final = ("online", "entries", "activity")
+
+
+@dataclass(frozen=True, slots=True)
+class CliffConfig:
+    step_s: int = 5
+    short_s: int = 30
+    baseline_s: int = 600
+    gap_s: int = 60
+    min_half_life_s: float = 120.0
+    drop_warning: float = 0.5
+    drop_critical: float = 0.75
+    recover_ratio: float = 0.75
+    settle_after_s: int = 1200
+    min_online: float = 50.0
+    min_short_count: float = 25.0
+    z: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class CliffReading:
+    signal: str
+    observed: float
+    expected: float
+
+    @property
+    def drop(self) -> float:
+        return 1.0 - self.observed / self.expected if self.expected > 0 else 0.0
+
+
+@dataclass
+class CliffDetector:
+    """One room's signal history at `step_s` resolution and its cliff state."""
+
+    config: CliffConfig = field(default_factory=CliffConfig)
+    steps: int = 0
+    history: npt.NDArray[np.float64] = field(init=False)
+    """Rows: online (mean over the step), entries, events; columns: steps, oldest first."""
+    active_since: int | None = None
+    reference: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.span = (c.baseline_s + c.gap_s) // c.step_s
+        self.history = np.zeros((len(SIGNALS), self.span))
+
+    def observe(self, online: float, entries: float, events: float) -> None:
+        """One step's values: mean online viewers, entries and events in the step."""
+        self.history = np.roll(self.history, -1, axis=1)
+        self.history[:, -1] = (online, entries, events)
+        self.steps += 1
+
+    def readings(self) -> list[CliffReading]:
+        """Observed vs expected level of every signal the baseline supports."""
+        c = self.config
+        short = c.short_s // c.step_s
+        gap = c.gap_s // c.step_s
+        held = min(self.steps, self.span)
+        if held - gap < (self.span - gap) // 2:  # not enough past yet
+            return []
+        base = self.history[:, self.span - held : self.span - gap]
+        max_slope = math.log(2) / c.min_half_life_s * c.step_s
+        # Steps from the baseline's last step to the middle of the short window.
+        ahead = gap - (short - 1) / 2
+        out = []
+        for row, signal in enumerate(SIGNALS):
+            # Counts are fitted on per-minute sums: logs of small counts are too noisy.
+            bucket = 1 if signal == "online" else 60 // c.step_s
+            expected = _predict(base[row], ahead, max_slope, bucket) * short
+            out.append(CliffReading(signal, float(self.history[row, -short:].sum()), expected))
+        return out
+
+    def evaluate(self, second: int) -> Finding | None:
+        c = self.config
+        short = c.short_s // c.step_s
+        readings = {r.signal: r for r in self.readings()}
+        if not readings:
+            return None
+        if self.active_since is not None:
+            recovered = all(
+                readings[s].observed >= c.recover_ratio * ref for s, ref in self.reference.items()
+            )
+            if recovered or second - self.active_since >= c.settle_after_s:
+                self.active_since = None
+                self.reference = {}
+                return None
+            falling = [
+                CliffReading(s, readings[s].observed, ref) for s, ref in self.reference.items()
+            ]
+            return _finding(falling, c, short)
+        falling = [r for r in readings.values() if self._is_cliff(r, short)]
+        if not falling:
+            return None
+        self.active_since = second
+        self.reference = {r.signal: r.expected for r in falling}
+        return _finding(falling, c, short)
+
+    def _is_cliff(self, reading: CliffReading, short: int) -> bool:
+        c = self.config
+        if reading.drop < c.drop_warning:
+            return False
+        if reading.signal == "online":
+            return reading.expected / short >= c.min_online
+        expected = reading.expected
+        return expected >= c.min_short_count and expected - reading.observed >= c.z * math.sqrt(
+            expected
+        )
+
+
+def _predict(values: npt.NDArray[np.float64], ahead: float, max_slope: float, bucket: int) -> float:
+    """Per-step level the log-linear trend of `values` predicts `ahead` steps past their end."""
+    usable = len(values) - len(values) % bucket
+    if usable <= 0:
+        return 0.0
+    sums = values[len(values) - usable :].reshape(-1, bucket).sum(axis=1) / bucket
+    y = np.log1p(sums)
+    x = (np.arange(len(y)) - (len(y) - 1)) * bucket - (bucket - 1) / 2  # steps from the end
+    slope = float(np.polyfit(x, y, 1)[0]) if len(y) > 1 else 0.0
+    slope = min(0.0, max(-max_slope, slope))
+    intercept = float(np.mean(y - slope * x))
+    return float(np.expm1(intercept + slope * ahead))
+
+
+def _finding(falling: list[CliffReading], config: CliffConfig, short: int) -> Finding:
+    worst = max(falling, key=lambda r: r.drop)
+    severity: Severity = "critical" if worst.drop >= config.drop_critical else "warning"
+    silent = any(r.signal == "activity" and r.observed == 0 for r in falling)
+    parts = []
+    details: dict[str, object] = {"signals": {}, "window_s": config.short_s, "silent": silent}
+    for r in sorted(falling, key=lambda r: SIGNALS.index(r.signal)):
+        if r.signal == "online":
+            observed, expected = r.observed / short, r.expected / short
+            parts.append(f"online viewers {observed:,.0f} vs {expected:,.0f} expected")
+        else:
+            observed, expected = r.observed, r.expected
+            what = "entries" if r.signal == "entries" else "events"
+            parts.append(f"{what} {observed:,.0f}/{config.short_s}s vs {expected:,.0f} expected")
+        details["signals"][r.signal] = {  # type: ignore[index]
+            "observed": round(observed, 2),
+            "expected": round(expected, 2),
+            "drop": round(r.drop, 3),
+        }
+    lead = "room went silent" if silent else f"traffic fell {worst.drop:.0%}"
+    return Finding(severity, f"{lead}: " + "; ".join(parts), details)

@@ -1,0 +1,122 @@
+"""Multi-window, multi-burn-rate SLO alerting (Google SRE Workbook, "Alerting on SLOs").
+
+An objective says what share of events must be good (e.g. 95% of latency
+samples at or under 600 ms). The error budget is the rest (5%); the burn rate
+of a window is its bad share divided by the budget. An alert needs a long and a
+short window (1/12 of it) both over the threshold: the long one proves the burn
+is significant, the short one that it is still going on.
+
+The Workbook's windows (1 h / 5 min at 14.4x, 6 h / 30 min at 6x) are sized for
+a 30-day budget. A live room is judged over a day, not a month, so windows are
+divided by 30: 2 min / 10 s at 14.4x still means "2% of the day's budget spent",
+and a sustained breach pages within minutes instead of after one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detectors.alerts import Finding, Severity
+
+
+@dataclass(frozen=True, slots=True)
+class BurnWindow:
+    long_s: int
+    short_s: int
+    burn_rate: float
+    severity: Severity
+
+
+@dataclass(frozen=True, slots=True)
+class SloConfig:
+    objective: float = 0.95
+    """Share of good events the objective requires."""
+    windows: tuple[BurnWindow, ...] = (
+        BurnWindow(120, 10, 14.4, "critical"),
+        BurnWindow(720, 60, 6.0, "warning"),
+    )
+    min_long_events: float = 100
+    """Volume gate: fewer events than this in the long window never alert."""
+    min_short_events: float = 10
+
+    @property
+    def budget(self) -> float:
+        return 1.0 - self.objective
+
+    @property
+    def horizon_s(self) -> int:
+        return max(w.long_s for w in self.windows)
+
+
+@dataclass
+class BurnRate:
+    """Per-second totals and bad amounts of one key over the longest window.
+
+    Amounts may be counts (latency samples) or durations (watch and stall seconds).
+    """
+
+    config: SloConfig
+    head: int
+    """Newest second held."""
+    total: np.ndarray = field(init=False)
+    bad: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.total = np.zeros(self.config.horizon_s)
+        self.bad = np.zeros(self.config.horizon_s)
+
+    def add(self, second: int, total: float, bad: float) -> None:
+        """Amounts of `second`; seconds at or behind the window's start are ignored."""
+        if second > self.head:
+            self._advance(second)
+        elif second <= self.head - len(self.total):
+            return
+        slot = second % len(self.total)
+        self.total[slot] += total
+        self.bad[slot] += bad
+
+    def _advance(self, second: int) -> None:
+        size = len(self.total)
+        if second - self.head >= size:
+            self.total[:] = 0
+            self.bad[:] = 0
+        else:
+            slots = np.arange(self.head + 1, second + 1) % size
+            self.total[slots] = 0
+            self.bad[slots] = 0
+        self.head = second
+
+    def window(self, now: int, seconds: int) -> tuple[float, float]:
+        """(total, bad) over the `seconds` seconds ending with `now`."""
+        self._advance(max(now, self.head))
+        size = len(self.total)
+        slots = np.arange(now - seconds + 1, now + 1) % size
+        return float(self.total[slots].sum()), float(self.bad[slots].sum())
+
+    def evaluate(self, now: int) -> Finding | None:
+        """The most severe window pair burning at `now`, if any."""
+        config = self.config
+        for window in sorted(config.windows, key=lambda w: -w.burn_rate):
+            long_total, long_bad = self.window(now, window.long_s)
+            short_total, short_bad = self.window(now, window.short_s)
+            if long_total < config.min_long_events or short_total < config.min_short_events:
+                continue
+            long_burn = long_bad / long_total / config.budget
+            short_burn = short_bad / short_total / config.budget
+            if long_burn >= window.burn_rate and short_burn >= window.burn_rate:
+                return Finding(
+                    window.severity,
+                    "",
+                    {
+                        "burn_rate_long": round(long_burn, 2),
+                        "burn_rate_short": round(short_burn, 2),
+                        "window_long_s": window.long_s,
+                        "window_short_s": window.short_s,
+                        "threshold": window.burn_rate,
+                        "bad_share_long": round(long_bad / long_total, 4),
+                        "objective": config.objective,
+                    },
+                )
+        return None

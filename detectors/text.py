@@ -1,0 +1,72 @@
+# ruff: noqa: RUF001  (look-alike characters are the point of this module)
+"""Chat text handling shared by detectors: normalization and safe samples.
+
+Danmaku is untrusted. Normalization maps the tricks spammers use to evade
+filters (full-width forms, inserted spaces and symbols, zero-width characters,
+look-alike letters) onto one form. Samples quoted in alerts are neutralized: no
+control characters, no live links or mentions, no markup brackets, bounded length.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Final
+
+# Cyrillic and Greek letters that render like Latin ones (a common evasion).
+_LOOKALIKES: Final = str.maketrans(
+    {
+        "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+        "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d",
+        "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p",
+        "τ": "t", "υ": "u", "χ": "x",
+    }
+)  # fmt: skip
+_DROPPED_CATEGORIES: Final = ("C", "P", "S", "Z", "M")
+_CONTACT: Final = re.compile(
+    r"(?:微信|威信|薇信|v信|vx|wx|weixin|wechat|加v)[:]?[a-z][a-z0-9_-]{5,19}"
+    r"|(?:qq|扣扣|企鹅|q号)[:]?\d{5,11}"
+    r"|(?<!\d)1[3-9]\d{9}(?!\d)"
+    r"|https?://|www\.|[a-z0-9-]{2,}\.(?:com|cn|net|top|xyz|vip|cc|me|io|shop)(?![a-z])"
+)
+_LINKISH: Final = re.compile(r"(?i)(https?)://|www\.|(?<=[a-z0-9])\.(?=[a-z]{2,})")
+_MARKUP: Final = str.maketrans({"<": "‹", ">": "›", "@": "＠", "`": "'", "[": "(", "]": ")"})
+
+
+def _light(text: str) -> str:
+    """NFKC, case-folded, look-alikes mapped, spaces and invisible characters removed."""
+    text = unicodedata.normalize("NFKC", text).casefold().translate(_LOOKALIKES)
+    return "".join(ch for ch in text if not unicodedata.category(ch).startswith(("C", "Z")))
+
+
+def normalize(text: str) -> str:
+    """The comparable core of a message: letters, digits and CJK only."""
+    return "".join(
+        ch for ch in _light(text) if not unicodedata.category(ch).startswith(_DROPPED_CATEGORIES)
+    )
+
+
+def has_contact(text: str) -> bool:
+    """A WeChat id, QQ number, phone number or link, even when disguised."""
+    light = _light(text).replace("：", ":")
+    return bool(_CONTACT.search(light)) or bool(_CONTACT.search(normalize(text)))
+
+
+def sanitize_sample(text: str, limit: int = 80) -> str:
+    """A quotable, inert version of user text for alerts."""
+    cleaned = "".join(
+        ch if not unicodedata.category(ch).startswith("C") else " "
+        for ch in unicodedata.normalize("NFKC", text)
+    )
+    cleaned = " ".join(cleaned.split())
+    cleaned = _LINKISH.sub(_defang, cleaned).translate(_MARKUP)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def _defang(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if found.endswith("://"):
+        return match.group(1).lower().replace("t", "x", 2) + "(:)//"  # hxxp(:)//
+    if found.lower() == "www.":
+        return "www(.)"
+    return "(.)"

@@ -1,0 +1,113 @@
+"""Cliff detection on synthetic step series: ebbs and noise stay quiet, cliffs fire fast."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from detectors.cliff import CliffConfig, CliffDetector
+
+STEP = CliffConfig().step_s
+
+
+def run(
+    online: list[float], entries_per_s: list[float], events_per_s: list[float], seed: int = 1
+) -> list[tuple[int, str]]:
+    """Feed per-step levels (Poisson counts for rates); return (second, severity) findings."""
+    rng = np.random.default_rng(seed)
+    detector = CliffDetector()
+    found = []
+    for step, (o, e, a) in enumerate(zip(online, entries_per_s, events_per_s, strict=True)):
+        detector.observe(
+            float(rng.poisson(o)) if o < 100 else o,
+            float(rng.poisson(e * STEP)),
+            float(rng.poisson(a * STEP)),
+        )
+        second = (step + 1) * STEP
+        finding = detector.evaluate(second)
+        if finding is not None:
+            found.append((second, finding.severity))
+    return found
+
+
+def steps(minutes: float) -> int:
+    return int(minutes * 60 / STEP)
+
+
+def test_a_post_promotion_ebb_never_fires() -> None:
+    """Peak 6000 online decaying (half-life 6 min) to a floor of 900; entries ebb likewise."""
+    flat, decay = steps(15), steps(60)
+    half_life_steps = 6 * 60 / STEP
+    online = [6000.0] * flat + [
+        900 + 5100 * math.exp(-math.log(2) * i / half_life_steps) for i in range(decay)
+    ]
+    entries = [40.0] * flat + [
+        4 + 36 * math.exp(-math.log(2) * i / half_life_steps * 1.5) for i in range(decay)
+    ]
+    events = [3 * e + o / 20 for e, o in zip(entries, online, strict=True)]
+    assert run(online, entries, events) == []
+
+
+def test_small_room_noise_never_fires() -> None:
+    n = steps(120)
+    rng = np.random.default_rng(5)
+    online = list(rng.integers(5, 40, n).astype(float))
+    entries = list(rng.uniform(0, 0.4, n))
+    events = [2 * e for e in entries]
+    for seed in range(5):
+        assert run(online, entries, events, seed=seed) == []
+
+
+def test_an_outage_fires_critical_within_a_minute() -> None:
+    before, after = steps(15), steps(5)
+    online = [3000.0] * before + [max(150.0, 3000 * 0.5 ** (i + 1)) for i in range(after)]
+    entries = [25.0] * before + [0.2] * after
+    events = [120.0] * before + [1.0] * after
+    found = run(online, entries, events)
+    cliff_at = before * STEP
+    assert found, "the outage was not detected"
+    first_second = found[0][0]
+    assert 0 < first_second - cliff_at <= 60
+    assert "critical" in {s for _, s in found}
+
+
+def test_a_feed_cut_fires_on_entries_while_online_only_drifts() -> None:
+    before, after = steps(15), steps(5)
+    online = [2000.0] * before + [2000 - 2 * i for i in range(after)]
+    entries = [30.0] * before + [9.0] * after  # the feed brought 70% of entries
+    events = [100.0] * (before + after)
+    found = run(online, entries, events)
+    assert found and found[0][0] - before * STEP <= 60
+
+
+def test_a_room_that_goes_silent_fires_although_viewers_are_still_online() -> None:
+    before, after = steps(15), steps(3)
+    online = [800.0] * (before + after)  # sessions have not expired yet
+    entries = [8.0] * before + [0.0] * after
+    events = [40.0] * before + [0.0] * after
+    detector = CliffDetector()
+    findings = []
+    for step, (o, e, a) in enumerate(zip(online, entries, events, strict=True)):
+        detector.observe(o, e * STEP, a * STEP)
+        finding = detector.evaluate((step + 1) * STEP)
+        if finding is not None:
+            findings.append(((step + 1) * STEP, finding))
+    assert findings and findings[0][0] - before * STEP <= 60
+    silent = [f for second, f in findings if f.details["silent"]]
+    assert silent and silent[0].summary.startswith("room went silent")
+    assert min(s for s, f in findings if f.details["silent"]) - before * STEP <= 60
+
+
+def test_a_cliff_clears_when_traffic_recovers_and_not_before() -> None:
+    before, down, back = steps(15), steps(3), steps(3)
+    online = [3000.0] * before + [600.0] * down + [2900.0] * back
+    entries = [20.0] * before + [2.0] * down + [20.0] * back
+    events = [80.0] * before + [8.0] * down + [80.0] * back
+    found = run(online, entries, events)
+    seconds = [s for s, _ in found]
+    recovered_at = (before + down) * STEP
+    assert seconds and seconds[0] - before * STEP <= 60
+    # Active without a gap while traffic is down, cleared once the short window recovers.
+    assert seconds == list(range(seconds[0], seconds[-1] + STEP, STEP))
+    assert recovered_at <= seconds[-1] < recovered_at + CliffConfig().short_s
