@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import msgspec
 from faust.types import TP, EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -120,6 +121,31 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
 
     sources = app.topic(*settings.source_topics, partitions=partitions)
     deadletters = app.topic(settings.topic(settings.topic_deadletter))
+    alerts = app.topic(settings.topic(settings.topic_alerts))
+    actions = app.topic(settings.topic(settings.topic_actions))
+
+    async def send_alerts() -> None:
+        """Alert transitions and moderation actions the detectors produced, to Kafka."""
+        sends = []
+        for engine in worker.pipeline.engines.values():
+            transitions, moves = engine.watch.drain()
+            for transition in transitions:
+                sends.append(
+                    await alerts.send(
+                        key=transition.fingerprint.encode(),
+                        value=msgspec.json.encode(transition),
+                        force=True,
+                    )
+                )
+            for action in moves:
+                sends.append(
+                    await actions.send(
+                        key=str(action["room_id"]).encode(),
+                        value=msgspec.json.encode(action),
+                        force=True,
+                    )
+                )
+        await asyncio.gather(*sends)
 
     @app.agent(sources, concurrency=1)
     async def process(stream: StreamT[bytes]) -> None:
@@ -143,6 +169,7 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
                         for r in rejected
                     ]
                 )
+            await send_alerts()
 
     @app.timer(interval=1.0)
     async def advance_idle_partitions() -> None:
@@ -151,6 +178,7 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
         for partition, engine in worker.pipeline.engines.items():
             engine.settle(lagging_sources(worker, partition, now))
         advance_idle(worker, now)
+        await send_alerts()
         write_checkpoints(worker, now)
 
     @checkpoints.on_recover

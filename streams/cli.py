@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,6 +96,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from streams.backtest import run_backtest, write_alerts
+
+    settings = load_settings(args.config, overrides={"partitions": args.partitions})
+    result = run_backtest(args.file, settings)
+    if args.alerts_out:
+        with open(args.alerts_out, "wb") as out:
+            write_alerts(result.transitions, out)
+    assert result.pipeline is not None
+    pipeline = result.pipeline
+    print(
+        f"{result.lines} lines: {sum(pipeline.events_total.values())} events, "
+        f"{sum(pipeline.invalid_total.values())} invalid, {pipeline.late_total} late"
+    )
+    for transition in result.transitions:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(transition.ts / 1000))
+        where = transition.room_id + (f" [{transition.region}]" if transition.region else "")
+        print(
+            f"{when} {transition.state:8} {transition.severity:8} {transition.alert:14} "
+            f"{where}: {transition.summary}"
+        )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
@@ -139,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--max-speed", action="store_true", help="produce as fast as possible")
     _settings_args(replay)
     replay.set_defaults(func=cmd_replay)
+
+    backtest = commands.add_parser(
+        "backtest", help="run metrics and detectors over an event log, without Kafka"
+    )
+    backtest.add_argument("file", help="event log (.jsonl or .jsonl.gz)")
+    backtest.add_argument("--alerts-out", help="write alert transitions here (JSON Lines)")
+    backtest.add_argument("--config", help="TOML config file (env LIVEWATCH_CONFIG)")
+    backtest.add_argument(
+        "--partitions", type=int, help="partitions to group rooms into, as the worker's topics"
+    )
+    backtest.set_defaults(func=cmd_backtest)
 
     demo = commands.add_parser("demo", help="local broker + worker + a replayed sample night")
     demo.add_argument("--speed", type=float, default=4.0, help="replay speed-up (default 4)")

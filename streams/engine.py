@@ -15,9 +15,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Final
 
+from detectors.config import DetectorConfig
 from streams.events import EVENT_TYPES, Event, Latency
 from streams.latency import LatencyStats
 from streams.room import MetricsConfig, RoomState
+from streams.watch import PartitionWatch
 
 SOURCE_OF_TYPE: Final = {
     "join": "joins",
@@ -39,6 +41,7 @@ class EngineConfig:
     source_idle_ms: int = 60_000
     """Offline: a source this far behind the newest event no longer holds the watermark."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    detectors: DetectorConfig = field(default_factory=DetectorConfig)
 
 
 class PartitionEngine:
@@ -57,6 +60,7 @@ class PartitionEngine:
         self._pending: list[Event] = []
         self.late = 0
         self.latency = LatencyStats(self.config.metrics)
+        self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
 
     def ingest(
         self,
@@ -165,9 +169,11 @@ class PartitionEngine:
             self.latency.advance(tick)
             for room in self.rooms.values():
                 room.tick(tick)
+                self.watch.tick(tick, room)
             gone = [room_id for room_id, room in self.rooms.items() if room.is_gone(tick)]
             for room_id in gone:
                 del self.rooms[room_id]
+                self.watch.room_gone(room_id, tick)
             self.closed_second = tick
             if not self.rooms:
                 self._skip_to(second)
@@ -184,6 +190,7 @@ class PartitionEngine:
             room = self.rooms[event.room_id] = RoomState(
                 event.room_id, event.ts // 1000, self.config.metrics
             )
+        self.watch.observe(event, room)
         room.apply(event)
         if isinstance(event, Latency):
             self.latency.add(event)

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, cast
 
+import msgspec
+
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -39,3 +41,22 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
                     yield number, line
         except (OSError, EOFError) as exc:  # truncated or corrupt gzip
             raise EventLogError(f"event log {path} is unreadable: {exc}") from None
+
+
+class Routing(msgspec.Struct):
+    """The fields needed to route a line; full validation is the pipeline's job."""
+
+    type: str
+    room_id: str
+    ts: int
+
+
+_routing_decoder = msgspec.json.Decoder(Routing)
+
+
+def route(line: bytes) -> Routing | None:
+    """Where a log line goes, or None when it is not even shaped like an event."""
+    try:
+        return _routing_decoder.decode(line)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return None

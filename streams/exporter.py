@@ -8,6 +8,7 @@ by online viewers plus pinned rooms; every room counts in the aggregate series.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -117,8 +118,10 @@ class PipelineCollector(Collector):
         yield from self._worker_counters()
         rooms = [room for engine in pipeline.engines.values() for room in engine.rooms.values()]
         yield from self._aggregates(rooms)
-        yield from self._room_series(self.exported_rooms(rooms))
+        exported = self.exported_rooms(rooms)
+        yield from self._room_series(exported)
         yield from self._latency()
+        yield from self._alerts({room.room_id for room in exported})
 
     def _worker_counters(self) -> Iterator[Metric]:
         pipeline = self.pipeline
@@ -262,6 +265,33 @@ class PipelineCollector(Collector):
                             [sanitize_label_value(region), window_label], value / 1000
                         )
             yield family
+
+    def _alerts(self, exported_rooms: set[str]) -> Iterator[Metric]:
+        firing = GaugeMetricFamily(
+            "livewatch_alerts_firing",
+            'Alerts firing now; rooms beyond the per-room series cap count under room="_other".',
+            labels=["alert", "severity", "room"],
+        )
+        counts: Counter[tuple[str, str, str]] = Counter()
+        transitions = CounterMetricFamily(
+            "livewatch_alert_transitions",
+            "Alert transitions emitted (sent to the alerts topic), by alert, state and severity.",
+            labels=["alert", "state", "severity"],
+        )
+        totals: Counter[tuple[str, str, str]] = Counter()
+        for engine in self.pipeline.engines.values():
+            for key, finding in engine.watch.tracker.firing().items():
+                room = (
+                    sanitize_label_value(key.room_id) if key.room_id in exported_rooms else "_other"
+                )
+                counts[(key.alert, finding.severity, room)] += 1
+            totals.update(engine.watch.transitions_total)
+        for labels, count in sorted(counts.items()):
+            firing.add_metric(list(labels), count)
+        for labels, count in sorted(totals.items()):
+            transitions.add_metric(list(labels), count)
+        yield firing
+        yield transitions
 
 
 def _le(bound: float) -> str:

@@ -49,6 +49,7 @@ async def ensure_topics(settings: Settings) -> int:
             *settings.source_topics,
             settings.topic(settings.topic_deadletter),
             settings.topic(settings.topic_alerts),
+            settings.topic(settings.topic_actions),
         )
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]

@@ -8,24 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgspec
 from aiokafka import AIOKafkaProducer
 
-from streams.eventlog import open_log, read_lines
+from streams.eventlog import open_log, read_lines, route
 from streams.events import EVENT_TYPES
 from streams.kafka_client import client_options
 from streams.settings import Settings
-
-
-class _Routing(msgspec.Struct):
-    """The fields replay needs to route a line; full validation is the worker's job."""
-
-    type: str
-    room_id: str
-    ts: int
-
-
-_routing_decoder = msgspec.json.Decoder(_Routing)
 
 
 @dataclass
@@ -51,12 +39,8 @@ async def replay(
         started = time.monotonic()
         pending = []
         for _, line in read_lines(path):
-            try:
-                routing = _routing_decoder.decode(line)
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                stats.skipped += 1
-                continue
-            if routing.type not in EVENT_TYPES:
+            routing = route(line)
+            if routing is None or routing.type not in EVENT_TYPES:
                 stats.skipped += 1
                 continue
             if speed is not None:

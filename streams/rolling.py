@@ -44,6 +44,10 @@ class SecondRing:
         self.slots[field, second % self.size] += value
         return True
 
+    def at(self, field: int, second: int) -> float:
+        """The value of one second still in the ring (0 otherwise)."""
+        return float(self.slots[field, second % self.size]) if self.covers(second) else 0.0
+
     def window(self, field: int, seconds: int) -> float:
         """Sum of `field` over the newest `seconds` seconds (head included)."""
         return self.window_ending(field, seconds, self.head)

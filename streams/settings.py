@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     topic_latency: TopicName = "live.latency"
     topic_deadletter: TopicName = "live.deadletter"
     topic_alerts: TopicName = "live.alerts"
+    topic_actions: TopicName = "live.actions"
     partitions: Positive = 4
     replication_factor: Positive = 1
 

@@ -1,0 +1,215 @@
+"""Feeding a room's state and events to the detectors, once per closed second.
+
+The partition engine calls `observe` for every applied event and `tick` for
+every closed second, in event-time order. Detectors are evaluated every
+`cliff.step_s` seconds of event time; their findings go through the
+partition's alert tracker, whose transitions (and moderation actions) wait in
+an outbox for the driver: the worker sends them to Kafka, backtest to a file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.alerts import AlertKey, AlertTracker, Finding, Transition
+from detectors.cliff import CliffDetector
+from detectors.config import DetectorConfig
+from detectors.slo import BurnRate
+from detectors.spam import SpamDetector
+from streams.events import Danmaku, Event, Latency
+from streams.room import (
+    ENTRIES,
+    STALL_SECONDS,
+    TRAFFIC_SOURCES,
+    VIEWER_SECONDS,
+    RoomState,
+)
+
+UNKNOWN_REGION = "unknown"
+
+
+@dataclass
+class RoomWatch:
+    config: DetectorConfig
+    cliff: CliffDetector = field(init=False)
+    spam: SpamDetector = field(init=False)
+    stall: BurnRate = field(init=False)
+    latency: dict[str, BurnRate] = field(default_factory=dict)
+    second_latency: dict[str, list[float]] = field(default_factory=dict)
+    """Region -> [samples, samples over the SLO] in the second being filled."""
+    step_online: float = 0.0
+    step_entries: float = 0.0
+    step_events: float = 0.0
+    peak_online: int = 0
+    peak_second: int = 0
+
+    def __post_init__(self) -> None:
+        self.cliff = CliffDetector(self.config.cliff)
+        self.spam = SpamDetector(self.config.spam)
+        self.stall = BurnRate(self.config.stall_slo, head=0)
+
+
+@dataclass
+class PartitionWatch:
+    """The detectors of every room of a partition, and what they have to say."""
+
+    config: DetectorConfig = field(default_factory=DetectorConfig)
+    latency_slo_ms: float = 600.0
+    rooms: dict[str, RoomWatch] = field(default_factory=dict)
+    tracker: AlertTracker = field(init=False)
+    transitions: list[Transition] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    transitions_total: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(alert, state, severity) -> transitions emitted since the partition started here."""
+
+    def __post_init__(self) -> None:
+        self.tracker = AlertTracker(self.config.lifecycle)
+
+    def _watch(self, room_id: str) -> RoomWatch:
+        watch = self.rooms.get(room_id)
+        if watch is None:
+            watch = self.rooms[room_id] = RoomWatch(self.config)
+        return watch
+
+    def observe(self, event: Event, room: RoomState) -> None:
+        """Before `room` applies `event`."""
+        watch = self._watch(room.room_id)
+        watch.step_events += 1
+        if isinstance(event, Danmaku):
+            joined = room.joined_at.get(event.user_id)
+            fresh = joined is None or event.ts - joined < self.config.fresh_account_s * 1000
+            watch.spam.add(event.ts, event.user_id, event.text, fresh)
+        elif isinstance(event, Latency) and event.kind == "e2e":
+            counts = watch.second_latency.setdefault(event.region or UNKNOWN_REGION, [0.0, 0.0])
+            counts[0] += 1
+            if event.value_ms > self.latency_slo_ms:
+                counts[1] += 1
+
+    def tick(self, second: int, room: RoomState) -> None:
+        """After `room` closed `second`."""
+        watch = self._watch(room.room_id)
+        online = room.online
+        if online > watch.peak_online:
+            watch.peak_online, watch.peak_second = online, second
+        watch.step_online += online
+        watch.step_entries += room.ring.at(ENTRIES, second)
+        watch.stall.add(
+            second, room.ring.at(VIEWER_SECONDS, second), room.ring.at(STALL_SECONDS, second)
+        )
+        for region, (samples, bad) in watch.second_latency.items():
+            burn = watch.latency.get(region)
+            if burn is None:
+                burn = watch.latency[region] = BurnRate(self.config.latency_slo, head=second)
+            burn.add(second, samples, bad)
+        watch.second_latency.clear()
+        step = self.config.cliff.step_s
+        if (second + 1) % step == 0:
+            self._evaluate(second, room, watch)
+
+    def _evaluate(self, second: int, room: RoomState, watch: RoomWatch) -> None:
+        step = self.config.cliff.step_s
+        room_id = room.room_id
+        watch.cliff.observe(watch.step_online / step, watch.step_entries, watch.step_events)
+        watch.step_online = watch.step_entries = watch.step_events = 0.0
+        now_ms = (second + 1) * 1000
+        findings: dict[AlertKey, Finding] = {}
+        cliff = watch.cliff.evaluate(second)
+        if cliff is not None:
+            findings[AlertKey("traffic_cliff", room_id)] = _with_hints(
+                cliff, self._cliff_hints(second, room, watch)
+            )
+        spam = watch.spam.evaluate(now_ms)
+        mute: list[str] = []
+        if spam is not None:
+            findings[AlertKey("spam_flood", room_id)], mute = spam
+        for region, burn in list(watch.latency.items()):
+            found = burn.evaluate(second)
+            if found is not None:
+                share = found.details["bad_share_long"]
+                summary = (
+                    f"{share:.0%} of latency samples in {region} over "
+                    f"{self.latency_slo_ms:.0f} ms (burn {found.details['burn_rate_long']}x "
+                    f"over {found.details['window_long_s'] // 60} min)"
+                )
+                findings[AlertKey("latency_slo", room_id, region)] = Finding(
+                    found.severity, summary, {**found.details, "region": region}
+                )
+            elif burn.window(second, burn.config.horizon_s)[0] == 0:
+                del watch.latency[region]  # silent region: bounded memory
+        stall = watch.stall.evaluate(second)
+        if stall is not None:
+            summary = (
+                f"stalls took {stall.details['bad_share_long']:.1%} of watch time "
+                f"(burn {stall.details['burn_rate_long']}x over "
+                f"{stall.details['window_long_s'] // 60} min)"
+            )
+            findings[AlertKey("stall_slo", room_id)] = Finding(
+                stall.severity, summary, stall.details
+            )
+        for transition in self.tracker.update(now_ms, findings, scope=room_id):
+            self.transitions.append(transition)
+            if transition.alert == "spam_flood" and transition.state == "firing" and mute:
+                self.actions.append(
+                    {
+                        "action": "mute",
+                        "room_id": room_id,
+                        "user_ids": mute,
+                        "reason": transition.summary,
+                        "ts": now_ms,
+                        "fingerprint": transition.fingerprint,
+                    }
+                )
+
+    def _cliff_hints(self, second: int, room: RoomState, watch: RoomWatch) -> list[str]:
+        hints = []
+        firing = {k.alert for k in self.tracker.firing() if k.room_id == room.room_id}
+        latest = room.metrics(60)
+        p95 = latest["latency_p95_seconds"]
+        stall_ratio = latest["stall_ratio"]
+        if firing & {"latency_slo", "stall_slo"} or (p95 or 0) * 1000 > self.latency_slo_ms:
+            hints.append(
+                f"QoE degrading too: latency p95 {p95 or 0:.2f} s, stall ratio "
+                f"{stall_ratio or 0:.1%} over the last minute"
+            )
+        short, before = 30, 240
+        sources = room.sources
+        earlier = [
+            sources.window_ending(i, before, second - short) for i in range(len(TRAFFIC_SOURCES))
+        ]
+        total_earlier = sum(earlier)
+        for index, source in enumerate(TRAFFIC_SOURCES):
+            share = earlier[index] / total_earlier if total_earlier else 0.0
+            expected = earlier[index] * short / before
+            recent = sources.window_ending(index, short, second)
+            if share >= 0.2 and expected >= 5 and recent <= 0.2 * expected:
+                hints.append(
+                    f"traffic source '{source}' collapsed: {recent:.0f} entries in {short}s "
+                    f"vs {expected:.0f} expected ({share:.0%} of entries before)"
+                )
+        ago = second - watch.peak_second
+        if 0 < ago <= self.config.promotion_lookback_s and watch.peak_online >= 1.5 * max(
+            room.online, 1
+        ):
+            stamp = time.strftime("%H:%M", time.gmtime(watch.peak_second))
+            hints.append(
+                f"a peak of {watch.peak_online:,} viewers at {stamp} UTC ({ago // 60} min ago): "
+                "a promotion ending explains an ebb, not a fall this fast"
+            )
+        return hints
+
+    def room_gone(self, room_id: str, second: int) -> None:
+        self.rooms.pop(room_id, None)
+        self.transitions += self.tracker.resolve_room(room_id, (second + 1) * 1000, "room_closed")
+
+    def drain(self) -> tuple[list[Transition], list[dict[str, Any]]]:
+        transitions, actions = self.transitions, self.actions
+        self.transitions, self.actions = [], []
+        self.transitions_total.update((t.alert, t.state, t.severity) for t in transitions)
+        return transitions, actions
+
+
+def _with_hints(finding: Finding, hints: list[str]) -> Finding:
+    return Finding(finding.severity, finding.summary, {**finding.details, "hints": hints})
