@@ -114,13 +114,25 @@ class CliffDetector:
             falling = [
                 CliffReading(s, readings[s].observed, ref) for s, ref in self.reference.items()
             ]
-            return _finding(falling, c, short)
+            return _finding(falling, c, short, self._fell_within_s(falling))
         falling = [r for r in readings.values() if self._is_cliff(r, short)]
         if not falling:
             return None
         self.active_since = second
         self.reference = {r.signal: r.expected for r in falling}
-        return _finding(falling, c, short)
+        return _finding(falling, c, short, self._fell_within_s(falling))
+
+    def _fell_within_s(self, falling: list[CliffReading]) -> int:
+        """About how long ago the worst signal was last near (80% of) its expected level."""
+        c = self.config
+        short = c.short_s // c.step_s
+        worst = max(falling, key=lambda r: r.drop)
+        row = self.history[SIGNALS.index(worst.signal)]
+        # Rolling sums over the short window, newest last.
+        sums = np.convolve(row[-(self.span) :], np.ones(short), mode="valid")
+        near = np.nonzero(sums >= 0.8 * worst.expected)[0]
+        steps_ago = len(sums) - 1 - int(near[-1]) if len(near) else len(sums)
+        return int(steps_ago * c.step_s + c.short_s)
 
     def _is_cliff(self, reading: CliffReading, short: int) -> bool:
         c = self.config
@@ -148,12 +160,19 @@ def _predict(values: npt.NDArray[np.float64], ahead: float, max_slope: float, bu
     return float(np.expm1(intercept + slope * ahead))
 
 
-def _finding(falling: list[CliffReading], config: CliffConfig, short: int) -> Finding:
+def _finding(
+    falling: list[CliffReading], config: CliffConfig, short: int, within_s: int
+) -> Finding:
     worst = max(falling, key=lambda r: r.drop)
     severity: Severity = "critical" if worst.drop >= config.drop_critical else "warning"
     silent = any(r.signal == "activity" and r.observed == 0 for r in falling)
     parts = []
-    details: dict[str, object] = {"signals": {}, "window_s": config.short_s, "silent": silent}
+    details: dict[str, object] = {
+        "signals": {},
+        "window_s": config.short_s,
+        "silent": silent,
+        "fell_within_s": within_s,
+    }
     for r in sorted(falling, key=lambda r: SIGNALS.index(r.signal)):
         if r.signal == "online":
             observed, expected = r.observed / short, r.expected / short
@@ -167,5 +186,9 @@ def _finding(falling: list[CliffReading], config: CliffConfig, short: int) -> Fi
             "expected": round(expected, 2),
             "drop": round(r.drop, 3),
         }
-    lead = "room went silent" if silent else f"traffic fell {worst.drop:.0%}"
+    lead = (
+        f"room went silent within {within_s}s"
+        if silent
+        else f"traffic fell {worst.drop:.0%} within {within_s}s"
+    )
     return Finding(severity, f"{lead}: " + "; ".join(parts), details)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from detectors.alerts import LifecycleConfig
 from detectors.cliff import CliffConfig
+from detectors.ebb import EbbConfig
 from detectors.slo import BurnWindow, SloConfig
 from detectors.spam import SpamConfig
 
@@ -32,6 +33,7 @@ class DetectorConfig:
     """Share of e2e latency samples at or under the latency SLO (600 ms), per room and region."""
     stall_slo: SloConfig = field(default_factory=_stall_slo)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    ebb: EbbConfig = field(default_factory=EbbConfig)
     fresh_account_s: int = 30
     """A chatter first seen in the room this recently counts as a fresh account."""
     promotion_lookback_s: int = 1800

@@ -7,6 +7,7 @@ by online viewers plus pinned rooms; every room counts in the aggregate series.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -120,6 +121,7 @@ class PipelineCollector(Collector):
         yield from self._aggregates(rooms)
         exported = self.exported_rooms(rooms)
         yield from self._room_series(exported)
+        yield from self._ebb(exported)
         yield from self._latency()
         yield from self._alerts({room.room_id for room in exported})
 
@@ -265,6 +267,33 @@ class PipelineCollector(Collector):
                             [sanitize_label_value(region), window_label], value / 1000
                         )
             yield family
+
+    def _ebb(self, rooms: list[RoomState]) -> Iterator[Metric]:
+        watches = {
+            room_id: watch
+            for engine in self.pipeline.engines.values()
+            for room_id, watch in engine.watch.rooms.items()
+        }
+        families = {
+            "half_life_seconds": "Half-life of the post-promotion decay of online viewers.",
+            "floor_ratio": "Level the ebb settles at, relative to the level before the promotion.",
+            "progress_ratio": "Share of the fall from the peak to the floor already behind.",
+        }
+        gauges = {
+            name: GaugeMetricFamily(f"livewatch_room_ebb_{name}", text, labels=["room"])
+            for name, text in families.items()
+        }
+        for room in rooms:
+            watch = watches.get(room.room_id)
+            ebb = watch.ebb.estimate if watch else None
+            if ebb is None:
+                continue
+            label = [sanitize_label_value(room.room_id)]
+            gauges["half_life_seconds"].add_metric(label, ebb.half_life_s)
+            if math.isfinite(ebb.floor_ratio):  # no level before the peak: no ratio
+                gauges["floor_ratio"].add_metric(label, ebb.floor_ratio)
+            gauges["progress_ratio"].add_metric(label, ebb.progress)
+        yield from gauges.values()
 
     def _alerts(self, exported_rooms: set[str]) -> Iterator[Metric]:
         firing = GaugeMetricFamily(

@@ -17,6 +17,7 @@ from typing import Any
 from detectors.alerts import AlertKey, AlertTracker, Finding, Transition
 from detectors.cliff import CliffDetector
 from detectors.config import DetectorConfig
+from detectors.ebb import EbbTracker
 from detectors.slo import BurnRate
 from detectors.spam import SpamDetector
 from streams.events import Danmaku, Event, Latency
@@ -37,6 +38,7 @@ class RoomWatch:
     cliff: CliffDetector = field(init=False)
     spam: SpamDetector = field(init=False)
     stall: BurnRate = field(init=False)
+    ebb: EbbTracker = field(init=False)
     latency: dict[str, BurnRate] = field(default_factory=dict)
     second_latency: dict[str, list[float]] = field(default_factory=dict)
     """Region -> [samples, samples over the SLO] in the second being filled."""
@@ -50,6 +52,7 @@ class RoomWatch:
         self.cliff = CliffDetector(self.config.cliff)
         self.spam = SpamDetector(self.config.spam)
         self.stall = BurnRate(self.config.stall_slo, head=0)
+        self.ebb = EbbTracker(self.config.ebb)
 
 
 @dataclass
@@ -113,6 +116,7 @@ class PartitionWatch:
         step = self.config.cliff.step_s
         room_id = room.room_id
         watch.cliff.observe(watch.step_online / step, watch.step_entries, watch.step_events)
+        watch.ebb.observe(second, watch.step_online / step)
         watch.step_online = watch.step_entries = watch.step_events = 0.0
         now_ms = (second + 1) * 1000
         findings: dict[AlertKey, Finding] = {}
@@ -189,14 +193,23 @@ class PartitionWatch:
                     f"traffic source '{source}' collapsed: {recent:.0f} entries in {short}s "
                     f"vs {expected:.0f} expected ({share:.0%} of entries before)"
                 )
-        ago = second - watch.peak_second
-        if 0 < ago <= self.config.promotion_lookback_s and watch.peak_online >= 1.5 * max(
-            room.online, 1
+        ebb = watch.ebb.estimate
+        if ebb is not None and second - ebb.peak_second <= self.config.promotion_lookback_s:
+            stamp = time.strftime("%H:%M", time.gmtime(ebb.peak_second))
+            hints.append(
+                f"a promotion peak of {ebb.peak:,.0f} viewers at {stamp} UTC is ebbing "
+                f"(half-life {ebb.half_life_s / 60:.1f} min, floor {ebb.floor_ratio:.1f}x the "
+                "level before it): an ebb explains a slow fall, not one this fast"
+            )
+        elif (
+            0 < second - watch.peak_second <= self.config.promotion_lookback_s
+            and watch.peak_online >= 1.5 * max(room.online, 1)
         ):
             stamp = time.strftime("%H:%M", time.gmtime(watch.peak_second))
             hints.append(
-                f"a peak of {watch.peak_online:,} viewers at {stamp} UTC ({ago // 60} min ago): "
-                "a promotion ending explains an ebb, not a fall this fast"
+                f"a peak of {watch.peak_online:,} viewers at {stamp} UTC "
+                f"({(second - watch.peak_second) // 60} min ago): a promotion ending explains "
+                "an ebb, not a fall this fast"
             )
         return hints
 

@@ -96,6 +96,8 @@ def test_a_room_that_goes_silent_fires_although_viewers_are_still_online() -> No
     assert findings and findings[0][0] - before * STEP <= 60
     silent = [f for second, f in findings if f.details["silent"]]
     assert silent and silent[0].summary.startswith("room went silent")
+    # Silent since the outage, seen through the 30 s window: how fast it fell.
+    assert 30 <= silent[0].details["fell_within_s"] <= 65
     assert min(s for s, f in findings if f.details["silent"]) - before * STEP <= 60
 
 

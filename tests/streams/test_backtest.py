@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.backtest import run_backtest
+from streams.exporter import PipelineCollector
 from streams.settings import load_settings
+from tests.exposition import samples
 from tests.fixtures.nights import promo_night, simulate, write
 
 CONTRACT = {"alert", "state", "room_id", "ts", "severity", "summary", "fingerprint", "details"}
@@ -37,6 +40,24 @@ def test_each_incident_is_detected_in_time_and_nothing_else_fires(night_log: Pat
     assert latency.region == "cn-south"
     mute = [a for a in result.actions if a["room_id"] == "room-spam"]
     assert mute and all(u.startswith("bot") for u in mute[0]["user_ids"])
+
+
+def test_the_promotion_ebb_is_measured_and_exported(night_log: Path) -> None:
+    result = run_backtest(night_log, load_settings(environ={}))
+    assert result.pipeline is not None
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(result.pipeline))
+    scraped = samples(generate_latest(registry).decode())
+    half_lives = {
+        dict(labels)["room"]: value
+        for (name, labels), value in scraped.items()
+        if name == "livewatch_room_ebb_half_life_seconds"
+    }
+    # Arrivals fall with a 4-minute half-life after the peak; viewers stay ~3-4 minutes.
+    assert set(half_lives) == {"room-promo"}
+    assert 150 <= half_lives["room-promo"] <= 600
+    progress = scraped[("livewatch_room_ebb_progress_ratio", (("room", "room-promo"),))]
+    assert 0.5 < progress <= 1
 
 
 def test_the_cli_writes_the_alert_contract(night_log: Path, tmp_path: Path) -> None:
