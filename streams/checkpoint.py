@@ -70,6 +70,10 @@ def restore_checkpoint(data: bytes, config: EngineConfig) -> tuple[PartitionEngi
     if not isinstance(engine, PartitionEngine):
         raise CheckpointError("checkpoint does not hold a partition engine")
     engine.config = config
+    # New settings reach rooms that start from now on and the alert lifecycle;
+    # the rooms in the checkpoint keep the detector settings they started with.
+    engine.watch.settings = config.detectors
+    engine.watch.tracker.config = config.detectors.base.lifecycle
     return engine, checkpoint
 
 

@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Final
 
-from detectors.config import DetectorConfig
+from detectors.config import DetectorSettings
 from streams.events import EVENT_TYPES, Event, Latency
 from streams.latency import LatencyStats
 from streams.room import MetricsConfig, RoomState
@@ -41,7 +41,7 @@ class EngineConfig:
     source_idle_ms: int = 60_000
     """Offline: a source this far behind the newest event no longer holds the watermark."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    detectors: DetectorConfig = field(default_factory=DetectorConfig)
+    detectors: DetectorSettings = field(default_factory=DetectorSettings)
 
 
 class PartitionEngine:

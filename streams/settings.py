@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from detectors.config import DetectorSettings
 from streams.engine import EngineConfig
 from streams.exporter import ExportConfig
 from streams.room import MetricsConfig
@@ -86,7 +87,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     pinned_rooms: str = ""
     """Comma-separated room ids that always get per-room series."""
 
+    # Detectors (docs/detectors.md): the config file's [detectors] table
+    detectors: dict[str, Any] = msgspec.field(default_factory=dict)
+
     def __post_init__(self) -> None:
+        DetectorSettings.from_table(self.detectors)  # refuse bad detector settings at start
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
         if self.security_protocol.startswith("SASL") and not (
@@ -142,6 +147,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
                 latency_slo_ms=self.latency_slo_ms,
                 room_idle_s=self.room_idle_s,
             ),
+            detectors=DetectorSettings.from_table(self.detectors),
         )
 
     def export_config(self) -> ExportConfig:

@@ -16,7 +16,7 @@ from typing import Any
 
 from detectors.alerts import AlertKey, AlertTracker, Finding, Transition
 from detectors.cliff import CliffDetector
-from detectors.config import DetectorConfig
+from detectors.config import DetectorConfig, DetectorSettings
 from detectors.ebb import EbbTracker
 from detectors.slo import BurnRate
 from detectors.spam import SpamDetector
@@ -59,7 +59,7 @@ class RoomWatch:
 class PartitionWatch:
     """The detectors of every room of a partition, and what they have to say."""
 
-    config: DetectorConfig = field(default_factory=DetectorConfig)
+    settings: DetectorSettings = field(default_factory=DetectorSettings)
     latency_slo_ms: float = 600.0
     rooms: dict[str, RoomWatch] = field(default_factory=dict)
     tracker: AlertTracker = field(init=False)
@@ -69,12 +69,12 @@ class PartitionWatch:
     """(alert, state, severity) -> transitions emitted since the partition started here."""
 
     def __post_init__(self) -> None:
-        self.tracker = AlertTracker(self.config.lifecycle)
+        self.tracker = AlertTracker(self.settings.base.lifecycle)
 
     def _watch(self, room_id: str) -> RoomWatch:
         watch = self.rooms.get(room_id)
         if watch is None:
-            watch = self.rooms[room_id] = RoomWatch(self.config)
+            watch = self.rooms[room_id] = RoomWatch(self.settings.for_room(room_id))
         return watch
 
     def observe(self, event: Event, room: RoomState) -> None:
@@ -83,7 +83,7 @@ class PartitionWatch:
         watch.step_events += 1
         if isinstance(event, Danmaku):
             joined = room.joined_at.get(event.user_id)
-            fresh = joined is None or event.ts - joined < self.config.fresh_account_s * 1000
+            fresh = joined is None or event.ts - joined < watch.config.fresh_account_s * 1000
             watch.spam.add(event.ts, event.user_id, event.text, fresh)
         elif isinstance(event, Latency) and event.kind == "e2e":
             counts = watch.second_latency.setdefault(event.region or UNKNOWN_REGION, [0.0, 0.0])
@@ -105,15 +105,15 @@ class PartitionWatch:
         for region, (samples, bad) in watch.second_latency.items():
             burn = watch.latency.get(region)
             if burn is None:
-                burn = watch.latency[region] = BurnRate(self.config.latency_slo, head=second)
+                burn = watch.latency[region] = BurnRate(watch.config.latency_slo, head=second)
             burn.add(second, samples, bad)
         watch.second_latency.clear()
-        step = self.config.cliff.step_s
+        step = watch.config.cliff.step_s
         if (second + 1) % step == 0:
             self._evaluate(second, room, watch)
 
     def _evaluate(self, second: int, room: RoomState, watch: RoomWatch) -> None:
-        step = self.config.cliff.step_s
+        step = watch.config.cliff.step_s
         room_id = room.room_id
         watch.cliff.observe(watch.step_online / step, watch.step_entries, watch.step_events)
         watch.ebb.observe(second, watch.step_online / step)
@@ -194,7 +194,7 @@ class PartitionWatch:
                     f"vs {expected:.0f} expected ({share:.0%} of entries before)"
                 )
         ebb = watch.ebb.estimate
-        if ebb is not None and second - ebb.peak_second <= self.config.promotion_lookback_s:
+        if ebb is not None and second - ebb.peak_second <= watch.config.promotion_lookback_s:
             stamp = time.strftime("%H:%M", time.gmtime(ebb.peak_second))
             hints.append(
                 f"a promotion peak of {ebb.peak:,.0f} viewers at {stamp} UTC is ebbing "
@@ -202,7 +202,7 @@ class PartitionWatch:
                 "level before it): an ebb explains a slow fall, not one this fast"
             )
         elif (
-            0 < second - watch.peak_second <= self.config.promotion_lookback_s
+            0 < second - watch.peak_second <= watch.config.promotion_lookback_s
             and watch.peak_online >= 1.5 * max(room.online, 1)
         ):
             stamp = time.strftime("%H:%M", time.gmtime(watch.peak_second))

@@ -97,3 +97,29 @@ def test_metric_settings_reach_the_engine_and_exporter() -> None:
     assert settings.engine_config().metrics.session_timeout_s == 120
     assert settings.export_config().top_rooms == 5
     assert settings.export_config().pinned_rooms == {"room-a", "room-b"}
+
+
+def test_detector_settings_come_from_the_config_file_per_category_and_room(tmp_path: Path) -> None:
+    config = tmp_path / "livewatch.toml"
+    config.write_text(
+        """
+[detectors.cliff]
+drop_warning = 0.4
+[detectors.categories.beauty]
+rooms = ["room-1"]
+spam = { per_user_messages = 15 }
+[detectors.rooms."room-1".cliff]
+min_online = 300
+"""
+    )
+    detectors = load_settings(config, environ={}).engine_config().detectors
+    room = detectors.for_room("room-1")
+    assert (room.cliff.drop_warning, room.cliff.min_online, room.spam.per_user_messages) == (
+        0.4,
+        300,
+        15,
+    )
+    assert detectors.for_room("room-2").spam.per_user_messages == 20
+    config.write_text("[detectors.cliff]\nstep_s = 10\n")
+    with pytest.raises(SettingsError, match="step_s"):
+        load_settings(config, environ={})
