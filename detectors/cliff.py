@@ -32,11 +32,16 @@ SIGNALS: Final = ("online", "entries", "activity")
 class CliffConfig:
     step_s: int = 5
     short_s: int = 30
-    baseline_s: int = 600
+    baseline_s: int = 300
+    """The trend is fitted over this long: recent enough to follow an ebb that began lately."""
+    count_bucket_s: int = 30
     gap_s: int = 60
     min_half_life_s: float = 120.0
     drop_warning: float = 0.5
     drop_critical: float = 0.75
+    activity_drop: float = 0.9
+    """All events together fire only on a near-silence: chat bursts and stall storms
+    come and go without the audience changing."""
     recover_ratio: float = 0.75
     settle_after_s: int = 1200
     min_online: float = 50.0
@@ -91,8 +96,8 @@ class CliffDetector:
         ahead = gap - (short - 1) / 2
         out = []
         for row, signal in enumerate(SIGNALS):
-            # Counts are fitted on per-minute sums: logs of small counts are too noisy.
-            bucket = 1 if signal == "online" else 60 // c.step_s
+            # Counts are fitted on 30 s sums: logs of small counts are too noisy.
+            bucket = 1 if signal == "online" else c.count_bucket_s // c.step_s
             expected = _predict(base[row], ahead, max_slope, bucket) * short
             out.append(CliffReading(signal, float(self.history[row, -short:].sum()), expected))
         return out
@@ -104,6 +109,9 @@ class CliffDetector:
         if not readings:
             return None
         if self.active_since is not None:
+            for reading in readings.values():  # a signal that falls later joins in
+                if reading.signal not in self.reference and self._is_cliff(reading, short):
+                    self.reference[reading.signal] = reading.expected
             recovered = all(
                 readings[s].observed >= c.recover_ratio * ref for s, ref in self.reference.items()
             )
@@ -136,7 +144,8 @@ class CliffDetector:
 
     def _is_cliff(self, reading: CliffReading, short: int) -> bool:
         c = self.config
-        if reading.drop < c.drop_warning:
+        threshold = c.activity_drop if reading.signal == "activity" else c.drop_warning
+        if reading.drop < threshold:
             return False
         if reading.signal == "online":
             return reading.expected / short >= c.min_online

@@ -38,7 +38,7 @@ class DetectorConfig:
     stall_slo: SloConfig = field(default_factory=_stall_slo)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     ebb: EbbConfig = field(default_factory=EbbConfig)
-    fresh_account_s: int = 30
+    fresh_account_s: int = 10
     """A chatter first seen in the room this recently counts as a fresh account."""
     promotion_lookback_s: int = 1800
     """A peak this recent, well above the current level, is hinted as a promotion that ended."""

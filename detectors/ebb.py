@@ -5,8 +5,9 @@ floor: online(t) = floor + (peak - floor) * 2^(-t / half_life). The fit runs on
 the room's online history since the peak: for each half-life on a log grid the
 model is linear in (floor, amplitude), solved by least squares for all
 half-lives at once; the best one wins. The floor is compared with the level
-before the promotion (10th percentile of the 30 minutes before the peak), so
-operators see how bad the fall-off is and whether it is settling.
+before the promotion (the median of the 30 minutes before the peak, so a room's
+own start-up ramp does not pass for one), so operators see how bad the
+fall-off is and whether it is settling.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class EbbTracker:
         after = y[peak_index:]
         if len(before) < 10 or (len(after) - 1) * c.step_s < c.min_elapsed_s:
             return None
-        pre_level = float(np.percentile(before, 10))
+        pre_level = float(np.median(before))
         current = float(after[-3:].mean())
         if peak < c.min_peak or peak < c.min_rise * max(pre_level, 1.0) or current > 0.9 * peak:
             return None

@@ -41,7 +41,7 @@ class SpamConfig:
     min_cluster_messages: int = 10
     few_accounts: int = 3
     fresh_share: float = 0.6
-    min_fresh_accounts: int = 5
+    min_fresh_accounts: int = 8
     contact_messages: int = 5
     """This many messages with contact ids or links in the window is a flood by itself."""
     per_user_messages: int = 20

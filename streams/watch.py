@@ -45,8 +45,6 @@ class RoomWatch:
     step_online: float = 0.0
     step_entries: float = 0.0
     step_events: float = 0.0
-    peak_online: int = 0
-    peak_second: int = 0
 
     def __post_init__(self) -> None:
         self.cliff = CliffDetector(self.config.cliff)
@@ -94,10 +92,7 @@ class PartitionWatch:
     def tick(self, second: int, room: RoomState) -> None:
         """After `room` closed `second`."""
         watch = self._watch(room.room_id)
-        online = room.online
-        if online > watch.peak_online:
-            watch.peak_online, watch.peak_second = online, second
-        watch.step_online += online
+        watch.step_online += room.online
         watch.step_entries += room.ring.at(ENTRIES, second)
         watch.stall.add(
             second, room.ring.at(VIEWER_SECONDS, second), room.ring.at(STALL_SECONDS, second)
@@ -178,21 +173,21 @@ class PartitionWatch:
                 f"QoE degrading too: latency p95 {p95 or 0:.2f} s, stall ratio "
                 f"{stall_ratio or 0:.1%} over the last minute"
             )
-        short, before = 30, 240
+        short, before = 15, 240
         sources = room.sources
-        earlier = [
-            sources.window_ending(i, before, second - short) for i in range(len(TRAFFIC_SOURCES))
-        ]
-        total_earlier = sum(earlier)
-        for index, source in enumerate(TRAFFIC_SOURCES):
-            share = earlier[index] / total_earlier if total_earlier else 0.0
-            expected = earlier[index] * short / before
-            recent = sources.window_ending(index, short, second)
-            if share >= 0.2 and expected >= 5 and recent <= 0.2 * expected:
-                hints.append(
-                    f"traffic source '{source}' collapsed: {recent:.0f} entries in {short}s "
-                    f"vs {expected:.0f} expected ({share:.0%} of entries before)"
-                )
+        count = len(TRAFFIC_SOURCES)
+        earlier = [sources.window_ending(i, before, second - short) for i in range(count)]
+        recent = [sources.window_ending(i, short, second) for i in range(count)]
+        if sum(earlier) and sum(recent):
+            # A share that collapsed: one source cut off, not the whole room falling.
+            for index, source in enumerate(TRAFFIC_SOURCES):
+                share_before = earlier[index] / sum(earlier)
+                share_now = recent[index] / sum(recent)
+                if share_before >= 0.2 and share_now <= 0.4 * share_before:
+                    hints.append(
+                        f"traffic source '{source}' collapsed: {share_before:.0%} of entries "
+                        f"before, {share_now:.0%} in the last {short}s"
+                    )
         ebb = watch.ebb.estimate
         if ebb is not None and second - ebb.peak_second <= watch.config.promotion_lookback_s:
             stamp = time.strftime("%H:%M", time.gmtime(ebb.peak_second))
@@ -200,16 +195,6 @@ class PartitionWatch:
                 f"a promotion peak of {ebb.peak:,.0f} viewers at {stamp} UTC is ebbing "
                 f"(half-life {ebb.half_life_s / 60:.1f} min, floor {ebb.floor_ratio:.1f}x the "
                 "level before it): an ebb explains a slow fall, not one this fast"
-            )
-        elif (
-            0 < second - watch.peak_second <= watch.config.promotion_lookback_s
-            and watch.peak_online >= 1.5 * max(room.online, 1)
-        ):
-            stamp = time.strftime("%H:%M", time.gmtime(watch.peak_second))
-            hints.append(
-                f"a peak of {watch.peak_online:,} viewers at {stamp} UTC "
-                f"({(second - watch.peak_second) // 60} min ago): a promotion ending explains "
-                "an ebb, not a fall this fast"
             )
         return hints
 

@@ -19,31 +19,53 @@ from tests.fixtures.nights import promo_night, simulate, write
 CONTRACT = {"alert", "state", "room_id", "ts", "severity", "summary", "fingerprint", "details"}
 
 
-@pytest.fixture(scope="module")
-def night_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+SEEDS = (7, 11, 23)
+
+
+def night(directory: Path, seed: int) -> Path:
     rooms, _ = promo_night()
-    return write(simulate(rooms, 1500), tmp_path_factory.mktemp("night") / "night.jsonl")
+    return write(simulate(rooms, 1500, seed=seed), directory / f"night-{seed}.jsonl")
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def night_log(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    return night(tmp_path_factory.mktemp("night"), request.param)
+
+
+@pytest.fixture(scope="module")
+def one_night(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return night(tmp_path_factory.mktemp("night"), SEEDS[0])
 
 
 def test_each_incident_is_detected_in_time_and_nothing_else_fires(night_log: Path) -> None:
+    """Recall 1 and precision 1 within the delay limits: the detectors' quality bar."""
     _, incidents = promo_night()
     result = run_backtest(night_log, load_settings(environ={}))
     firing = [t for t in result.transitions if t.state == "firing"]
     by_room = {t.room_id for t in firing}
     assert by_room == set(incidents), [(t.room_id, t.alert, t.summary) for t in firing]
-    limits = {"traffic_cliff": 60_000, "spam_flood": 30_000, "latency_slo": 180_000}
+    limits = {
+        "traffic_cliff": 60_000,
+        "spam_flood": 30_000,
+        "latency_slo": 180_000,
+        "stall_slo": 180_000,
+    }
     for room, (alert, start) in incidents.items():
         first = min((t for t in firing if t.room_id == room), key=lambda t: t.ts)
-        assert first.alert == alert
+        assert {t.alert for t in firing if t.room_id == room} == {alert}
         assert 0 <= first.ts - start <= limits[alert], (room, (first.ts - start) / 1000)
     latency = next(t for t in firing if t.alert == "latency_slo")
     assert latency.region == "cn-south"
+    feed_cut = next(t for t in firing if t.room_id == "room-feedcut")
+    assert any("'feed' collapsed" in hint for hint in feed_cut.details["hints"])
+    outage = next(t for t in firing if t.room_id == "room-outage")
+    assert not any("collapsed" in hint for hint in outage.details["hints"])
     mute = [a for a in result.actions if a["room_id"] == "room-spam"]
     assert mute and all(u.startswith("bot") for u in mute[0]["user_ids"])
 
 
-def test_the_promotion_ebb_is_measured_and_exported(night_log: Path) -> None:
-    result = run_backtest(night_log, load_settings(environ={}))
+def test_the_promotion_ebb_is_measured_and_exported(one_night: Path) -> None:
+    result = run_backtest(one_night, load_settings(environ={}))
     assert result.pipeline is not None
     registry = CollectorRegistry()
     registry.register(PipelineCollector(result.pipeline))
@@ -53,17 +75,18 @@ def test_the_promotion_ebb_is_measured_and_exported(night_log: Path) -> None:
         for (name, labels), value in scraped.items()
         if name == "livewatch_room_ebb_half_life_seconds"
     }
-    # Arrivals fall with a 4-minute half-life after the peak; viewers stay ~3-4 minutes.
+    # Arrivals fall with a 4-minute half-life after the peak; viewers staying ~4 minutes
+    # slow the fall of the audience itself somewhat.
     assert set(half_lives) == {"room-promo"}
-    assert 150 <= half_lives["room-promo"] <= 600
+    assert 240 <= half_lives["room-promo"] <= 900
     progress = scraped[("livewatch_room_ebb_progress_ratio", (("room", "room-promo"),))]
-    assert 0.5 < progress <= 1
+    assert 0.2 < progress < 1  # about one half-life into the ebb when the log ends
 
 
-def test_the_cli_writes_the_alert_contract(night_log: Path, tmp_path: Path) -> None:
+def test_the_cli_writes_the_alert_contract(one_night: Path, tmp_path: Path) -> None:
     out = tmp_path / "alerts.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "backtest", str(night_log), "--alerts-out", str(out)],
+        [sys.executable, "-m", "streams.cli", "backtest", str(one_night), "--alerts-out", str(out)],
         capture_output=True,
         text=True,
         check=True,
