@@ -3,7 +3,8 @@
 Detectors say, at each evaluation, what they see now (a `Finding` per alert key).
 The tracker turns that into a stable lifecycle: an alert fires once its finding
 has held for `for_s`, stays firing (deduplicated, re-announced only when its
-severity rises) while findings keep coming, and resolves once none has come for
+severity rises or a new kind of finding appears, e.g. a fall becoming a silence)
+while findings keep coming, and resolves once none has come for
 `resolve_after_s`. A key that resolved cannot fire again within `cooldown_s`:
 a flapping condition becomes one long alert, not a stream of pages.
 All times are event time (ms), so a replay yields the same transitions.
@@ -53,6 +54,8 @@ class Finding(msgspec.Struct, frozen=True):
     severity: Severity
     summary: str
     details: dict[str, Any] = msgspec.field(default_factory=dict)
+    kind: str = ""
+    """A new kind within one alert (a fall that becomes a silence) is announced once."""
 
 
 class Transition(msgspec.Struct, frozen=True, omit_defaults=False):
@@ -94,6 +97,7 @@ class _Active:
     last_seen: int
     finding: Finding
     firing: bool = False
+    kinds: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -126,16 +130,20 @@ class AlertTracker:
                 self.resolved_at.pop(key, None)
                 current = self.active[key] = _Active(ts, ts, finding)
             rising = SEVERITY_RANK[finding.severity] > SEVERITY_RANK[current.finding.severity]
+            new_kind = current.firing and finding.kind not in current.kinds
             current.last_seen = ts
-            if current.firing and not rising:
+            if current.firing and not rising and not new_kind:
                 # Keep the highest severity seen; refresh the numbers.
                 current.finding = msgspec.structs.replace(
                     finding, severity=current.finding.severity
                 )
                 continue
+            if current.firing and not rising:
+                finding = msgspec.structs.replace(finding, severity=current.finding.severity)
             current.finding = finding
             if current.firing or ts - current.started_at >= config.for_s * 1000:
                 current.firing = True
+                current.kinds.add(finding.kind)
                 out.append(self._transition(key, current, "firing", ts))
         for key in [k for k in self.active if scope is None or k.room_id == scope]:
             if key in findings:

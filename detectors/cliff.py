@@ -200,4 +200,6 @@ def _finding(
         if silent
         else f"traffic fell {worst.drop:.0%} within {within_s}s"
     )
-    return Finding(severity, f"{lead}: " + "; ".join(parts), details)
+    return Finding(
+        severity, f"{lead}: " + "; ".join(parts), details, kind="silent" if silent else "fall"
+    )

@@ -4,6 +4,12 @@ Lines are routed to partitions exactly as Kafka's default partitioner places
 room keys, and each partition's lines go through the same Pipeline the worker
 runs, in file order. Alert transitions come out as JSON Lines (the contract in
 docs/detectors.md), sorted by event time.
+
+As in the live worker, where a silent partition's event time follows the wall
+clock, a partition that has seen nothing for `idle_after_s` of the log's event
+time moves on with the log's clock: a room that goes silent alone in its
+partition still ages, and fires. The check runs at fixed steps of event time,
+so results depend on the file alone.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from streams.pipeline import Pipeline, partition_for
 from streams.settings import Settings
 
 CHUNK_LINES = 20_000
+IDLE_CHECK_MS = 1_000
 
 
 @dataclass
@@ -47,9 +54,18 @@ def run_backtest(path: str | os.PathLike[str], settings: Settings) -> BacktestRe
         pending.clear()
         _drain(pipeline, result)
 
+    idle_ms = int(settings.idle_after_s * 1000)
+    checked: int | None = None
     for number, line in read_lines(path):
         result.lines += 1
         routing = route(line)
+        if routing is not None:
+            step = routing.ts // IDLE_CHECK_MS
+            if checked is None or step > checked:
+                if checked is not None:
+                    process()
+                    _advance_idle(pipeline, step * IDLE_CHECK_MS - idle_ms)
+                checked = step
         # Unroutable lines still go through the pipeline, to be rejected and counted.
         partition = partition_for(routing.room_id, partitions) if routing else 0
         pending.setdefault(partition, []).append(
@@ -62,6 +78,14 @@ def run_backtest(path: str | os.PathLike[str], settings: Settings) -> BacktestRe
     _drain(pipeline, result)
     result.transitions.sort(key=lambda t: (t.ts, t.room_id, t.alert, t.region or ""))
     return result
+
+
+def _advance_idle(pipeline: Pipeline, until_ms: int) -> None:
+    """Partitions whose clock is behind `until_ms` (nothing seen lately) move up to it."""
+    for engine in pipeline.engines.values():
+        clock = engine.event_clock
+        if clock is not None and clock < until_ms:
+            engine.advance_idle(until_ms - clock)
 
 
 def _drain(pipeline: Pipeline, result: BacktestResult) -> None:

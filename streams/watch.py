@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from detectors.alerts import AlertKey, AlertTracker, Finding, Transition
 from detectors.cliff import CliffDetector
 from detectors.config import DetectorConfig, DetectorSettings
@@ -210,4 +212,4 @@ class PartitionWatch:
 
 
 def _with_hints(finding: Finding, hints: list[str]) -> Finding:
-    return Finding(finding.severity, finding.summary, {**finding.details, "hints": hints})
+    return msgspec.structs.replace(finding, details={**finding.details, "hints": hints})

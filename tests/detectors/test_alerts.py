@@ -69,3 +69,10 @@ def test_a_room_that_goes_away_resolves_its_alerts() -> None:
     gone = tracker.resolve_room("room-1", 50_000, "room_closed")
     assert [(t.state, t.details["resolve_reason"]) for t in gone] == [("resolved", "room_closed")]
     assert tracker.firing() == {}
+
+
+def test_a_new_kind_of_finding_is_announced_once_without_lowering_severity() -> None:
+    fall = Finding("critical", "traffic fell 80%", kind="fall")
+    silent = Finding("warning", "room went silent", kind="silent")
+    timeline: dict[int, Finding | None] = {0: fall, 5: fall, 10: silent, 15: silent, 20: fall}
+    assert run(AlertTracker(), timeline) == [(0, "firing", "critical"), (10, "firing", "critical")]

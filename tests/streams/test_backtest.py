@@ -12,9 +12,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.backtest import run_backtest
 from streams.exporter import PipelineCollector
+from streams.pipeline import partition_for
 from streams.settings import load_settings
 from tests.exposition import samples
-from tests.fixtures.nights import promo_night, simulate, write
+from tests.fixtures.nights import T0, Room, promo_night, simulate, write
 
 CONTRACT = {"alert", "state", "room_id", "ts", "severity", "summary", "fingerprint", "details"}
 
@@ -62,6 +63,27 @@ def test_each_incident_is_detected_in_time_and_nothing_else_fires(night_log: Pat
     assert not any("collapsed" in hint for hint in outage.details["hints"])
     mute = [a for a in result.actions if a["room_id"] == "room-spam"]
     assert mute and all(u.startswith("bot") for u in mute[0]["user_ids"])
+
+
+def test_a_room_going_silent_alone_in_its_partition_still_fires(tmp_path: Path) -> None:
+    settings = load_settings(environ={})
+    silent, busy = (
+        "room-quiet-0",
+        next(
+            f"room-busy-{i}"
+            for i in range(100)
+            if partition_for(f"room-busy-{i}", settings.partitions)
+            != partition_for("room-quiet-0", settings.partitions)
+        ),
+    )
+    rooms = [Room(silent, lambda s: 2.0, silent_at=900), Room(busy, lambda s: 2.0)]
+    log = write(simulate(rooms, 1100), tmp_path / "silent.jsonl")
+    result = run_backtest(log, settings)
+    firing = [t for t in result.transitions if t.state == "firing"]
+    assert {t.room_id for t in firing} == {silent}
+    first = firing[0]
+    assert first.alert == "traffic_cliff" and first.ts - (T0 + 900_000) <= 60_000
+    assert any(t.details["silent"] for t in firing)
 
 
 def test_the_promotion_ebb_is_measured_and_exported(one_night: Path) -> None:
