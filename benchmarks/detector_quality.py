@@ -1,67 +1,59 @@
-"""Precision, recall and detection delay of the detectors on labelled synthetic nights.
+"""Precision, recall and detection delay of the detectors on simulated nights.
 
     python -m benchmarks.detector_quality [SEED ...]
 
-Each night (tests/fixtures/nights.py) holds an outage, a feed cut, a bot flood,
-a regional latency incident and a stall storm in their own rooms, plus a
-promotion with its ebb and a hype burst, and a small room: rooms without an
-incident must stay quiet. An alert is a true positive when its room has an
-incident of its type and it fires at or after the incident's start.
+Runs every `livewatch simulate` scenario for each seed through the backtest and
+scores the alerts against the scenario's labels (streams.backtest.score):
+promo-night must stay quiet; cliff, spam, latency and mixed hold incidents.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 
-from streams.backtest import run_backtest
+from streams.backtest import Score, run_backtest, score
 from streams.settings import load_settings
-from tests.fixtures.nights import promo_night, simulate, write
+from streams.simulate import SCENARIOS, generate, labels, write_log
 
 
 def main(seeds: list[int]) -> None:
-    hits: dict[str, list[float]] = defaultdict(list)
-    missed: dict[str, int] = defaultdict(int)
-    false: dict[str, int] = defaultdict(int)
-    events = 0
-    elapsed = 0.0
+    import tempfile
+    from pathlib import Path
+
+    totals: dict[str, Score] = defaultdict(Score)
+    events, elapsed = 0, 0.0
     with tempfile.TemporaryDirectory() as directory:
-        for seed in seeds:
-            rooms, incidents = promo_night()
-            night = simulate(rooms, 1500, seed=seed)
-            events += len(night)
-            log = write(night, Path(directory) / f"night-{seed}.jsonl")
-            started = time.perf_counter()
-            result = run_backtest(log, load_settings(environ={}))
-            elapsed += time.perf_counter() - started
-            firing = [t for t in result.transitions if t.state == "firing"]
-            for room, (alert, start) in incidents.items():
-                matching = [t.ts for t in firing if t.room_id == room and t.alert == alert]
-                matching = [ts for ts in matching if ts >= start]
-                if matching:
-                    hits[alert].append((min(matching) - start) / 1000)
-                else:
-                    missed[alert] += 1
-            for t in firing:
-                if incidents.get(t.room_id, ("", 0))[0] != t.alert:
-                    false[t.alert] += 1
-    print(f"{len(seeds)} nights, {events:,} events, backtest {events / elapsed:,.0f} events/s")
+        for name, scenario in SCENARIOS.items():
+            for seed in seeds:
+                log = Path(directory) / f"{name}-{seed}.jsonl"
+                events += write_log(generate(scenario, seed), log)
+                started = time.perf_counter()
+                result = run_backtest(log, load_settings(environ={}))
+                elapsed += time.perf_counter() - started
+                for alert, entry in score(result.transitions, labels(scenario)).items():
+                    total = totals[alert]
+                    total.incidents += entry.incidents
+                    total.detected += entry.detected
+                    total.alerts += entry.alerts
+                    total.false_alerts += entry.false_alerts
+                    total.delays_s += entry.delays_s
+                    if entry.false_alerts:
+                        print(f"  false {alert} alert(s) in {name} seed {seed}")
+    print(
+        f"{len(SCENARIOS)} scenarios x {len(seeds)} seeds, {events:,} lines, "
+        f"backtest {events / elapsed:,.0f} lines/s"
+    )
     delay_header = "delay s (median/max)"
     print(f"{'detector':14} {'incidents':>9} {'recall':>7} {'precision':>9} {delay_header:>21}")
-    for alert in sorted(set(hits) | set(missed) | set(false)):
-        found = len(hits[alert])
-        incidents_total = found + missed[alert]
-        recall = found / incidents_total if incidents_total else float("nan")
-        firing_total = found + false[alert]
-        precision = found / firing_total if firing_total else float("nan")
-        delays = hits[alert]
-        delay = f"{statistics.median(delays):.0f} / {max(delays):.0f}" if delays else "-"
-        print(f"{alert:14} {incidents_total:>9} {recall:>7.2f} {precision:>9.2f} {delay:>21}")
+    for alert, entry in sorted(totals.items()):
+        delays = sorted(entry.delays_s)
+        delay = f"{delays[len(delays) // 2]:.0f} / {delays[-1]:.0f}" if delays else "-"
+        recall = "-" if entry.recall is None else f"{entry.recall:.2f}"
+        precision = "-" if entry.precision is None else f"{entry.precision:.2f}"
+        print(f"{alert:14} {entry.incidents:>9} {recall:>7} {precision:>9} {delay:>21}")
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [7, 11, 23, 31, 47])
+    main([int(a) for a in sys.argv[1:]] or [1, 2, 3])

@@ -37,7 +37,7 @@ class CliffConfig:
     count_bucket_s: int = 30
     gap_s: int = 60
     min_half_life_s: float = 120.0
-    drop_warning: float = 0.5
+    drop_warning: float = 0.4
     drop_critical: float = 0.75
     activity_drop: float = 0.9
     """All events together fire only on a near-silence: chat bursts and stall storms

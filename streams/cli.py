@@ -110,6 +110,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"{result.lines} lines: {sum(pipeline.events_total.values())} events, "
         f"{sum(pipeline.invalid_total.values())} invalid, {pipeline.late_total} late"
     )
+    if args.labels:
+        _print_scores(args.labels, result.transitions)
     for transition in result.transitions:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(transition.ts / 1000))
         where = transition.room_id + (f" [{transition.region}]" if transition.region else "")
@@ -117,6 +119,40 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             f"{when} {transition.state:8} {transition.severity:8} {transition.alert:14} "
             f"{where}: {transition.summary}"
         )
+    return 0
+
+
+def _print_scores(labels_path: str, transitions: list[Any]) -> None:
+    import json
+
+    from streams.backtest import score
+
+    try:
+        with open(labels_path, encoding="utf-8") as handle:
+            incidents = json.load(handle)["incidents"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise EventLogError(f"cannot read labels {labels_path}: {exc}") from None
+    print(f"{'alert':14} {'incidents':>9} {'recall':>7} {'precision':>9} {'delay s med/max':>16}")
+    for alert, entry in sorted(score(transitions, incidents).items()):
+        delays = sorted(entry.delays_s)
+        delay = f"{delays[len(delays) // 2]:.0f}/{delays[-1]:.0f}" if delays else "-"
+        recall = "-" if entry.recall is None else f"{entry.recall:.2f}"
+        precision = "-" if entry.precision is None else f"{entry.precision:.2f}"
+        print(f"{alert:14} {entry.incidents:>9} {recall:>7} {precision:>9} {delay:>16}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from streams.simulate import SCENARIOS, generate, labels, write_log
+
+    scenario = SCENARIOS[args.scenario]
+    count = write_log(generate(scenario, args.seed), args.out)
+    print(f"{args.out}: {count} lines of scenario {scenario.name} (seed {args.seed})")
+    if args.labels_out:
+        with open(args.labels_out, "w", encoding="utf-8") as handle:
+            json.dump({"scenario": scenario.name, "seed": args.seed, "incidents": labels(scenario)},
+                      handle, indent=1)  # fmt: skip
     return 0
 
 
@@ -174,7 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument(
         "--partitions", type=int, help="partitions to group rooms into, as the worker's topics"
     )
+    backtest.add_argument("--labels", help="labels JSON (from simulate): print recall and delays")
     backtest.set_defaults(func=cmd_backtest)
+
+    from streams.simulate import SCENARIOS
+
+    simulate = commands.add_parser("simulate", help="generate a scenario event log with labels")
+    simulate.add_argument("--scenario", choices=sorted(SCENARIOS), default="mixed")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--out", required=True, help="event log to write (.jsonl or .jsonl.gz)")
+    simulate.add_argument("--labels-out", help="write the injected incidents here (JSON)")
+    simulate.set_defaults(func=cmd_simulate)
 
     demo = commands.add_parser("demo", help="local broker + worker + a replayed sample night")
     demo.add_argument("--speed", type=float, default=4.0, help="replay speed-up (default 4)")

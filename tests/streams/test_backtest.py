@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.backtest import run_backtest
+from detectors.alerts import Transition
+from streams.backtest import run_backtest, score
 from streams.exporter import PipelineCollector
 from streams.pipeline import partition_for
 from streams.settings import load_settings
+from streams.simulate import SCENARIOS, generate, labels, write_log
 from tests.exposition import samples
 from tests.fixtures.nights import T0, Room, promo_night, simulate, write
 
@@ -117,3 +119,58 @@ def test_the_cli_writes_the_alert_contract(one_night: Path, tmp_path: Path) -> N
     assert lines and all(set(line) >= CONTRACT for line in lines)
     assert {line["state"] for line in lines} <= {"firing", "resolved"}
     assert "spam_flood" in done.stdout
+
+
+LIMITS_S = {"traffic_cliff": 60, "spam_flood": 30, "latency_slo": 180, "stall_slo": 180}
+
+
+def test_the_mixed_simulated_night_meets_the_quality_bar(tmp_path: Path) -> None:
+    """Every incident found within its limit, nothing else, dirty input and all."""
+    scenario = SCENARIOS["mixed"]
+    log = tmp_path / "mixed.jsonl.gz"
+    write_log(generate(scenario, 1), log)
+    result = run_backtest(log, load_settings(environ={}))
+    assert result.pipeline is not None and sum(result.pipeline.invalid_total.values()) > 0
+    scores = score(result.transitions, labels(scenario))
+    assert set(scores) == set(LIMITS_S)
+    for alert, entry in scores.items():
+        assert (entry.recall, entry.precision) == (1.0, 1.0), alert
+        assert max(entry.delays_s) <= LIMITS_S[alert], (alert, entry.delays_s)
+
+
+def test_score_counts_misses_false_alerts_and_delays() -> None:
+    def firing(alert: str, room: str, ts: int) -> Transition:
+        return Transition(alert, "firing", room, ts, "warning", "", "f", {}, None, ts, "")
+
+    incidents = [
+        {"alert": "spam_flood", "room_id": "a", "start": 1_000, "end": 5_000},
+        {"alert": "spam_flood", "room_id": "b", "start": 1_000, "end": 5_000},
+    ]
+    transitions = [
+        firing("spam_flood", "a", 4_000),
+        firing("spam_flood", "a", 6_000),  # the same incident again: not false
+        firing("spam_flood", "c", 2_000),  # no incident there
+        firing("traffic_cliff", "a", 2_000),
+    ]
+    scores = score(transitions, incidents, grace_ms=10_000)
+    spam = scores["spam_flood"]
+    assert (spam.incidents, spam.detected, spam.recall, spam.delays_s) == (2, 1, 0.5, [3.0])
+    assert (spam.alerts, spam.false_alerts) == (3, 1)
+    assert scores["traffic_cliff"].precision == 0.0 and scores["traffic_cliff"].recall is None
+
+
+def test_simulate_then_backtest_with_labels_from_the_command_line(tmp_path: Path) -> None:
+    log, labels_file = tmp_path / "spam.jsonl.gz", tmp_path / "labels.json"
+    cli = [sys.executable, "-m", "streams.cli"]
+    subprocess.run(
+        [*cli, "simulate", "--scenario", "spam", "--seed", "3", "--out", str(log),
+         "--labels-out", str(labels_file)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert json.loads(labels_file.read_text())["incidents"][0]["alert"] == "spam_flood"
+    done = subprocess.run(
+        [*cli, "backtest", str(log), "--labels", str(labels_file)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    row = next(line for line in done.stdout.splitlines() if line.startswith("spam_flood "))
+    assert row.split()[1:4] == ["1", "1.00", "1.00"]
