@@ -87,11 +87,33 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.replay import replay
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from streams.eventlog import read_lines
+    from streams.replay import ReplayStats, replay
 
     settings = _settings(args)
     speed = None if args.max_speed else args.speed
-    stats = asyncio.run(replay(args.file, settings, speed=speed))
+    total = sum(1 for _ in read_lines(args.file))
+    rebase = int(time.time() * 1000) if args.rebase_time else None
+    columns = (
+        TextColumn("replay"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} events, {task.fields[rate]:,.0f}/s"),
+        TimeRemainingColumn(),
+    )
+    started = time.monotonic()
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("replay", total=total, rate=0.0)
+
+        def show(stats: ReplayStats) -> None:
+            done = stats.produced + stats.skipped
+            rate = done / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=done, rate=rate)
+
+        stats = asyncio.run(
+            replay(args.file, settings, speed=speed, rebase_to_ms=rebase, on_progress=show)
+        )
     print(f"replayed {stats.produced} events, skipped {stats.skipped} unroutable lines")
     return 0
 
@@ -139,6 +161,23 @@ def _print_scores(labels_path: str, transitions: list[Any]) -> None:
         recall = "-" if entry.recall is None else f"{entry.recall:.2f}"
         precision = "-" if entry.precision is None else f"{entry.precision:.2f}"
         print(f"{alert:14} {entry.incidents:>9} {recall:>7} {precision:>9} {delay:>16}")
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from streams.record import record
+
+    settings = _settings(args)
+    stats = asyncio.run(
+        record(
+            args.out,
+            settings,
+            duration_s=args.duration,
+            until_idle_s=args.until_idle,
+            from_beginning=args.from_beginning,
+        )
+    )
+    print(f"{args.out}: recorded {stats.lines} events, skipped {stats.skipped} messages")
+    return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -198,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     pace = replay.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="event-time speed-up (default 1)")
     pace.add_argument("--max-speed", action="store_true", help="produce as fast as possible")
+    replay.add_argument(
+        "--rebase-time", action="store_true", help="re-stamp event times to start now"
+    )
     _settings_args(replay)
     replay.set_defaults(func=cmd_replay)
 
@@ -212,6 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument("--labels", help="labels JSON (from simulate): print recall and delays")
     backtest.set_defaults(func=cmd_backtest)
+
+    recorder = commands.add_parser("record", help="consume the live topics into an event log")
+    recorder.add_argument("--out", required=True, help="event log to write (.jsonl or .jsonl.gz)")
+    stop = recorder.add_mutually_exclusive_group()
+    stop.add_argument("--duration", type=float, help="stop after this many seconds")
+    stop.add_argument("--until-idle", type=float, help="stop after this many seconds of quiet")
+    recorder.add_argument(
+        "--from-beginning", action="store_true", help="start at the topics' oldest events"
+    )
+    _settings_args(recorder)
+    recorder.set_defaults(func=cmd_record)
 
     from streams.simulate import SCENARIOS
 

@@ -17,6 +17,9 @@ COMMANDS = [
     ["topics"],
     ["topics", "create"],
     ["replay"],
+    ["record"],
+    ["simulate"],
+    ["backtest"],
     ["demo"],
 ]
 
