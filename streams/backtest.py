@@ -14,8 +14,10 @@ so results depend on the file alone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -36,15 +38,23 @@ class BacktestResult:
     lines: int = 0
     transitions: list[Transition] = field(default_factory=list)
     actions: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
     pipeline: Pipeline | None = None
 
     def alert_counts(self) -> Counter[tuple[str, str]]:
         return Counter((t.alert, t.state) for t in self.transitions)
 
 
-def run_backtest(path: str | os.PathLike[str], settings: Settings) -> BacktestResult:
+def run_backtest(
+    path: str | os.PathLike[str],
+    settings: Settings,
+    *,
+    snapshot_every_s: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> BacktestResult:
     partitions = settings.partitions
-    pipeline = Pipeline(settings.engine_config())
+    config = dataclasses.replace(settings.engine_config(), snapshot_every_s=snapshot_every_s)
+    pipeline = Pipeline(config)
     result = BacktestResult(pipeline=pipeline)
     pending: dict[int, list[RawMessage]] = {}
 
@@ -73,10 +83,13 @@ def run_backtest(path: str | os.PathLike[str], settings: Settings) -> BacktestRe
         )
         if result.lines % CHUNK_LINES == 0:
             process()
+            if on_progress is not None:
+                on_progress(result.lines)
     process()
     pipeline.flush()
     _drain(pipeline, result)
     result.transitions.sort(key=lambda t: (t.ts, t.room_id, t.alert, t.region or ""))
+    result.snapshots.sort(key=lambda s: (s["ts"], s["room_id"]))
     return result
 
 
@@ -93,6 +106,8 @@ def _drain(pipeline: Pipeline, result: BacktestResult) -> None:
         transitions, actions = engine.watch.drain()
         result.transitions += transitions
         result.actions += actions
+        result.snapshots += engine.snapshots
+        engine.snapshots = []
 
 
 def write_alerts(transitions: list[Transition], out: IO[bytes]) -> None:

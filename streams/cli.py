@@ -119,13 +119,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    import msgspec
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     from streams.backtest import run_backtest, write_alerts
+    from streams.eventlog import read_lines
+    from streams.settings import with_assignments
 
     settings = load_settings(args.config, overrides={"partitions": args.partitions})
-    result = run_backtest(args.file, settings)
+    settings = with_assignments(settings, args.set or [])
+    total = sum(1 for _ in read_lines(args.file))
+    started = time.monotonic()
+    columns = (
+        TextColumn("backtest"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} lines, {task.fields[rate]:,.0f}/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("backtest", total=total, rate=0.0)
+
+        def show(lines: int) -> None:
+            rate = lines / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=lines, rate=rate)
+
+        result = run_backtest(
+            args.file,
+            settings,
+            snapshot_every_s=args.metrics_every if args.metrics_out else None,
+            on_progress=show,
+        )
     if args.alerts_out:
         with open(args.alerts_out, "wb") as out:
             write_alerts(result.transitions, out)
+    if args.metrics_out:
+        with open(args.metrics_out, "wb") as out:
+            encoder = msgspec.json.Encoder()
+            for snapshot in result.snapshots:
+                out.write(encoder.encode(snapshot) + b"\n")
     assert result.pipeline is not None
     pipeline = result.pipeline
     print(
@@ -253,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--partitions", type=int, help="partitions to group rooms into, as the worker's topics"
     )
     backtest.add_argument("--labels", help="labels JSON (from simulate): print recall and delays")
+    backtest.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. detectors.cliff.drop_warning=0.3 (repeatable)",
+    )
+    backtest.add_argument("--metrics-out", help="write per-room metric snapshots (JSON Lines)")
+    backtest.add_argument(
+        "--metrics-every", type=int, default=60, help="snapshot every N s of event time (60)"
+    )
     backtest.set_defaults(func=cmd_backtest)
 
     recorder = commands.add_parser("record", help="consume the live topics into an event log")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from detectors.config import DetectorSettings
 from streams.events import EVENT_TYPES, Event, Latency
@@ -42,6 +42,8 @@ class EngineConfig:
     """Offline: a source this far behind the newest event no longer holds the watermark."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     detectors: DetectorSettings = field(default_factory=DetectorSettings)
+    snapshot_every_s: int | None = None
+    """Offline analysis: keep every room's metrics each this many seconds of event time."""
 
 
 class PartitionEngine:
@@ -61,6 +63,8 @@ class PartitionEngine:
         self.late = 0
         self.latency = LatencyStats(self.config.metrics)
         self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
+        self.snapshots: list[dict[str, Any]] = []
+        """Outbox of metric snapshots (when `snapshot_every_s` is set), for the driver."""
 
     def ingest(
         self,
@@ -170,6 +174,11 @@ class PartitionEngine:
             for room in self.rooms.values():
                 room.tick(tick)
                 self.watch.tick(tick, room)
+            every = self.config.snapshot_every_s
+            if every and (tick + 1) % every == 0:
+                self.snapshots += [
+                    snapshot(room, (tick + 1) * 1000) for room in self.rooms.values()
+                ]
             gone = [room_id for room_id, room in self.rooms.items() if room.is_gone(tick)]
             for room_id in gone:
                 del self.rooms[room_id]
@@ -194,6 +203,15 @@ class PartitionEngine:
         room.apply(event)
         if isinstance(event, Latency):
             self.latency.add(event)
+
+
+def snapshot(room: RoomState, ts: int) -> dict[str, Any]:
+    """A room's metrics at `ts`: `<name>_1m`, `<name>_5m` and since-live `<name>_live`."""
+    metrics: dict[str, float | None] = {}
+    for seconds, label in ((60, "1m"), (300, "5m")):
+        metrics.update({f"{name}_{label}": v for name, v in room.metrics(seconds).items()})
+    metrics.update({f"{name}_live": v for name, v in room.totals_metrics().items()})
+    return {"room_id": room.room_id, "ts": ts, "metrics": metrics}
 
 
 _TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}

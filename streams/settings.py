@@ -210,3 +210,52 @@ def _explain(exc: msgspec.ValidationError) -> str:
         field = where.rstrip("`")
         return f"invalid setting {field} (env {env_name(field)}): {problem}"
     return f"invalid settings: {message}"
+
+
+def parse_assignments(assignments: list[str]) -> dict[str, Any]:
+    """`key=value` pairs (dotted keys nest, values are TOML) as a nested table.
+
+    `--set allowed_lateness_ms=2000 --set detectors.cliff.drop_warning=0.3`
+    """
+    table: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--set {assignment!r}: expected key=value")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare string
+        *parents, leaf = key.strip().split(".")
+        node = table
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SettingsError(f"--set {assignment!r}: {part} is not a table")
+        node[leaf] = value
+    return table
+
+
+def with_assignments(settings: Settings, assignments: list[str]) -> Settings:
+    """`settings` with `--set` assignments applied on top, validated again."""
+    changes = parse_assignments(assignments)
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise SettingsError(f"--set: unknown setting(s) {', '.join(unknown)}")
+    values = msgspec.to_builtins(settings)
+    values["detectors"] = _deep_merge(values.get("detectors", {}), changes.pop("detectors", {}))
+    values.update(changes)
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_explain(exc)) from None
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

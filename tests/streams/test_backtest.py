@@ -15,7 +15,8 @@ from streams.backtest import run_backtest, score
 from streams.exporter import PipelineCollector
 from streams.pipeline import partition_for
 from streams.settings import load_settings
-from streams.simulate import SCENARIOS, generate, labels, write_log
+from streams.simulate import SCENARIOS, Scenario, generate, labels, steady, write_log
+from streams.simulate import Room as SimRoom
 from tests.exposition import samples
 from tests.fixtures.nights import T0, Room, promo_night, simulate, write
 
@@ -174,3 +175,22 @@ def test_simulate_then_backtest_with_labels_from_the_command_line(tmp_path: Path
     )  # fmt: skip
     row = next(line for line in done.stdout.splitlines() if line.startswith("spam_flood "))
     assert row.split()[1:4] == ["1", "1.00", "1.00"]
+
+
+def test_metric_snapshots_every_minute_of_event_time(tmp_path: Path) -> None:
+    scenario = Scenario("two", 300, (SimRoom("room-a", steady(1)), SimRoom("room-b", steady(0.5))))
+    log = tmp_path / "two.jsonl"
+    write_log(generate(scenario, 1), log)
+    out = tmp_path / "metrics.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "streams.cli", "backtest", str(log), "--metrics-out", str(out),
+         "--set", "detectors.cliff.drop_warning=0.3"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    snapshots = [json.loads(line) for line in out.read_text().splitlines()]
+    stamps = sorted({s["ts"] for s in snapshots})
+    assert stamps == [T0 + k * 60_000 for k in range(1, len(stamps) + 1)] and len(stamps) >= 4
+    assert {s["room_id"] for s in snapshots} == {"room-a", "room-b"}
+    last_a = [s for s in snapshots if s["room_id"] == "room-a"][-1]["metrics"]
+    assert last_a["online_viewers_live"] > 0 and "entries_per_minute_1m" in last_a
+    assert last_a["entries_per_minute_5m"] == pytest.approx(60, rel=0.25)

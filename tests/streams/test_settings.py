@@ -123,3 +123,25 @@ min_online = 300
     config.write_text("[detectors.cliff]\nstep_s = 10\n")
     with pytest.raises(SettingsError, match="step_s"):
         load_settings(config, environ={})
+
+
+def test_set_assignments_override_settings_and_nested_detector_settings() -> None:
+    from streams.settings import parse_assignments, with_assignments
+
+    assert parse_assignments(["a.b.c=0.3", "a.b.d=x y", "e=[1, 2]"]) == {
+        "a": {"b": {"c": 0.3, "d": "x y"}},
+        "e": [1, 2],
+    }
+    base = load_settings(environ={})
+    changed = with_assignments(
+        base, ["allowed_lateness_ms=2000", "detectors.cliff.drop_warning=0.3"]
+    )
+    assert changed.allowed_lateness_ms == 2000
+    assert changed.engine_config().detectors.for_room("r").cliff.drop_warning == 0.3
+    for bad, message in (
+        (["nonsense=1"], "unknown setting"),
+        (["novalue"], "expected key=value"),
+        (["detectors.cliff.drop_warning=lots"], "detectors"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            with_assignments(base, bad)
