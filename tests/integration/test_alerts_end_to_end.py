@@ -16,8 +16,8 @@ from streams.backtest import run_backtest
 from streams.kafka_client import client_options
 from streams.replay import replay
 from streams.settings import Settings, env_name
+from streams.simulate import SCENARIOS, Scenario, generate, write_log
 from tests.conftest import RunningWorker
-from tests.fixtures.nights import promo_night, simulate, write
 
 pytestmark = pytest.mark.kafka
 
@@ -49,8 +49,10 @@ async def test_worker_alerts_match_the_backtest(
     worker_factory: Callable[[dict[str, str]], RunningWorker],
     tmp_path: Path,
 ) -> None:
-    rooms, _ = promo_night(only={"room-outage", "room-spam", "room-latency", "room-promo"})
-    log = write(simulate(rooms, 1100), tmp_path / "night.jsonl")
+    mixed = {room.room_id: room for room in SCENARIOS["mixed"].rooms}
+    rooms = tuple(mixed[r] for r in ("room-outage", "room-spam", "room-latency", "room-tiny"))
+    log = tmp_path / "night.jsonl"
+    write_log(generate(Scenario("some", 1900, rooms), 1), log)
     env = {**isolated_env, env_name("idle_after_s"): "3600"}
     worker = worker_factory(env)
     settings = worker.settings

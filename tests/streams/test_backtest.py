@@ -11,86 +11,91 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from detectors.alerts import Transition
-from streams.backtest import run_backtest, score
+from streams.backtest import BacktestResult, run_backtest, score
 from streams.exporter import PipelineCollector
 from streams.pipeline import partition_for
 from streams.settings import load_settings
-from streams.simulate import SCENARIOS, Scenario, generate, labels, steady, write_log
-from streams.simulate import Room as SimRoom
+from streams.simulate import SCENARIOS, T0, Room, Scenario, generate, labels, steady, write_log
 from tests.exposition import samples
-from tests.fixtures.nights import T0, Room, promo_night, simulate, write
 
 CONTRACT = {"alert", "state", "room_id", "ts", "severity", "summary", "fingerprint", "details"}
+LIMITS_S = {"traffic_cliff": 60, "spam_flood": 30, "latency_slo": 180, "stall_slo": 180}
+CLI = [sys.executable, "-m", "streams.cli"]
 
 
-SEEDS = (7, 11, 23)
+def night(directory: Path, name: str, seed: int) -> Path:
+    return _written(SCENARIOS[name], seed, directory / f"{name}-{seed}.jsonl.gz")
 
 
-def night(directory: Path, seed: int) -> Path:
-    rooms, _ = promo_night()
-    return write(simulate(rooms, 1500, seed=seed), directory / f"night-{seed}.jsonl")
-
-
-@pytest.fixture(scope="module", params=SEEDS)
-def night_log(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    return night(tmp_path_factory.mktemp("night"), request.param)
+def _written(scenario: Scenario, seed: int, path: Path) -> Path:
+    write_log(generate(scenario, seed), path)
+    return path
 
 
 @pytest.fixture(scope="module")
-def one_night(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return night(tmp_path_factory.mktemp("night"), SEEDS[0])
+def mixed_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return night(tmp_path_factory.mktemp("mixed"), "mixed", 1)
 
 
-def test_each_incident_is_detected_in_time_and_nothing_else_fires(night_log: Path) -> None:
-    """Recall 1 and precision 1 within the delay limits: the detectors' quality bar."""
-    _, incidents = promo_night()
-    result = run_backtest(night_log, load_settings(environ={}))
-    firing = [t for t in result.transitions if t.state == "firing"]
-    by_room = {t.room_id for t in firing}
-    assert by_room == set(incidents), [(t.room_id, t.alert, t.summary) for t in firing]
-    limits = {
-        "traffic_cliff": 60_000,
-        "spam_flood": 30_000,
-        "latency_slo": 180_000,
-        "stall_slo": 180_000,
-    }
-    for room, (alert, start) in incidents.items():
-        first = min((t for t in firing if t.room_id == room), key=lambda t: t.ts)
-        assert {t.alert for t in firing if t.room_id == room} == {alert}
-        assert 0 <= first.ts - start <= limits[alert], (room, (first.ts - start) / 1000)
-    latency = next(t for t in firing if t.alert == "latency_slo")
-    assert latency.region == "cn-south"
-    feed_cut = next(t for t in firing if t.room_id == "room-feedcut")
+@pytest.fixture(scope="module")
+def mixed(mixed_log: Path) -> BacktestResult:
+    return run_backtest(mixed_log, load_settings(environ={}))
+
+
+def firing(result: BacktestResult, room: str) -> list[Transition]:
+    return [t for t in result.transitions if t.state == "firing" and t.room_id == room]
+
+
+def test_the_mixed_night_meets_the_quality_bar(mixed: BacktestResult) -> None:
+    """Every incident found within its limit, nothing else, dirty input and all."""
+    assert mixed.pipeline is not None and sum(mixed.pipeline.invalid_total.values()) > 0
+    scores = score(mixed.transitions, labels(SCENARIOS["mixed"]))
+    assert set(scores) == set(LIMITS_S)
+    for alert, entry in scores.items():
+        assert (entry.recall, entry.precision) == (1.0, 1.0), alert
+        assert max(entry.delays_s) <= LIMITS_S[alert], (alert, entry.delays_s)
+
+
+def test_alerts_carry_what_an_operator_acts_on(mixed: BacktestResult) -> None:
+    feed_cut = firing(mixed, "room-feedcut")[0]
     assert any("'feed' collapsed" in hint for hint in feed_cut.details["hints"])
-    outage = next(t for t in firing if t.room_id == "room-outage")
-    assert not any("collapsed" in hint for hint in outage.details["hints"])
-    mute = [a for a in result.actions if a["room_id"] == "room-spam"]
+    outage = firing(mixed, "room-outage")
+    assert not any("collapsed" in hint for t in outage for hint in t.details["hints"])
+    assert any(t.details["silent"] for t in outage)  # the viewers all left: silence announced
+    latency = firing(mixed, "room-latency")[0]
+    assert latency.region == "cn-south"
+    mute = [a for a in mixed.actions if a["room_id"] == "room-spam"]
     assert mute and all(u.startswith("bot") for u in mute[0]["user_ids"])
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_normal_promotion_night_stays_quiet(tmp_path: Path, seed: int) -> None:
+    """Ebbs after promotions, hype bursts, a steady room and a tiny room: no alert."""
+    result = run_backtest(night(tmp_path, "promo-night", seed), load_settings(environ={}))
+    assert [(t.room_id, t.alert, t.summary) for t in result.transitions] == []
 
 
 def test_a_room_going_silent_alone_in_its_partition_still_fires(tmp_path: Path) -> None:
     settings = load_settings(environ={})
-    silent, busy = (
-        "room-quiet-0",
-        next(
-            f"room-busy-{i}"
-            for i in range(100)
-            if partition_for(f"room-busy-{i}", settings.partitions)
-            != partition_for("room-quiet-0", settings.partitions)
-        ),
+    silent = "room-quiet-0"
+    busy = next(
+        f"room-busy-{i}"
+        for i in range(100)
+        if partition_for(f"room-busy-{i}", settings.partitions)
+        != partition_for(silent, settings.partitions)
     )
-    rooms = [Room(silent, lambda s: 2.0, silent_at=900), Room(busy, lambda s: 2.0)]
-    log = write(simulate(rooms, 1100), tmp_path / "silent.jsonl")
-    result = run_backtest(log, settings)
-    firing = [t for t in result.transitions if t.state == "firing"]
-    assert {t.room_id for t in firing} == {silent}
-    first = firing[0]
-    assert first.alert == "traffic_cliff" and first.ts - (T0 + 900_000) <= 60_000
-    assert any(t.details["silent"] for t in firing)
+    scenario = Scenario(
+        "silent", 1100, (Room(silent, steady(2.0), silent_at=900), Room(busy, steady(2.0)))
+    )
+    result = run_backtest(_written(scenario, 1, tmp_path / "silent.jsonl"), settings)
+    alerts = [t for t in result.transitions if t.state == "firing"]
+    assert {t.room_id for t in alerts} == {silent}
+    assert alerts[0].alert == "traffic_cliff" and alerts[0].ts - (T0 + 900_000) <= 60_000
+    assert any(t.details["silent"] for t in alerts)
 
 
-def test_the_promotion_ebb_is_measured_and_exported(one_night: Path) -> None:
-    result = run_backtest(one_night, load_settings(environ={}))
+def test_the_promotion_ebb_is_measured_and_exported(tmp_path: Path) -> None:
+    result = run_backtest(night(tmp_path, "promo-night", 1), load_settings(environ={}))
     assert result.pipeline is not None
     registry = CollectorRegistry()
     registry.register(PipelineCollector(result.pipeline))
@@ -100,18 +105,18 @@ def test_the_promotion_ebb_is_measured_and_exported(one_night: Path) -> None:
         for (name, labels), value in scraped.items()
         if name == "livewatch_room_ebb_half_life_seconds"
     }
-    # Arrivals fall with a 4-minute half-life after the peak; viewers staying ~4 minutes
-    # slow the fall of the audience itself somewhat.
-    assert set(half_lives) == {"room-promo"}
-    assert 240 <= half_lives["room-promo"] <= 900
-    progress = scraped[("livewatch_room_ebb_progress_ratio", (("room", "room-promo"),))]
-    assert 0.2 < progress < 1  # about one half-life into the ebb when the log ends
+    # room-beauty's arrivals ebb with a 5-minute half-life after its peak at 15 min,
+    # room-snacks' with 7 minutes after 23 min; stays of ~4-5 minutes slow the audience's fall.
+    assert set(half_lives) == {"room-beauty", "room-snacks"}
+    assert 300 <= half_lives["room-beauty"] <= 1200
+    progress = scraped[("livewatch_room_ebb_progress_ratio", (("room", "room-beauty"),))]
+    assert 0.5 < progress <= 1  # 25 minutes into the ebb when the night ends
 
 
-def test_the_cli_writes_the_alert_contract(one_night: Path, tmp_path: Path) -> None:
+def test_the_cli_writes_the_alert_contract(mixed_log: Path, tmp_path: Path) -> None:
     out = tmp_path / "alerts.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "backtest", str(one_night), "--alerts-out", str(out)],
+        [*CLI, "backtest", str(mixed_log), "--alerts-out", str(out)],
         capture_output=True,
         text=True,
         check=True,
@@ -122,25 +127,8 @@ def test_the_cli_writes_the_alert_contract(one_night: Path, tmp_path: Path) -> N
     assert "spam_flood" in done.stdout
 
 
-LIMITS_S = {"traffic_cliff": 60, "spam_flood": 30, "latency_slo": 180, "stall_slo": 180}
-
-
-def test_the_mixed_simulated_night_meets_the_quality_bar(tmp_path: Path) -> None:
-    """Every incident found within its limit, nothing else, dirty input and all."""
-    scenario = SCENARIOS["mixed"]
-    log = tmp_path / "mixed.jsonl.gz"
-    write_log(generate(scenario, 1), log)
-    result = run_backtest(log, load_settings(environ={}))
-    assert result.pipeline is not None and sum(result.pipeline.invalid_total.values()) > 0
-    scores = score(result.transitions, labels(scenario))
-    assert set(scores) == set(LIMITS_S)
-    for alert, entry in scores.items():
-        assert (entry.recall, entry.precision) == (1.0, 1.0), alert
-        assert max(entry.delays_s) <= LIMITS_S[alert], (alert, entry.delays_s)
-
-
 def test_score_counts_misses_false_alerts_and_delays() -> None:
-    def firing(alert: str, room: str, ts: int) -> Transition:
+    def fired(alert: str, room: str, ts: int) -> Transition:
         return Transition(alert, "firing", room, ts, "warning", "", "f", {}, None, ts, "")
 
     incidents = [
@@ -148,10 +136,10 @@ def test_score_counts_misses_false_alerts_and_delays() -> None:
         {"alert": "spam_flood", "room_id": "b", "start": 1_000, "end": 5_000},
     ]
     transitions = [
-        firing("spam_flood", "a", 4_000),
-        firing("spam_flood", "a", 6_000),  # the same incident again: not false
-        firing("spam_flood", "c", 2_000),  # no incident there
-        firing("traffic_cliff", "a", 2_000),
+        fired("spam_flood", "a", 4_000),
+        fired("spam_flood", "a", 6_000),  # the same incident again: not false
+        fired("spam_flood", "c", 2_000),  # no incident there
+        fired("traffic_cliff", "a", 2_000),
     ]
     scores = score(transitions, incidents, grace_ms=10_000)
     spam = scores["spam_flood"]
@@ -162,15 +150,14 @@ def test_score_counts_misses_false_alerts_and_delays() -> None:
 
 def test_simulate_then_backtest_with_labels_from_the_command_line(tmp_path: Path) -> None:
     log, labels_file = tmp_path / "spam.jsonl.gz", tmp_path / "labels.json"
-    cli = [sys.executable, "-m", "streams.cli"]
     subprocess.run(
-        [*cli, "simulate", "--scenario", "spam", "--seed", "3", "--out", str(log),
+        [*CLI, "simulate", "--scenario", "spam", "--seed", "3", "--out", str(log),
          "--labels-out", str(labels_file)],
         check=True, capture_output=True,
     )  # fmt: skip
     assert json.loads(labels_file.read_text())["incidents"][0]["alert"] == "spam_flood"
     done = subprocess.run(
-        [*cli, "backtest", str(log), "--labels", str(labels_file)],
+        [*CLI, "backtest", str(log), "--labels", str(labels_file)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     row = next(line for line in done.stdout.splitlines() if line.startswith("spam_flood "))
@@ -178,12 +165,11 @@ def test_simulate_then_backtest_with_labels_from_the_command_line(tmp_path: Path
 
 
 def test_metric_snapshots_every_minute_of_event_time(tmp_path: Path) -> None:
-    scenario = Scenario("two", 300, (SimRoom("room-a", steady(1)), SimRoom("room-b", steady(0.5))))
-    log = tmp_path / "two.jsonl"
-    write_log(generate(scenario, 1), log)
+    scenario = Scenario("two", 300, (Room("room-a", steady(1)), Room("room-b", steady(0.5))))
+    log = _written(scenario, 1, tmp_path / "two.jsonl")
     out = tmp_path / "metrics.jsonl"
     subprocess.run(
-        [sys.executable, "-m", "streams.cli", "backtest", str(log), "--metrics-out", str(out),
+        [*CLI, "backtest", str(log), "--metrics-out", str(out),
          "--set", "detectors.cliff.drop_warning=0.3"],
         check=True, capture_output=True,
     )  # fmt: skip
