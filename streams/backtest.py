@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -40,9 +39,6 @@ class BacktestResult:
     actions: list[dict[str, Any]] = field(default_factory=list)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
     pipeline: Pipeline | None = None
-
-    def alert_counts(self) -> Counter[tuple[str, str]]:
-        return Counter((t.alert, t.state) for t in self.transitions)
 
 
 def run_backtest(

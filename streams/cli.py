@@ -8,7 +8,8 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError
@@ -86,33 +87,49 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+@contextmanager
+def _progress(label: str, unit: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar with rate and ETA; yields the function that advances it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from streams.eventlog import read_lines
-    from streams.replay import ReplayStats, replay
-
-    settings = _settings(args)
-    speed = None if args.max_speed else args.speed
-    total = sum(1 for _ in read_lines(args.file))
-    rebase = int(time.time() * 1000) if args.rebase_time else None
     columns = (
-        TextColumn("replay"),
+        TextColumn(label),
         BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} events, {task.fields[rate]:,.0f}/s"),
+        TextColumn("{task.completed:,}/{task.total:,} " + unit + ", {task.fields[rate]:,.0f}/s"),
         TimeRemainingColumn(),
     )
     started = time.monotonic()
     with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("replay", total=total, rate=0.0)
+        task = progress.add_task(label, total=total, rate=0.0)
 
-        def show(stats: ReplayStats) -> None:
-            done = stats.produced + stats.skipped
+        def advance(done: int) -> None:
             rate = done / max(time.monotonic() - started, 1e-9)
             progress.update(task, completed=done, rate=rate)
 
+        yield advance
+
+
+def _count_lines(path: str) -> int:
+    from streams.eventlog import read_lines
+
+    return sum(1 for _ in read_lines(path))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams.replay import replay
+
+    settings = _settings(args)
+    speed = None if args.max_speed else args.speed
+    rebase = int(time.time() * 1000) if args.rebase_time else None
+    with _progress("replay", "events", _count_lines(args.file)) as advance:
         stats = asyncio.run(
-            replay(args.file, settings, speed=speed, rebase_to_ms=rebase, on_progress=show)
+            replay(
+                args.file,
+                settings,
+                speed=speed,
+                rebase_to_ms=rebase,
+                on_progress=lambda done: advance(done.produced + done.skipped),
+            )
         )
     print(f"replayed {stats.produced} events, skipped {stats.skipped} unroutable lines")
     return 0
@@ -120,34 +137,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_backtest(args: argparse.Namespace) -> int:
     import msgspec
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from streams.backtest import run_backtest, write_alerts
-    from streams.eventlog import read_lines
     from streams.settings import with_assignments
 
     settings = load_settings(args.config, overrides={"partitions": args.partitions})
     settings = with_assignments(settings, args.set or [])
-    total = sum(1 for _ in read_lines(args.file))
-    started = time.monotonic()
-    columns = (
-        TextColumn("backtest"),
-        BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} lines, {task.fields[rate]:,.0f}/s"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("backtest", total=total, rate=0.0)
-
-        def show(lines: int) -> None:
-            rate = lines / max(time.monotonic() - started, 1e-9)
-            progress.update(task, completed=lines, rate=rate)
-
+    with _progress("backtest", "lines", _count_lines(args.file)) as advance:
         result = run_backtest(
             args.file,
             settings,
             snapshot_every_s=args.metrics_every if args.metrics_out else None,
-            on_progress=show,
+            on_progress=advance,
         )
     if args.alerts_out:
         with open(args.alerts_out, "wb") as out:

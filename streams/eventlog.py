@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, cast
 
@@ -29,6 +30,22 @@ def open_log(path: str | os.PathLike[str]) -> IO[bytes]:
         return cast(IO[bytes], gzip.open(path, "rb"))
     handle.seek(0)
     return handle
+
+
+@contextmanager
+def create_log(path: str | os.PathLike[str], compresslevel: int = 9) -> Iterator[IO[bytes]]:
+    """Open a log for writing: gzip when the name ends in .gz, as `open_log` reads it back."""
+    path = Path(path)
+    try:
+        raw = path.open("wb")
+    except OSError as exc:
+        raise EventLogError(f"cannot write event log {path}: {exc.strerror}") from None
+    with raw:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel) as zipped:
+                yield cast(IO[bytes], zipped)
+        else:
+            yield raw
 
 
 def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:

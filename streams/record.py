@@ -9,17 +9,15 @@ file is flushed after every batch and closed on Ctrl-C, so it stays valid.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import os
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, cast
 
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
+from streams.eventlog import create_log
 from streams.kafka_client import client_options
 from streams.settings import Settings
 
@@ -58,7 +56,6 @@ async def record(
     from_beginning: bool = False,
 ) -> RecordStats:
     stats = RecordStats()
-    path = Path(path)
     consumer = AIOKafkaConsumer(
         *settings.source_topics,
         **client_options(settings),
@@ -69,34 +66,29 @@ async def record(
     await consumer.start()
     started = last = time.monotonic()
     try:
-        with path.open("wb") as raw:  # noqa: ASYNC230 (batched local writes)
-            handle = cast(
-                IO[bytes],
-                gzip.GzipFile(fileobj=raw, mode="wb") if path.suffix == ".gz" else raw,
-            )
-            with handle:
-                while True:
-                    now = time.monotonic()
-                    if duration_s is not None and now - started >= duration_s:
-                        break
-                    if until_idle_s is not None and now - last >= until_idle_s:
-                        break
-                    batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-                    if not consumer.assignment():  # still joining: idle time starts later
-                        last = time.monotonic()
-                    chunk: list[bytes] = []
-                    for messages in batches.values():
-                        for message in messages:
-                            lines = message_lines(message.value)
-                            if lines is None:
-                                stats.skipped += 1
-                            else:
-                                chunk += lines
-                    if chunk:
-                        last = time.monotonic()
-                        handle.write(b"\n".join(chunk) + b"\n")
-                        handle.flush()
-                        stats.lines += len(chunk)
+        with create_log(path) as handle:
+            while True:
+                now = time.monotonic()
+                if duration_s is not None and now - started >= duration_s:
+                    break
+                if until_idle_s is not None and now - last >= until_idle_s:
+                    break
+                batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+                if not consumer.assignment():  # still joining: idle time starts later
+                    last = time.monotonic()
+                chunk: list[bytes] = []
+                for messages in batches.values():
+                    for message in messages:
+                        lines = message_lines(message.value)
+                        if lines is None:
+                            stats.skipped += 1
+                        else:
+                            chunk += lines
+                if chunk:
+                    last = time.monotonic()
+                    handle.write(b"\n".join(chunk) + b"\n")
+                    handle.flush()
+                    stats.lines += len(chunk)
     except asyncio.CancelledError:  # Ctrl-C: the with-blocks have closed the file
         pass
     finally:

@@ -10,17 +10,17 @@ so a seed gives the same file every time, fast.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, Final, cast
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from streams.eventlog import create_log
 
 T0: Final = 1_764_000_000_000
 """Event time of second 0 of every scenario (2025-11-24 16:00 UTC), ms."""
@@ -340,17 +340,11 @@ def generate(scenario: Scenario, seed: int) -> Iterator[str]:
 
 def write_log(lines: Iterator[str], path: str | os.PathLike[str]) -> int:
     """Write lines to `path` (gzip when it ends in .gz); return how many."""
-    path = Path(path)
     count = 0
-    with path.open("wb") as raw:
-        handle = cast(
-            IO[bytes],
-            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) if path.suffix == ".gz" else raw,
-        )
-        with handle:
-            for chunk in _chunks(lines, 50_000):
-                handle.write(("\n".join(chunk) + "\n").encode())
-                count += len(chunk)
+    with create_log(path, compresslevel=3) as handle:  # level 3: fast, nearly as small
+        for chunk in _chunks(lines, 50_000):
+            handle.write(("\n".join(chunk) + "\n").encode())
+            count += len(chunk)
     return count
 
 
