@@ -163,7 +163,9 @@ def _predict(values: npt.NDArray[np.float64], ahead: float, max_slope: float, bu
     sums = values[len(values) - usable :].reshape(-1, bucket).sum(axis=1) / bucket
     y = np.log1p(sums)
     x = (np.arange(len(y)) - (len(y) - 1)) * bucket - (bucket - 1) / 2  # steps from the end
-    slope = float(np.polyfit(x, y, 1)[0]) if len(y) > 1 else 0.0
+    # Least squares in closed form: np.polyfit costs more than all the rest.
+    dx = x - x.mean()
+    slope = float(dx @ (y - y.mean()) / (dx @ dx)) if len(y) > 1 else 0.0
     slope = min(0.0, max(-max_slope, slope))
     intercept = float(np.mean(y - slope * x))
     return float(np.expm1(intercept + slope * ahead))

@@ -83,17 +83,19 @@ class BurnRate:
             self.total[:] = 0
             self.bad[:] = 0
         else:
-            slots = np.arange(self.head + 1, second + 1) % size
-            self.total[slots] = 0
-            self.bad[slots] = 0
+            for start, stop in _wrapped(self.head + 1, second + 1, size):
+                self.total[start:stop] = 0
+                self.bad[start:stop] = 0
         self.head = second
 
     def window(self, now: int, seconds: int) -> tuple[float, float]:
         """(total, bad) over the `seconds` seconds ending with `now`."""
         self._advance(max(now, self.head))
-        size = len(self.total)
-        slots = np.arange(now - seconds + 1, now + 1) % size
-        return float(self.total[slots].sum()), float(self.bad[slots].sum())
+        total = bad = 0.0
+        for start, stop in _wrapped(now - seconds + 1, now + 1, len(self.total)):
+            total += float(self.total[start:stop].sum())
+            bad += float(self.bad[start:stop].sum())
+        return total, bad
 
     def evaluate(self, now: int) -> Finding | None:
         """The most severe window pair burning at `now`, if any."""
@@ -120,3 +122,9 @@ class BurnRate:
                     },
                 )
         return None
+
+
+def _wrapped(first: int, stop: int, size: int) -> list[tuple[int, int]]:
+    """Slices of a ring of `size` slots that hold the seconds [first, stop)."""
+    start, end = first % size, (first % size) + (stop - first)
+    return [(start, end)] if end <= size else [(start, size), (0, end - size)]

@@ -23,7 +23,7 @@ from typing import Final
 import numpy as np
 
 from detectors.alerts import Finding, Severity
-from detectors.text import has_contact, normalize, sanitize_sample
+from detectors.text import analyze, sanitize_sample
 
 _PRIME: Final = (1 << 61) - 1
 _RNG = np.random.default_rng(20071)
@@ -86,12 +86,11 @@ class SpamDetector:
 
     def add(self, ts: int, user: str, text: str, fresh: bool) -> None:
         """One danmaku, in event-time order; `fresh`: the user just appeared in the room."""
-        core = normalize(text)
+        core, contact = analyze(text)
         cluster = None
         if len(set(core)) >= self.config.min_distinct_chars:
             cluster = self._cluster(core)
             self.cluster_size[cluster] += 1
-        contact = has_contact(text)
         self.messages.append(_Message(ts, user, text, cluster, fresh, contact))
         self.per_user[user] += 1
 

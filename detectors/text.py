@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Final
+
+import regex
 
 # Cyrillic and Greek letters that render like Latin ones (a common evasion).
 _LOOKALIKES: Final = str.maketrans(
@@ -22,7 +25,6 @@ _LOOKALIKES: Final = str.maketrans(
         "τ": "t", "υ": "u", "χ": "x",
     }
 )  # fmt: skip
-_DROPPED_CATEGORIES: Final = ("C", "P", "S", "Z", "M")
 _CONTACT: Final = re.compile(
     r"(?:微信|威信|薇信|v信|vx|wx|weixin|wechat|加v)[:]?[a-z][a-z0-9_-]{5,19}"
     r"|(?:qq|扣扣|企鹅|q号)[:]?\d{5,11}"
@@ -33,23 +35,31 @@ _LINKISH: Final = re.compile(r"(?i)(https?)://|www\.|(?<=[a-z0-9])\.(?=[a-z]{2,}
 _MARKUP: Final = str.maketrans({"<": "‹", ">": "›", "@": "＠", "`": "'", "[": "(", "]": ")"})
 
 
+_INVISIBLE: Final = regex.compile(r"[\p{C}\p{Z}]+")
+_NOT_CORE: Final = regex.compile(r"[\p{C}\p{P}\p{S}\p{Z}\p{M}]+")
+
+
 def _light(text: str) -> str:
     """NFKC, case-folded, look-alikes mapped, spaces and invisible characters removed."""
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_LOOKALIKES)
-    return "".join(ch for ch in text if not unicodedata.category(ch).startswith(("C", "Z")))
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text).casefold().translate(_LOOKALIKES))
 
 
 def normalize(text: str) -> str:
     """The comparable core of a message: letters, digits and CJK only."""
-    return "".join(
-        ch for ch in _light(text) if not unicodedata.category(ch).startswith(_DROPPED_CATEGORIES)
-    )
+    return _NOT_CORE.sub("", _light(text))
 
 
 def has_contact(text: str) -> bool:
     """A WeChat id, QQ number, phone number or link, even when disguised."""
-    light = _light(text).replace("：", ":")
-    return bool(_CONTACT.search(light)) or bool(_CONTACT.search(normalize(text)))
+    return analyze(text)[1]
+
+
+@lru_cache(maxsize=8192)
+def analyze(text: str) -> tuple[str, bool]:
+    """(normalize(text), has_contact(text)); chat repeats itself, so it is cached."""
+    light = _light(text)
+    core = _NOT_CORE.sub("", light)
+    return core, bool(_CONTACT.search(light.replace("：", ":")) or _CONTACT.search(core))
 
 
 def sanitize_sample(text: str, limit: int = 80) -> str:

@@ -15,20 +15,21 @@ so results depend on the file alone.
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import msgspec
 
 from detectors.alerts import Transition
-from streams.decode import RawMessage
-from streams.eventlog import read_lines, route
+from streams.decode import Decoded, decode_log_lines
+from streams.eventlog import read_chunks
 from streams.pipeline import Pipeline, partition_for
 from streams.settings import Settings
 
-CHUNK_LINES = 20_000
 IDLE_CHECK_MS = 1_000
 
 
@@ -47,46 +48,126 @@ def run_backtest(
     *,
     snapshot_every_s: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    jobs: int = 1,
 ) -> BacktestResult:
+    """Backtest a log; `jobs` processes share the partitions (each reads the whole log)."""
+    jobs = max(1, min(jobs, settings.partitions))
+    if jobs == 1:
+        return _run(path, settings, snapshot_every_s, on_progress, range(settings.partitions))
+    context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+    progress = context.Array("q", jobs)
+    with ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_share_progress, initargs=(progress,)
+    ) as pool:
+        futures = [
+            pool.submit(_run_job, path, settings, snapshot_every_s, jobs, job)
+            for job in range(jobs)
+        ]
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=0.25)
+            if on_progress is not None:
+                on_progress(min(progress[:]))
+        parts = [f.result() for f in futures]
+    return _merge(parts, settings, snapshot_every_s)
+
+
+_progress: Any = None
+"""In a job process: lines read so far by each job (shared memory)."""
+
+
+def _share_progress(progress: Any) -> None:
+    global _progress
+    _progress = progress
+
+
+def _run_job(
+    path: str | os.PathLike[str],
+    settings: Settings,
+    snapshot_every_s: int | None,
+    jobs: int,
+    job: int,
+) -> BacktestResult:
+    def report(lines: int) -> None:
+        _progress[job] = lines
+
+    owned = range(job, settings.partitions, jobs)
+    return _run(path, settings, snapshot_every_s, report, owned)
+
+
+def _merge(
+    parts: list[BacktestResult], settings: Settings, snapshot_every_s: int | None
+) -> BacktestResult:
+    config = dataclasses.replace(settings.engine_config(), snapshot_every_s=snapshot_every_s)
+    pipeline = Pipeline(config)
+    merged = BacktestResult(lines=parts[0].lines, pipeline=pipeline)
+    for part in parts:
+        assert part.pipeline is not None
+        pipeline.engines.update(part.pipeline.engines)
+        pipeline.events_total.update(part.pipeline.events_total)
+        pipeline.invalid_total.update(part.pipeline.invalid_total)
+        pipeline.late_total += part.pipeline.late_total
+        merged.transitions += part.transitions
+        merged.actions += part.actions
+        merged.snapshots += part.snapshots
+    _sort(merged)
+    return merged
+
+
+def _run(
+    path: str | os.PathLike[str],
+    settings: Settings,
+    snapshot_every_s: int | None,
+    on_progress: Callable[[int], None] | None,
+    owned: range,
+) -> BacktestResult:
+    """Drive the partitions in `owned`; lines of the others are read and passed over."""
     partitions = settings.partitions
     config = dataclasses.replace(settings.engine_config(), snapshot_every_s=snapshot_every_s)
     pipeline = Pipeline(config)
     result = BacktestResult(pipeline=pipeline)
-    pending: dict[int, list[RawMessage]] = {}
+    pending = [Decoded(log=str(path)) for _ in range(partitions)]
+    partition_of: dict[str, int] = {}
 
     def process() -> None:
-        for partition, messages in sorted(pending.items()):
-            pipeline.process(partition, messages, check_key=False)
-        pending.clear()
+        for partition, decoded in enumerate(pending):
+            if decoded.events:
+                pipeline.ingest(partition, decoded)
+                pending[partition] = Decoded(log=str(path))
         _drain(pipeline, result)
 
     idle_ms = int(settings.idle_after_s * 1000)
-    checked: int | None = None
-    for number, line in read_lines(path):
-        result.lines += 1
-        routing = route(line)
-        if routing is not None:
-            step = routing.ts // IDLE_CHECK_MS
-            if checked is None or step > checked:
-                if checked is not None:
+    next_check: int | None = None
+    for first_number, lines in read_chunks(path):
+        decoded = decode_log_lines(lines, first_number, str(path))
+        result.lines += len(lines)
+        if decoded.rejected and 0 in owned:  # unroutable: partition 0 counts them
+            pipeline.ingest(0, Decoded(rejected=decoded.rejected, log=decoded.log))
+        for event, origin in zip(decoded.events, decoded.origins, strict=True):
+            if next_check is None or event.ts >= next_check:
+                if next_check is not None:
                     process()
-                    _advance_idle(pipeline, step * IDLE_CHECK_MS - idle_ms)
-                checked = step
-        # Unroutable lines still go through the pipeline, to be rejected and counted.
-        partition = partition_for(routing.room_id, partitions) if routing else 0
-        pending.setdefault(partition, []).append(
-            RawMessage(str(path), partition, number, None, line)
-        )
-        if result.lines % CHUNK_LINES == 0:
-            process()
-            if on_progress is not None:
-                on_progress(result.lines)
+                    _advance_idle(pipeline, event.ts // IDLE_CHECK_MS * IDLE_CHECK_MS - idle_ms)
+                next_check = (event.ts // IDLE_CHECK_MS + 1) * IDLE_CHECK_MS
+            partition = partition_of.get(event.room_id)
+            if partition is None:
+                partition = partition_for(event.room_id, partitions)
+                partition = partition_of[event.room_id] = partition if partition in owned else -1
+            if partition >= 0:
+                into = pending[partition]
+                into.events.append(event)
+                into.origins.append(origin)
+        if on_progress is not None:
+            on_progress(result.lines)
     process()
     pipeline.flush()
     _drain(pipeline, result)
+    _sort(result)
+    return result
+
+
+def _sort(result: BacktestResult) -> None:
     result.transitions.sort(key=lambda t: (t.ts, t.room_id, t.alert, t.region or ""))
     result.snapshots.sort(key=lambda s: (s["ts"], s["room_id"]))
-    return result
 
 
 def _advance_idle(pipeline: Pipeline, until_ms: int) -> None:

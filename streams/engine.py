@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from detectors.config import DetectorSettings
 from streams.events import EVENT_TYPES, Event, Latency
-from streams.latency import LatencyStats
+from streams.latency import LatencySamples, LatencyStats
 from streams.room import MetricsConfig, RoomState
 from streams.watch import PartitionWatch
 
@@ -59,7 +59,13 @@ class PartitionEngine:
         """Every event at or before this time has been applied."""
         self.closed_second: int | None = None
         """Every room has been ticked up to this second."""
-        self._pending: list[Event] = []
+        self._pending: dict[int, list[Event]] = {}
+        """Events waiting for the watermark, by second: each is looked at about twice."""
+        self._pending_min: int | None = None
+        """No pending event is older than this."""
+        self._latency_samples: dict[str, LatencySamples] = {}
+        """Room -> latency samples of the open second `_latency_second`."""
+        self._latency_second = 0
         self.late = 0
         self.latency = LatencyStats(self.config.metrics)
         self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
@@ -84,31 +90,69 @@ class PartitionEngine:
         """
         skew = self.config.max_clock_skew_ms
         lateness = self.config.allowed_lateness_ms
+        idle = self.config.source_idle_ms
         out_of_bounds: list[int] = []
+        source_clocks = self.source_clocks
+        pending = self._pending
+        source_of = SOURCE_OF_CLASS
+        # The hot loop of every driver: state in locals, written back at the end.
         clock = self.event_clock
+        watermark = self.watermark
+        pending_min = self._pending_min
+        late = 0
         for position, event in enumerate(events):
             ts = event.ts
-            if clock is not None and (clock - ts > skew or ts - max(clock, now_ms or clock) > skew):
+            if clock is None:
+                clock = ts
+            elif ts > clock:
+                if ts - (clock if now_ms is None or now_ms < clock else now_ms) > skew:
+                    out_of_bounds.append(position)
+                    continue
+                clock = ts
+            elif clock - ts > skew:
                 out_of_bounds.append(position)
                 continue
-            if clock is None or ts > clock:
-                clock = self.event_clock = ts
-            source = SOURCE_OF_TYPE[event_type(event)]
-            source_clock = self.source_clocks.get(source)
+            source = source_of[type(event)]
+            source_clock = source_clocks.get(source)
             if (source_clock is not None and ts <= source_clock - lateness) or (
-                self.watermark is not None and ts <= self.watermark
+                watermark is not None and ts <= watermark
             ):
                 # Late: counted and dropped. Judged against its own topic first,
                 # whose order Kafka keeps, so the verdict does not depend on how
                 # topics interleave.
-                self.late += 1
+                late += 1
                 continue
-            if source_clock is None or ts > source_clock:
-                self.source_clocks[source] = ts
-            self._pending.append(event)
-            self._raise_watermark(lagging)
+            waiting = pending.get(ts // 1000)
+            if waiting is None:
+                pending[ts // 1000] = [event]
+            else:
+                waiting.append(event)
+            if pending_min is None or ts < pending_min:
+                pending_min = ts
+            if source_clock is not None and ts <= source_clock:
+                continue  # only a source clock that moved can move the watermark
+            source_clocks[source] = ts
+            if lagging is None:
+                low = clock
+                for held in source_clocks.values():
+                    if clock - idle <= held < low:
+                        low = held
+                candidate: int | None = low - lateness
+            else:
+                candidate = self._live_candidate(clock, lagging)
+            if candidate is not None and (watermark is None or candidate > watermark):
+                watermark = candidate
+        self.event_clock, self.watermark, self._pending_min = clock, watermark, pending_min
+        self.late += late
         self._release()
         return out_of_bounds
+
+    def _live_candidate(self, clock: int, lagging: Collection[str]) -> int | None:
+        if any(s not in self.source_clocks for s in lagging):
+            return None  # a source with input we have not seen a single event of yet
+        return min((self.source_clocks[s] for s in lagging), default=clock) - (
+            self.config.allowed_lateness_ms
+        )
 
     def _raise_watermark(self, lagging: Collection[str] | None) -> None:
         clock = self.event_clock
@@ -116,12 +160,12 @@ class PartitionEngine:
             return
         if lagging is None:
             horizon = clock - self.config.source_idle_ms
-            holding = [c for c in self.source_clocks.values() if c >= horizon]
+            low = min((c for c in self.source_clocks.values() if c >= horizon), default=clock)
+            self._raise_to(low - self.config.allowed_lateness_ms)
         else:
-            if any(s not in self.source_clocks for s in lagging):
-                return  # a source with input we have not seen a single event of yet
-            holding = [self.source_clocks[s] for s in lagging]
-        self._raise_to(min(holding, default=clock) - self.config.allowed_lateness_ms)
+            candidate = self._live_candidate(clock, lagging)
+            if candidate is not None:
+                self._raise_to(candidate)
 
     def _raise_to(self, candidate: int) -> None:
         """The watermark only moves forward."""
@@ -143,21 +187,72 @@ class PartitionEngine:
     def flush(self) -> None:
         """Apply everything buffered: the input has ended."""
         if self._pending:
-            self._raise_to(max(e.ts for e in self._pending))
+            self._raise_to(max(e.ts for e in self._pending[max(self._pending)]))
         self._release()
+        if self._latency_samples:
+            self._add_latency()
 
     def _release(self) -> None:
         watermark = self.watermark
         if watermark is None:
             return
-        pending = self._pending
-        if pending and min(e.ts for e in pending) <= watermark:
-            ready = sorted((e for e in pending if e.ts <= watermark), key=_application_order)
-            self._pending = [e for e in pending if e.ts > watermark]
-            for event in ready:
-                self._tick_until(event.ts // 1000 - 1)
-                self._apply(event)
+        if self._pending_min is not None and self._pending_min <= watermark:
+            pending, last = self._pending, watermark // 1000
+            ready = []
+            for second in sorted(s for s in pending if s <= last):
+                waiting = pending.pop(second)
+                if second < last:
+                    ready += waiting
+                else:
+                    ready += [e for e in waiting if e.ts <= watermark]
+                    if kept := [e for e in waiting if e.ts > watermark]:
+                        pending[second] = kept
+            self._pending_min = min(pending) * 1000 if pending else None
+            ready.sort(key=_application_order)
+            self._apply_ordered(ready)
         self._tick_until((watermark + 1) // 1000 - 1)
+
+    def _apply_ordered(self, events: list[Event]) -> None:
+        """Apply events in event-time order, closing each second before the next opens.
+
+        Latency samples only touch presence one by one; their counters, sketches
+        and detector inputs are added per room and second in bulk.
+        """
+        rooms = self.rooms
+        samples = self._latency_samples
+        second = -1
+        for event in events:
+            ts = event.ts
+            if ts // 1000 != second:
+                second = ts // 1000
+                self._tick_until(second - 1)
+                self._latency_second = second
+            room = rooms.get(event.room_id)
+            if room is None:
+                room = rooms[event.room_id] = RoomState(event.room_id, second, self.config.metrics)
+            if type(event) is Latency:
+                room.arrive(second)
+                room.refresh(event.user_id, ts, second)
+                batch = samples.get(event.room_id)
+                if batch is None:
+                    batch = samples[event.room_id] = LatencySamples()
+                batch.append(event)
+            else:
+                self.watch.observe(event, room)
+                room.apply(event)
+
+    def _add_latency(self) -> None:
+        """Add the latency samples of the open second: per room and second, in
+        application order, so float sums do not depend on batch boundaries."""
+        second = self._latency_second
+        partition = LatencySamples()
+        for room_id, batch in self._latency_samples.items():
+            room = self.rooms[room_id]
+            room.add_latency(second, batch.e2e())
+            self.watch.observe_latency(room, batch)
+            partition.merge(batch)
+        self.latency.add(second, partition)
+        self._latency_samples.clear()
 
     def _tick_until(self, second: int) -> None:
         closed = self.closed_second
@@ -166,6 +261,8 @@ class PartitionEngine:
             return
         if second <= closed:
             return
+        if self._latency_samples:
+            self._add_latency()
         if not self.rooms:
             self._skip_to(second)
             return
@@ -193,17 +290,6 @@ class PartitionEngine:
         self.latency.advance(second)
         self.closed_second = second
 
-    def _apply(self, event: Event) -> None:
-        room = self.rooms.get(event.room_id)
-        if room is None:
-            room = self.rooms[event.room_id] = RoomState(
-                event.room_id, event.ts // 1000, self.config.metrics
-            )
-        self.watch.observe(event, room)
-        room.apply(event)
-        if isinstance(event, Latency):
-            self.latency.add(event)
-
 
 def snapshot(room: RoomState, ts: int) -> dict[str, Any]:
     """A room's metrics at `ts`: `<name>_1m`, `<name>_5m` and since-live `<name>_live`."""
@@ -217,11 +303,16 @@ def snapshot(room: RoomState, ts: int) -> dict[str, Any]:
 _TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}
 
 
+TYPE_OF_CLASS: Final[dict[type, str]] = {cls: cls.__struct_config__.tag for cls in get_args(Event)}
+_RANK_OF_CLASS: Final = {cls: _TYPE_RANK[tag] for cls, tag in TYPE_OF_CLASS.items()}
+SOURCE_OF_CLASS: Final = {cls: SOURCE_OF_TYPE[tag] for cls, tag in TYPE_OF_CLASS.items()}
+
+
 def event_type(event: Event) -> str:
     return event.__struct_config__.tag  # type: ignore[return-value]
 
 
-def _application_order(event: Event) -> tuple[int, int]:
+def _application_order(event: Event) -> int:
     # Ties in event time are broken by type, not arrival: events of different
     # types come from different topics, whose interleaving Kafka does not fix.
-    return event.ts, _TYPE_RANK[event_type(event)]
+    return event.ts * 8 + _RANK_OF_CLASS[type(event)]

@@ -60,6 +60,31 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
             raise EventLogError(f"event log {path} is unreadable: {exc}") from None
 
 
+def read_chunks(
+    path: str | os.PathLike[str], size: int = 1 << 22
+) -> Iterator[tuple[int, list[bytes]]]:
+    """The log's lines in chunks of about `size` bytes: (number of the first line, lines).
+
+    Blank lines are kept so numbers stay exact. One `splitlines` per chunk
+    instead of a Python step per line: this is what backtest reads through.
+    """
+    with open_log(path) as handle:
+        number, carry = 1, b""
+        try:
+            while block := handle.read(size):
+                block = carry + block
+                cut = block.rfind(b"\n") + 1
+                carry = block[cut:]
+                if cut:
+                    lines = block[:cut].splitlines()
+                    yield number, lines
+                    number += len(lines)
+        except (OSError, EOFError) as exc:  # truncated or corrupt gzip
+            raise EventLogError(f"event log {path} is unreadable: {exc}") from None
+        if carry:
+            yield number, [carry]
+
+
 class Routing(msgspec.Struct):
     """The fields needed to route a line; full validation is the pipeline's job."""
 

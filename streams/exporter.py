@@ -244,8 +244,8 @@ class PipelineCollector(Collector):
                 )
             for region, windowed in stats.regions.items():
                 into = regional.setdefault(region, {w: LatencySketch() for w in WINDOWS})
-                for window, sketch in windowed.sketches.items():
-                    into[window].merge(sketch)
+                for window in WINDOWS:
+                    into[window].merge(windowed.sketch(window))
         for (kind, region), (counts, total) in sorted(merged.items()):
             cumulative, buckets = 0, []
             for bound, count in zip((*HISTOGRAM_BOUNDS_SECONDS, float("inf")), counts, strict=True):

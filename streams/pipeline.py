@@ -13,7 +13,7 @@ import msgspec
 from aiokafka.partitioner import murmur2
 
 from streams.decode import TS_OUT_OF_BOUNDS, Decoded, RawMessage, Rejected, decode_messages
-from streams.engine import EngineConfig, PartitionEngine, event_type
+from streams.engine import TYPE_OF_CLASS, EngineConfig, PartitionEngine, event_type
 
 
 def partition_for(room_id: str, partitions: int) -> int:
@@ -67,11 +67,12 @@ class Pipeline:
             late_before = engine.late
             out_of_bounds = engine.ingest(decoded.events, now_ms, lagging)
             self.late_total += engine.late - late_before
-            self.events_total.update(event_type(e) for e in decoded.events)
+            for cls, count in Counter(map(type, decoded.events)).items():
+                self.events_total[TYPE_OF_CLASS[cls]] += count
             for position in out_of_bounds:
                 event = decoded.events[position]
                 self.events_total[event_type(event)] -= 1
-                message, index = decoded.origins[position]
+                message, index = decoded.origin(position)
                 detail = (
                     f"ts {event.ts} is more than {self.config.max_clock_skew_ms} ms "
                     f"from the event clock {engine.event_clock} of partition {partition}"

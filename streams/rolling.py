@@ -10,25 +10,39 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from streams.sketch import LatencySketch
+from streams.sketch import BUCKETS, LatencySketch
 
 
 class SecondRing:
-    __slots__ = ("head", "size", "slots")
+    """The newest second is summed in a plain list and folded into the numpy slots
+    when the ring moves on or is read: events land in the newest second, and a
+    numpy scalar update per event costs more than the event's other work."""
+
+    __slots__ = ("head", "newest", "size", "slots")
 
     def __init__(self, fields: int, size: int, start_second: int) -> None:
         self.size = size
         self.slots: npt.NDArray[np.float64] = np.zeros((fields, size), dtype=np.float64)
+        self.newest: list[float] | None = None
+        """Unfolded additions to the head second, if any."""
         self.head = start_second
         """The newest second the ring covers."""
+
+    def _fold(self) -> None:
+        if self.newest is not None:
+            self.slots[:, self.head % self.size] += self.newest
+            self.newest = None
 
     def advance(self, second: int) -> None:
         """Make `second` the newest slot; slots of seconds now out of range are cleared."""
         if second <= self.head:
             return
+        self._fold()
         gap = second - self.head
         if gap >= self.size:
             self.slots[:] = 0.0
+        elif gap == 1:
+            self.slots[:, second % self.size] = 0.0
         else:
             positions = np.arange(self.head + 1, second + 1) % self.size
             self.slots[:, positions] = 0.0
@@ -39,6 +53,12 @@ class SecondRing:
 
     def add(self, field: int, second: int, value: float = 1.0) -> bool:
         """Add to a second still in the ring; False (nothing added) when it is not."""
+        if second == self.head:
+            newest = self.newest
+            if newest is None:
+                newest = self.newest = [0.0] * len(self.slots)
+            newest[field] += value
+            return True
         if not self.covers(second):
             return False
         self.slots[field, second % self.size] += value
@@ -46,6 +66,7 @@ class SecondRing:
 
     def at(self, field: int, second: int) -> float:
         """The value of one second still in the ring (0 otherwise)."""
+        self._fold()
         return float(self.slots[field, second % self.size]) if self.covers(second) else 0.0
 
     def window(self, field: int, seconds: int) -> float:
@@ -54,6 +75,7 @@ class SecondRing:
 
     def window_ending(self, field: int, seconds: int, last: int) -> float:
         """Sum over the `seconds` seconds ending at `last` (inclusive)."""
+        self._fold()
         first = max(last - seconds + 1, self.head - self.size + 1)
         if last < first:
             return 0.0
@@ -102,40 +124,44 @@ class LastSeen:
 
 
 class WindowedSketch:
-    """Latency sketches over sliding windows, kept up to date incrementally.
+    """Latency samples over sliding windows; a window's sketch is built when read.
 
-    Samples are remembered per second (bucket -> count) until they leave the
-    longest window, then subtracted; a quantile query reads a dense array.
+    Samples arrive all the time and are read rarely (a scrape, a snapshot), so a
+    second's samples are kept as an array of bucket positions until they leave
+    the longest window, and a read counts the seconds it covers.
     """
 
-    __slots__ = ("by_second", "head", "sketches", "windows")
+    __slots__ = ("by_second", "head", "windows")
 
     def __init__(self, windows: tuple[int, ...], start_second: int) -> None:
         self.windows = windows
-        self.sketches = {w: LatencySketch() for w in windows}
-        self.by_second: dict[int, dict[int, int]] = {}
+        self.by_second: dict[int, list[npt.NDArray[np.uint16]]] = {}
+        """Second -> the bucket positions added in it, one array per `add`."""
         self.head = start_second
 
-    def add(self, second: int, bucket: int) -> None:
-        """Count one sample of bucket `bucket` (see sketch.bucket_index) at `second`."""
-        if second <= self.head - max(self.windows) or second > self.head:
+    def add(self, second: int, buckets: npt.NDArray[np.intp]) -> None:
+        """Count samples of bucket positions `buckets` (see sketch.bucket_indexes) at `second`."""
+        if second <= self.head - max(self.windows) or second > self.head or not len(buckets):
             return
-        counts = self.by_second.setdefault(second, {})
-        counts[bucket] = counts.get(bucket, 0) + 1
-        for window, sketch in self.sketches.items():
-            if second > self.head - window:
-                sketch.counts[bucket] += 1
+        # Bucket positions fit 16 bits: the memory of a sample until it leaves.
+        self.by_second.setdefault(second, []).append(buckets.astype(np.uint16))
 
     def advance(self, second: int) -> None:
         if second <= self.head:
             return
-        for window, sketch in self.sketches.items():
-            leaving_after, leaving_until = self.head - window, second - window
-            for kept, counts in self.by_second.items():
-                if leaving_after < kept <= leaving_until:
-                    for bucket, count in counts.items():
-                        sketch.counts[bucket] -= count
-        oldest_kept = second - max(self.windows)
-        for gone in [kept for kept in self.by_second if kept <= oldest_kept]:
-            del self.by_second[gone]
+        longest = max(self.windows)
+        after, until = self.head - longest, second - longest
+        if until - after > len(self.by_second):
+            gone = [kept for kept in self.by_second if after < kept <= until]
+        else:
+            gone = [kept for kept in range(after + 1, until + 1) if kept in self.by_second]
+        for kept in gone:
+            del self.by_second[kept]
         self.head = second
+
+    def sketch(self, window: int) -> LatencySketch:
+        """The samples of the newest `window` seconds."""
+        arrays = [a for s, held in self.by_second.items() if s > self.head - window for a in held]
+        if not arrays:
+            return LatencySketch()
+        return LatencySketch(np.bincount(np.concatenate(arrays), minlength=BUCKETS))

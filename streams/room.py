@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 from streams.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
 from streams.rolling import LastSeen, SecondRing, WindowedSketch
-from streams.sketch import bucket_index
+from streams.sketch import bucket_indexes
 
 # Fields of the per-second ring, indexed by the second events happened in.
 ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS, VIEWER_SECONDS = range(8)
@@ -73,9 +76,9 @@ class RoomState:
     # -- applying events ---------------------------------------------------
 
     def apply(self, event: Event) -> None:
+        """Apply one event (latency samples come in bulk through `add_latency`)."""
         second = event.ts // 1000
-        self._advance(second)
-        self.last_event_second = second
+        self.arrive(second)
         user = event.user_id
         if isinstance(event, Join):
             self._join(user, event.ts, second, event.source or "unknown")
@@ -85,7 +88,7 @@ class RoomState:
                 self._count(EXITS, second)
             return
         else:
-            self._refresh(user, event.ts, second)
+            self.refresh(user, event.ts, second)
             if isinstance(event, Danmaku):
                 self._count(DANMAKU, second)
                 self.chatters.touch(user, second)
@@ -103,10 +106,20 @@ class RoomState:
                 self.stalled.touch(user, second)
                 self.stalled_ever.add(user)
             elif isinstance(event, Latency) and event.kind == "e2e":
-                self._count(LATENCY_SAMPLES, second)
-                if event.value_ms <= self.config.latency_slo_ms:
-                    self._count(LATENCY_WITHIN_SLO, second)
-                self.latency.add(second, bucket_index(event.value_ms))
+                self.add_latency(second, np.array([event.value_ms]))
+
+    def arrive(self, second: int) -> None:
+        """An event of `second` is about to be applied."""
+        self._advance(second)
+        self.last_event_second = second
+
+    def add_latency(self, second: int, e2e_ms: npt.NDArray[np.float64]) -> None:
+        """End-to-end latency samples of `second`, whose senders were `refresh`ed."""
+        if not len(e2e_ms):
+            return
+        self._count(LATENCY_SAMPLES, second, len(e2e_ms))
+        self._count(LATENCY_WITHIN_SLO, second, int((e2e_ms <= self.config.latency_slo_ms).sum()))
+        self.latency.add(second, bucket_indexes(e2e_ms))
 
     def _count(self, field: int, second: int, value: float = 1.0) -> None:
         self.ring.add(field, second, value)
@@ -122,7 +135,7 @@ class RoomState:
         self.sources.add(TRAFFIC_SOURCES.index(source), second)
         self.entries_by_source[source] += 1
 
-    def _refresh(self, user: str, ts: int, second: int) -> None:
+    def refresh(self, user: str, ts: int, second: int) -> None:
         """Any event shows the viewer is here; one not online starts a session."""
         if user in self.last_seen:
             if ts > self.last_seen[user]:
@@ -201,7 +214,7 @@ class RoomState:
         watch = ring.window(VIEWER_SECONDS, window)
         gmv = ring.window(GMV, window)
         samples = ring.window(LATENCY_SAMPLES, window)
-        sketch = self.latency.sketches[window]
+        sketch = self.latency.sketch(window)
         # Sessions whose outcome is known: started at least the threshold ago.
         bounce_joins = self.by_join.window_ending(JOINS, window, self.head - self.config.bounce_s)
         joins_1m = self.by_join.window_ending(JOINS, window, self.head - 60)

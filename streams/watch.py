@@ -22,7 +22,8 @@ from detectors.config import DetectorConfig, DetectorSettings
 from detectors.ebb import EbbTracker
 from detectors.slo import BurnRate
 from detectors.spam import SpamDetector
-from streams.events import Danmaku, Event, Latency
+from streams.events import Danmaku, Event
+from streams.latency import LatencySamples
 from streams.room import (
     ENTRIES,
     STALL_SECONDS,
@@ -78,18 +79,22 @@ class PartitionWatch:
         return watch
 
     def observe(self, event: Event, room: RoomState) -> None:
-        """Before `room` applies `event`."""
+        """Before `room` applies `event` (latency samples come through `observe_latency`)."""
         watch = self._watch(room.room_id)
         watch.step_events += 1
         if isinstance(event, Danmaku):
             joined = room.joined_at.get(event.user_id)
             fresh = joined is None or event.ts - joined < watch.config.fresh_account_s * 1000
             watch.spam.add(event.ts, event.user_id, event.text, fresh)
-        elif isinstance(event, Latency) and event.kind == "e2e":
-            counts = watch.second_latency.setdefault(event.region or UNKNOWN_REGION, [0.0, 0.0])
-            counts[0] += 1
-            if event.value_ms > self.latency_slo_ms:
-                counts[1] += 1
+
+    def observe_latency(self, room: RoomState, samples: LatencySamples) -> None:
+        watch = self._watch(room.room_id)
+        watch.step_events += samples.count
+        for (kind, region), values in samples.values.items():
+            if kind == "e2e":
+                counts = watch.second_latency.setdefault(region or UNKNOWN_REGION, [0.0, 0.0])
+                counts[0] += len(values)
+                counts[1] += sum(1 for value in values if value > self.latency_slo_ms)
 
     def tick(self, second: int, room: RoomState) -> None:
         """After `room` closed `second`."""

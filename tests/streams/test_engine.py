@@ -144,8 +144,8 @@ def test_region_latency_windows_empty_out_after_the_last_room_is_gone() -> None:
     )
     engine.ingest([Latency("r", T0, "a", 300.0, region="east"), Leave("r", T0 + 1_000, "a")])
     engine.advance_idle(2_000)
-    assert engine.latency.regions["east"].sketches[60].count == 1
+    assert engine.latency.regions["east"].sketch(60).count == 1
     engine.advance_idle(600_000)  # the room goes after 10 s; ten minutes pass
     assert engine.rooms == {}
-    assert engine.latency.regions["east"].sketches[60].count == 0
-    assert engine.latency.regions["east"].sketches[300].count == 0
+    assert engine.latency.regions["east"].sketch(60).count == 0
+    assert engine.latency.regions["east"].sketch(300).count == 0
