@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -78,7 +79,7 @@ class CliffDetector:
 
     def observe(self, online: float, entries: float, events: float) -> None:
         """One step's values: mean online viewers, entries and events in the step."""
-        self.history = np.roll(self.history, -1, axis=1)
+        self.history[:, :-1] = self.history[:, 1:]  # numpy copies overlapping slices safely
         self.history[:, -1] = (online, entries, events)
         self.steps += 1
 
@@ -162,13 +163,22 @@ def _predict(values: npt.NDArray[np.float64], ahead: float, max_slope: float, bu
         return 0.0
     sums = values[len(values) - usable :].reshape(-1, bucket).sum(axis=1) / bucket
     y = np.log1p(sums)
-    x = (np.arange(len(y)) - (len(y) - 1)) * bucket - (bucket - 1) / 2  # steps from the end
-    # Least squares in closed form: np.polyfit costs more than all the rest.
-    dx = x - x.mean()
-    slope = float(dx @ (y - y.mean()) / (dx @ dx)) if len(y) > 1 else 0.0
+    slope, x_mean = 0.0, 0.0
+    if len(y) > 1:
+        # Least squares in closed form (np.polyfit costs more than all the rest).
+        centred, x_mean, spread = _design(len(y), bucket)
+        slope = float(centred @ y) / spread
     slope = min(0.0, max(-max_slope, slope))
-    intercept = float(np.mean(y - slope * x))
-    return float(np.expm1(intercept + slope * ahead))
+    intercept = float(y.mean()) - slope * x_mean
+    return math.expm1(intercept + slope * ahead)
+
+
+@lru_cache(maxsize=32)
+def _design(points: int, bucket: int) -> tuple[npt.NDArray[np.float64], float, float]:
+    """Centred x (steps from the end), its mean and its sum of squares."""
+    x = (np.arange(points) - (points - 1)) * bucket - (bucket - 1) / 2
+    centred = x - x.mean()
+    return centred, float(x.mean()), float(centred @ centred)
 
 
 def _finding(

@@ -70,7 +70,7 @@ class EbbTracker:
 
     def observe(self, second: int, online: float) -> None:
         """Mean online viewers of the step ending at `second`."""
-        self.history = np.roll(self.history, -1)
+        self.history[:-1] = self.history[1:]  # numpy copies overlapping slices safely
         self.history[-1] = online
         self.steps += 1
         self.last_second = second

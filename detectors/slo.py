@@ -60,41 +60,51 @@ class BurnRate:
     config: SloConfig
     head: int
     """Newest second held."""
-    total: np.ndarray = field(init=False)
-    bad: np.ndarray = field(init=False)
+    amounts: np.ndarray = field(init=False)
+    """Rows: total, bad; a column per second of the longest window (a ring)."""
+    unfolded: list[tuple[int, float, float]] = field(default_factory=list)
+    """Seconds added since the last read: folded into `amounts` in one go."""
 
     def __post_init__(self) -> None:
-        self.total = np.zeros(self.config.horizon_s)
-        self.bad = np.zeros(self.config.horizon_s)
+        self.amounts = np.zeros((2, self.config.horizon_s))
 
     def add(self, second: int, total: float, bad: float) -> None:
         """Amounts of `second`; seconds at or behind the window's start are ignored."""
-        if second > self.head:
-            self._advance(second)
-        elif second <= self.head - len(self.total):
+        self.unfolded.append((second, total, bad))
+
+    def _fold(self) -> None:
+        if not self.unfolded:
             return
-        slot = second % len(self.total)
-        self.total[slot] += total
-        self.bad[slot] += bad
+        size = self.amounts.shape[1]
+        newest = max(second for second, _, _ in self.unfolded)
+        if newest > self.head:
+            self._advance(newest)
+        kept = [entry for entry in self.unfolded if entry[0] > self.head - size]
+        self.unfolded = []
+        if kept:
+            seconds, totals, bads = zip(*kept, strict=True)
+            slots = np.array(seconds) % size
+            np.add.at(self.amounts, (0, slots), totals)
+            np.add.at(self.amounts, (1, slots), bads)
 
     def _advance(self, second: int) -> None:
-        size = len(self.total)
+        size = self.amounts.shape[1]
         if second - self.head >= size:
-            self.total[:] = 0
-            self.bad[:] = 0
+            self.amounts[:] = 0
         else:
             for start, stop in _wrapped(self.head + 1, second + 1, size):
-                self.total[start:stop] = 0
-                self.bad[start:stop] = 0
+                self.amounts[:, start:stop] = 0
         self.head = second
 
     def window(self, now: int, seconds: int) -> tuple[float, float]:
         """(total, bad) over the `seconds` seconds ending with `now`."""
-        self._advance(max(now, self.head))
+        self._fold()
+        if now > self.head:
+            self._advance(now)
         total = bad = 0.0
-        for start, stop in _wrapped(now - seconds + 1, now + 1, len(self.total)):
-            total += float(self.total[start:stop].sum())
-            bad += float(self.bad[start:stop].sum())
+        for start, stop in _wrapped(now - seconds + 1, now + 1, self.amounts.shape[1]):
+            part_total, part_bad = self.amounts[:, start:stop].sum(axis=1).tolist()
+            total, bad = total + part_total, bad + part_bad
         return total, bad
 
     def evaluate(self, now: int) -> Finding | None:
@@ -102,12 +112,16 @@ class BurnRate:
         config = self.config
         for window in sorted(config.windows, key=lambda w: -w.burn_rate):
             long_total, long_bad = self.window(now, window.long_s)
-            short_total, short_bad = self.window(now, window.short_s)
-            if long_total < config.min_long_events or short_total < config.min_short_events:
+            if long_total < config.min_long_events:
                 continue
             long_burn = long_bad / long_total / config.budget
+            if long_burn < window.burn_rate:
+                continue  # the short window cannot change the verdict
+            short_total, short_bad = self.window(now, window.short_s)
+            if short_total < config.min_short_events:
+                continue
             short_burn = short_bad / short_total / config.budget
-            if long_burn >= window.burn_rate and short_burn >= window.burn_rate:
+            if short_burn >= window.burn_rate:
                 return Finding(
                     window.severity,
                     "",

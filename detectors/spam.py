@@ -83,6 +83,8 @@ class SpamDetector:
     cluster_of_text: dict[str, int] = field(default_factory=dict)
     cluster_size: Counter[int] = field(default_factory=Counter)
     next_cluster: int = 0
+    contacts: int = 0
+    """Messages in the window with contact ids or links."""
 
     def add(self, ts: int, user: str, text: str, fresh: bool) -> None:
         """One danmaku, in event-time order; `fresh`: the user just appeared in the room."""
@@ -93,6 +95,7 @@ class SpamDetector:
             self.cluster_size[cluster] += 1
         self.messages.append(_Message(ts, user, text, cluster, fresh, contact))
         self.per_user[user] += 1
+        self.contacts += contact
 
     def _cluster(self, core: str) -> int:
         known = self.cluster_of_text.get(core)  # exact repeats skip the hashing
@@ -113,6 +116,7 @@ class SpamDetector:
         messages = self.messages
         while messages and messages[0].ts <= cutoff:
             old = messages.popleft()
+            self.contacts -= old.contact
             self.per_user[old.user] -= 1
             if not self.per_user[old.user]:
                 del self.per_user[old.user]
@@ -153,7 +157,7 @@ class SpamDetector:
             else:
                 continue
             flagged += members
-        contact = [m for m in self.messages if m.contact]
+        contact = [m for m in self.messages if m.contact] if self.contacts else []
         if len(contact) >= c.contact_messages:
             kinds.append("contact_ads")
             flagged += contact

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -110,9 +111,9 @@ def _progress(label: str, unit: str, total: int) -> Iterator[Callable[[int], Non
 
 
 def _count_lines(path: str) -> int:
-    from streams.eventlog import read_lines
+    from streams.eventlog import read_chunks
 
-    return sum(1 for _ in read_lines(path))
+    return sum(len(lines) for _, lines in read_chunks(path))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -136,19 +137,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    import math
+
     import msgspec
 
     from streams.backtest import run_backtest, write_alerts
+    from streams.report import REPORT_EVERY_S, write_report
     from streams.settings import with_assignments
 
     settings = load_settings(args.config, overrides={"partitions": args.partitions})
     settings = with_assignments(settings, args.set or [])
-    with _progress("backtest", "lines", _count_lines(args.file)) as advance:
+    incidents = _read_labels(args.labels) if args.labels else None
+    wanted = [args.metrics_every if args.metrics_out else 0, REPORT_EVERY_S if args.report else 0]
+    every = math.gcd(*wanted) or None
+    lines = _count_lines(args.file)
+    jobs = args.jobs if args.jobs else _default_jobs(lines, settings.partitions)
+    with _progress("backtest", "lines", lines) as advance:
         result = run_backtest(
-            args.file,
-            settings,
-            snapshot_every_s=args.metrics_every if args.metrics_out else None,
-            on_progress=advance,
+            args.file, settings, snapshot_every_s=every, on_progress=advance, jobs=jobs
         )
     if args.alerts_out:
         with open(args.alerts_out, "wb") as out:
@@ -156,16 +162,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.metrics_out:
         with open(args.metrics_out, "wb") as out:
             encoder = msgspec.json.Encoder()
-            for snapshot in result.snapshots:
+            for snapshot in _every(result.snapshots, args.metrics_every):
                 out.write(encoder.encode(snapshot) + b"\n")
     assert result.pipeline is not None
     pipeline = result.pipeline
-    print(
+    summary = [
         f"{result.lines} lines: {sum(pipeline.events_total.values())} events, "
         f"{sum(pipeline.invalid_total.values())} invalid, {pipeline.late_total} late"
-    )
-    if args.labels:
-        _print_scores(args.labels, result.transitions)
+    ]
+    print(summary[0])
+    if incidents is not None:
+        summary += _score_lines(incidents, result.transitions)
+        print("\n".join(summary[1:]))
     for transition in result.transitions:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(transition.ts / 1000))
         where = transition.room_id + (f" [{transition.region}]" if transition.region else "")
@@ -173,26 +181,55 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             f"{when} {transition.state:8} {transition.severity:8} {transition.alert:14} "
             f"{where}: {transition.summary}"
         )
+    if args.report:
+        write_report(
+            args.report,
+            title=f"livewatch backtest of {os.path.basename(args.file)}",
+            snapshots=_every(result.snapshots, REPORT_EVERY_S),
+            transitions=result.transitions,
+            latency_slo_ms=settings.engine_config().metrics.latency_slo_ms,
+            incidents=incidents,
+            summary_lines=summary,
+        )
+        print(f"report written to {args.report}")
     return 0
 
 
-def _print_scores(labels_path: str, transitions: list[Any]) -> None:
-    import json
+def _every(snapshots: list[dict[str, Any]], seconds: int) -> list[dict[str, Any]]:
+    return [s for s in snapshots if s["ts"] % (seconds * 1000) == 0]
 
-    from streams.backtest import score
+
+def _default_jobs(lines: int, partitions: int) -> int:
+    """A process per core for big logs; small ones are not worth starting processes for."""
+    if lines < 300_000:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), partitions))
+
+
+def _read_labels(labels_path: str) -> list[dict[str, Any]]:
+    import json
 
     try:
         with open(labels_path, encoding="utf-8") as handle:
-            incidents = json.load(handle)["incidents"]
+            incidents: list[dict[str, Any]] = json.load(handle)["incidents"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EventLogError(f"cannot read labels {labels_path}: {exc}") from None
-    print(f"{'alert':14} {'incidents':>9} {'recall':>7} {'precision':>9} {'delay s med/max':>16}")
+    return incidents
+
+
+def _score_lines(incidents: list[dict[str, Any]], transitions: list[Any]) -> list[str]:
+    from streams.backtest import score
+
+    lines = [
+        f"{'alert':14} {'incidents':>9} {'recall':>7} {'precision':>9} {'delay s med/max':>16}"
+    ]
     for alert, entry in sorted(score(transitions, incidents).items()):
         delays = sorted(entry.delays_s)
         delay = f"{delays[len(delays) // 2]:.0f}/{delays[-1]:.0f}" if delays else "-"
         recall = "-" if entry.recall is None else f"{entry.recall:.2f}"
         precision = "-" if entry.precision is None else f"{entry.precision:.2f}"
-        print(f"{alert:14} {entry.incidents:>9} {recall:>7} {precision:>9} {delay:>16}")
+        lines.append(f"{alert:14} {entry.incidents:>9} {recall:>7} {precision:>9} {delay:>16}")
+    return lines
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -294,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--metrics-out", help="write per-room metric snapshots (JSON Lines)")
     backtest.add_argument(
         "--metrics-every", type=int, default=60, help="snapshot every N s of event time (60)"
+    )
+    backtest.add_argument("--report", help="write an HTML report with charts per room")
+    backtest.add_argument(
+        "--jobs",
+        type=int,
+        help="processes sharing the partitions (default: one per core for big logs)",
     )
     backtest.set_defaults(func=cmd_backtest)
 

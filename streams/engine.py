@@ -274,7 +274,8 @@ class PartitionEngine:
             every = self.config.snapshot_every_s
             if every and (tick + 1) % every == 0:
                 self.snapshots += [
-                    snapshot(room, (tick + 1) * 1000) for room in self.rooms.values()
+                    snapshot(room, (tick + 1) * 1000, self.watch.room_metrics(room.room_id))
+                    for room in self.rooms.values()
                 ]
             gone = [room_id for room_id, room in self.rooms.items() if room.is_gone(tick)]
             for room_id in gone:
@@ -291,9 +292,12 @@ class PartitionEngine:
         self.closed_second = second
 
 
-def snapshot(room: RoomState, ts: int) -> dict[str, Any]:
-    """A room's metrics at `ts`: `<name>_1m`, `<name>_5m` and since-live `<name>_live`."""
-    metrics: dict[str, float | None] = {}
+def snapshot(
+    room: RoomState, ts: int, extra: dict[str, float | None] | None = None
+) -> dict[str, Any]:
+    """A room's metrics at `ts`: `<name>_1m`, `<name>_5m`, since-live `<name>_live`,
+    and `extra` (the detectors' room metrics, see PartitionWatch.room_metrics)."""
+    metrics: dict[str, float | None] = dict(extra or {})
     for seconds, label in ((60, "1m"), (300, "5m")):
         metrics.update({f"{name}_{label}": v for name, v in room.metrics(seconds).items()})
     metrics.update({f"{name}_live": v for name, v in room.totals_metrics().items()})

@@ -236,11 +236,11 @@ class PipelineCollector(Collector):
         regional: dict[str, dict[int, LatencySketch]] = {}
         for engine in self.pipeline.engines.values():
             stats = engine.latency
-            for key, counts in stats.histograms.items():
+            for key, (counts, seconds) in stats.histograms().items():
                 previous, total = merged.get(key, ([0] * len(counts), 0.0))
                 merged[key] = (
                     [a + b for a, b in zip(previous, counts, strict=True)],
-                    total + stats.sums[key],
+                    total + seconds,
                 )
             for region, windowed in stats.regions.items():
                 into = regional.setdefault(region, {w: LatencySketch() for w in WINDOWS})

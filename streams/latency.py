@@ -18,6 +18,7 @@ HISTOGRAM_BOUNDS_SECONDS: Final = (
 )  # fmt: skip
 """Upper bounds; 0.6 s is the SLO line, so PromQL can compute the SLO ratio exactly."""
 _BOUNDS: Final = np.array(HISTOGRAM_BOUNDS_SECONDS)
+_BIN_AT: Final = 50_000
 MAX_REGIONS: Final = 64
 OTHER_REGION: Final = "other"
 NO_REGION: Final = "unknown"
@@ -60,12 +61,13 @@ class LatencySamples:
 class LatencyStats:
     def __init__(self, config: MetricsConfig) -> None:
         self.config = config
-        self.histograms: dict[tuple[str, str], list[int]] = {}
+        self._histograms: dict[tuple[str, str], list[int]] = {}
         """(kind, region) -> per-bucket counts (not cumulative; last is +Inf)."""
-        self.sums: dict[tuple[str, str], float] = {}
+        self._sums: dict[tuple[str, str], float] = {}
+        self._unbinned: dict[tuple[str, str], list[float]] = {}
+        """Values (ms) not yet in the histograms: binned in bulk when many or when read."""
         self.regions: dict[str, WindowedSketch] = {}
         """e2e latency per region over the sliding windows."""
-        self.head: int | None = None
 
     def region_of(self, region: str | None) -> str:
         # Region names come from producers: a bounded set, the rest pooled.
@@ -77,25 +79,37 @@ class LatencyStats:
     def add(self, second: int, samples: LatencySamples) -> None:
         for (kind, sent_region), values in samples.values.items():
             region = self.region_of(sent_region)
-            key = (kind, region)
-            counts = self.histograms.get(key)
-            if counts is None:
-                counts = self.histograms[key] = [0] * (len(HISTOGRAM_BOUNDS_SECONDS) + 1)
-                self.sums[key] = 0.0
-            seconds = np.asarray(values, dtype=np.float64) / 1000
-            positions = np.searchsorted(_BOUNDS, seconds, side="left")
-            added = np.bincount(positions, minlength=len(counts)).tolist()
-            counts[:] = [old + new for old, new in zip(counts, added, strict=True)]
-            total = self.sums[key]
-            for value in seconds.tolist():  # in order, so float sums do not depend on batching
-                total += value
-            self.sums[key] = total
+            unbinned = self._unbinned.setdefault((kind, region), [])
+            unbinned += values
+            if len(unbinned) >= _BIN_AT:
+                self._bin((kind, region))
             if kind == "e2e":
                 sketch = self.regions.get(region)
                 if sketch is None:
                     sketch = self.regions[region] = WindowedSketch(WINDOWS, second)
                 sketch.advance(second)
                 sketch.add(second, bucket_indexes(values))
+
+    def histograms(self) -> dict[tuple[str, str], tuple[list[int], float]]:
+        """(kind, region) -> (per-bucket counts, sum of seconds), everything added so far."""
+        for key in list(self._unbinned):
+            self._bin(key)
+        return {key: (counts, self._sums[key]) for key, counts in self._histograms.items()}
+
+    def _bin(self, key: tuple[str, str]) -> None:
+        values = self._unbinned.pop(key, [])
+        counts = self._histograms.get(key)
+        if counts is None:
+            counts = self._histograms[key] = [0] * (len(HISTOGRAM_BOUNDS_SECONDS) + 1)
+            self._sums[key] = 0.0
+        seconds = np.asarray(values, dtype=np.float64) / 1000
+        positions = np.searchsorted(_BOUNDS, seconds, side="left")
+        added = np.bincount(positions, minlength=len(counts)).tolist()
+        counts[:] = [old + new for old, new in zip(counts, added, strict=True)]
+        total = self._sums[key]
+        for value in seconds.tolist():  # in order, so float sums do not depend on batching
+            total += value
+        self._sums[key] = total
 
     def advance(self, second: int) -> None:
         for sketch in self.regions.values():

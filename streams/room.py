@@ -57,7 +57,8 @@ class RoomState:
         self.joined_at: dict[str, int] = {}
         """Online viewers: user -> ms their session started."""
         self.last_seen: dict[str, int] = {}
-        """Online viewers: user -> ms of their latest event."""
+        """Online viewers: user -> ms of their latest event, oldest first (an update
+        moves the user to the end), so expiry reads only the front."""
         self.departed = LastSeen(longest, second)
         """Viewers gone within the longest window (not online now)."""
         self.chatters = LastSeen(longest, second)
@@ -127,7 +128,7 @@ class RoomState:
 
     def _join(self, user: str, ts: int, second: int, source: str) -> None:
         if user in self.joined_at:  # a duplicate, or a join without the leave before it
-            self.last_seen[user] = max(self.last_seen[user], ts)
+            self._seen(user, ts)
             return
         self._start_session(user, ts)
         self._count(ENTRIES, second)
@@ -138,10 +139,14 @@ class RoomState:
     def refresh(self, user: str, ts: int, second: int) -> None:
         """Any event shows the viewer is here; one not online starts a session."""
         if user in self.last_seen:
-            if ts > self.last_seen[user]:
-                self.last_seen[user] = ts
+            self._seen(user, ts)
         elif self.departed.seen.get(user, -1) < second:  # not a trailing event of a leave
             self._start_session(user, ts)
+
+    def _seen(self, user: str, ts: int) -> None:
+        if ts > self.last_seen[user]:
+            del self.last_seen[user]
+            self.last_seen[user] = ts
 
     def _start_session(self, user: str, ts: int) -> None:
         self.joined_at[user] = ts
@@ -186,7 +191,11 @@ class RoomState:
 
     def _expire(self, second: int) -> None:
         cutoff = (second - self.config.session_timeout_s) * 1000
-        idle = [u for u, seen in self.last_seen.items() if seen < cutoff]
+        idle = []
+        for user, seen in self.last_seen.items():  # oldest first
+            if seen >= cutoff:
+                break
+            idle.append(user)
         for user in sorted(idle):
             # The viewer left when last seen; exits are counted when noticed.
             self._end_session(user, self.last_seen[user], second)

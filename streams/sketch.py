@@ -28,7 +28,8 @@ BUCKETS: Final = _MAX_INDEX - _MIN_INDEX + 1
 
 def bucket_indexes(values: npt.ArrayLike) -> npt.NDArray[np.intp]:
     """Array positions of the buckets holding `values` (ms, non-negative)."""
-    clipped = np.clip(np.asarray(values, dtype=np.float64), MIN_VALUE, MAX_VALUE)
+    # maximum/minimum, not np.clip: same result, a fraction of the call overhead.
+    clipped = np.minimum(np.maximum(np.asarray(values, dtype=np.float64), MIN_VALUE), MAX_VALUE)
     return np.ceil(np.log(clipped) / _LOG_GAMMA).astype(np.intp) - _MIN_INDEX
 
 

@@ -9,6 +9,7 @@ an outbox for the driver: the worker sends them to Kafka, backtest to a file.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,6 +34,15 @@ from streams.room import (
 )
 
 UNKNOWN_REGION = "unknown"
+EBB_METRICS = (
+    "ebb_peak_ts",
+    "ebb_peak_viewers",
+    "ebb_pre_level_viewers",
+    "ebb_floor_viewers",
+    "ebb_half_life_seconds",
+    "ebb_floor_ratio",
+    "ebb_progress_ratio",
+)
 
 
 @dataclass
@@ -204,6 +214,22 @@ class PartitionWatch:
                 "level before it): an ebb explains a slow fall, not one this fast"
             )
         return hints
+
+    def room_metrics(self, room_id: str) -> dict[str, float | None]:
+        """The post-promotion ebb of a room as snapshot metrics (None: no ebb measured)."""
+        watch = self.rooms.get(room_id)
+        ebb = watch.ebb.estimate if watch is not None else None
+        if ebb is None:
+            return dict.fromkeys(EBB_METRICS)
+        return {
+            "ebb_peak_ts": ebb.peak_second * 1000,
+            "ebb_peak_viewers": ebb.peak,
+            "ebb_pre_level_viewers": ebb.pre_level,
+            "ebb_floor_viewers": ebb.floor,
+            "ebb_half_life_seconds": ebb.half_life_s,
+            "ebb_floor_ratio": ebb.floor_ratio if math.isfinite(ebb.floor_ratio) else None,
+            "ebb_progress_ratio": ebb.progress,
+        }
 
     def room_gone(self, room_id: str, second: int) -> None:
         self.rooms.pop(room_id, None)

@@ -180,3 +180,17 @@ def test_metric_snapshots_every_minute_of_event_time(tmp_path: Path) -> None:
     last_a = [s for s in snapshots if s["room_id"] == "room-a"][-1]["metrics"]
     assert last_a["online_viewers_live"] > 0 and "entries_per_minute_1m" in last_a
     assert last_a["entries_per_minute_5m"] == pytest.approx(60, rel=0.25)
+
+
+def test_jobs_share_the_partitions_and_change_nothing(
+    mixed_log: Path, mixed: BacktestResult
+) -> None:
+    shared = run_backtest(mixed_log, load_settings(environ={}), jobs=2)
+    assert shared.transitions == mixed.transitions
+    assert shared.actions == mixed.actions
+    assert shared.lines == mixed.lines
+    assert shared.pipeline is not None and mixed.pipeline is not None
+    assert shared.pipeline.events_total == mixed.pipeline.events_total
+    assert shared.pipeline.invalid_total == mixed.pipeline.invalid_total
+    assert shared.pipeline.late_total == mixed.pipeline.late_total
+    assert sorted(shared.pipeline.engines) == sorted(mixed.pipeline.engines)
