@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from streams.backtest import run_backtest
@@ -23,9 +24,9 @@ from streams.settings import load_settings
 from streams.simulate import SCENARIOS, generate, write_log
 
 
-def _timed(run: object) -> float:
+def _timed(run: Callable[..., object], *args: object, **kwargs: object) -> float:
     started = time.perf_counter()
-    run()  # type: ignore[operator]
+    run(*args, **kwargs)
     return time.perf_counter() - started
 
 
@@ -42,9 +43,9 @@ def main(names: list[str]) -> None:
         for name in names:
             log = Path(directory) / f"{name}.jsonl.gz"
             lines = write_log(generate(SCENARIOS[name], 1), log)
-            base = lines / _timed(lambda: _decode_only(log))
-            one = lines / _timed(lambda: run_backtest(log, settings))
-            many = lines / _timed(lambda: run_backtest(log, settings, jobs=cores))
+            base = lines / _timed(_decode_only, log)
+            one = lines / _timed(run_backtest, log, settings)
+            many = lines / _timed(run_backtest, log, settings, jobs=cores)
             print(
                 f"{name:12} {lines:>10,} {base:>10,.0f}/s {one:>9,.0f}/s {one / base:4.2f}x "
                 f"{many:>9,.0f}/s {many / base:4.2f}x"

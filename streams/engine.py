@@ -66,6 +66,8 @@ class PartitionEngine:
         self._latency_samples: dict[str, LatencySamples] = {}
         """Room -> latency samples of the open second `_latency_second`."""
         self._latency_second = 0
+        self._holding_low: int | None = None
+        """Offline: the slowest source clock still holding the watermark, when known."""
         self.late = 0
         self.latency = LatencyStats(self.config.metrics)
         self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
@@ -99,6 +101,7 @@ class PartitionEngine:
         clock = self.event_clock
         watermark = self.watermark
         pending_min = self._pending_min
+        low = self._holding_low
         late = 0
         for position, event in enumerate(events):
             ts = event.ts
@@ -133,6 +136,11 @@ class PartitionEngine:
                 continue  # only a source clock that moved can move the watermark
             source_clocks[source] = ts
             if lagging is None:
+                # The watermark follows the slowest source still holding: it can only
+                # move when that source moved, or when the clock leaves a source idle.
+                if not (low is None or source_clock is None or source_clock <= low
+                        or clock - idle > low):  # fmt: skip
+                    continue
                 low = clock
                 for held in source_clocks.values():
                     if clock - idle <= held < low:
@@ -143,6 +151,7 @@ class PartitionEngine:
             if candidate is not None and (watermark is None or candidate > watermark):
                 watermark = candidate
         self.event_clock, self.watermark, self._pending_min = clock, watermark, pending_min
+        self._holding_low = low
         self.late += late
         self._release()
         return out_of_bounds
@@ -215,8 +224,8 @@ class PartitionEngine:
     def _apply_ordered(self, events: list[Event]) -> None:
         """Apply events in event-time order, closing each second before the next opens.
 
-        Latency samples only touch presence one by one; their counters, sketches
-        and detector inputs are added per room and second in bulk.
+        Latency samples, most of the traffic, are collected while their second is
+        open and applied per room when it closes, after the second's other events.
         """
         rooms = self.rooms
         samples = self._latency_samples
@@ -231,27 +240,23 @@ class PartitionEngine:
             if room is None:
                 room = rooms[event.room_id] = RoomState(event.room_id, second, self.config.metrics)
             if type(event) is Latency:
-                room.arrive(second)
-                room.refresh(event.user_id, ts, second)
                 batch = samples.get(event.room_id)
                 if batch is None:
                     batch = samples[event.room_id] = LatencySamples()
-                batch.append(event)
+                batch.events.append(event)
             else:
                 self.watch.observe(event, room)
                 room.apply(event)
 
     def _add_latency(self) -> None:
-        """Add the latency samples of the open second: per room and second, in
-        application order, so float sums do not depend on batch boundaries."""
+        """Apply the latency samples of the open second: per room and second, in
+        application order, so results do not depend on batch boundaries."""
         second = self._latency_second
-        partition = LatencySamples()
         for room_id, batch in self._latency_samples.items():
             room = self.rooms[room_id]
-            room.add_latency(second, batch.e2e())
             self.watch.observe_latency(room, batch)
-            partition.merge(batch)
-        self.latency.add(second, partition)
+            room.apply_latency(second, batch.events, batch.e2e())
+        self.latency.add(second, self._latency_samples.values())
         self._latency_samples.clear()
 
     def _tick_until(self, second: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import chain
 from typing import Final
 
@@ -25,32 +26,32 @@ NO_REGION: Final = "unknown"
 
 
 class LatencySamples:
-    """Latency events of one room and second as value columns by (kind, region).
+    """Latency events of one room and second, grouped into value columns on demand.
 
-    Latency samples are most of the traffic, so the engine hands them over a
-    second at a time instead of one call per event.
+    Latency samples are most of the traffic, so the engine only collects them
+    while the second is open and hands them over per room when it closes.
     """
 
-    __slots__ = ("count", "values")
+    __slots__ = ("_values", "events")
 
     def __init__(self) -> None:
-        self.count = 0
-        self.values: dict[tuple[str, str | None], list[float]] = {}
+        self.events: list[Latency] = []
+        self._values: dict[tuple[str, str | None], list[float]] | None = None
+
+    @property
+    def values(self) -> dict[tuple[str, str | None], list[float]]:
         """(kind, region as sent) -> values in ms, in application order."""
-
-    def append(self, event: Latency) -> None:
-        self.count += 1
-        key = (event.kind, event.region)
-        values = self.values.get(key)
-        if values is None:
-            self.values[key] = [event.value_ms]
-        else:
-            values.append(event.value_ms)
-
-    def merge(self, other: LatencySamples) -> None:
-        self.count += other.count
-        for key, values in other.values.items():
-            self.values.setdefault(key, []).extend(values)
+        if self._values is None:
+            grouped: dict[tuple[str, str | None], list[float]] = {}
+            for event in self.events:
+                key = (event.kind, event.region)
+                values = grouped.get(key)
+                if values is None:
+                    grouped[key] = [event.value_ms]
+                else:
+                    values.append(event.value_ms)
+            self._values = grouped
+        return self._values
 
     def e2e(self) -> npt.NDArray[np.float64]:
         """End-to-end values of every region."""
@@ -76,8 +77,13 @@ class LatencyStats:
             return region
         return OTHER_REGION
 
-    def add(self, second: int, samples: LatencySamples) -> None:
-        for (kind, sent_region), values in samples.values.items():
+    def add(self, second: int, rooms: Iterable[LatencySamples]) -> None:
+        """The samples of `second` of every room of the partition."""
+        merged: dict[tuple[str, str | None], list[float]] = {}
+        for samples in rooms:
+            for key, values in samples.values.items():
+                merged.setdefault(key, []).extend(values)
+        for (kind, sent_region), values in merged.items():
             region = self.region_of(sent_region)
             unbinned = self._unbinned.setdefault((kind, region), [])
             unbinned += values

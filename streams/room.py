@@ -8,6 +8,7 @@ Definitions and sources of every metric: docs/metrics.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -114,6 +115,15 @@ class RoomState:
         self._advance(second)
         self.last_event_second = second
 
+    def apply_latency(
+        self, second: int, events: Sequence[Latency], e2e_ms: npt.NDArray[np.float64]
+    ) -> None:
+        """The latency samples of `second` (`e2e_ms`: their end-to-end values), applied
+        together after the second's other events: they only show who is here."""
+        self.arrive(second)
+        self._refresh_all([(e.user_id, e.ts) for e in events], second)
+        self.add_latency(second, e2e_ms)
+
     def add_latency(self, second: int, e2e_ms: npt.NDArray[np.float64]) -> None:
         """End-to-end latency samples of `second`, whose senders were `refresh`ed."""
         if not len(e2e_ms):
@@ -138,10 +148,18 @@ class RoomState:
 
     def refresh(self, user: str, ts: int, second: int) -> None:
         """Any event shows the viewer is here; one not online starts a session."""
-        if user in self.last_seen:
-            self._seen(user, ts)
-        elif self.departed.seen.get(user, -1) < second:  # not a trailing event of a leave
-            self._start_session(user, ts)
+        self._refresh_all(((user, ts),), second)
+
+    def _refresh_all(self, seen: Iterable[tuple[str, int]], second: int) -> None:
+        last_seen, departed = self.last_seen, self.departed.seen
+        for user, ts in seen:
+            latest = last_seen.get(user)
+            if latest is not None:
+                if ts > latest:  # moved to the end: `last_seen` stays oldest first
+                    del last_seen[user]
+                    last_seen[user] = ts
+            elif departed.get(user, -1) < second:  # not a trailing event of a leave
+                self._start_session(user, ts)
 
     def _seen(self, user: str, ts: int) -> None:
         if ts > self.last_seen[user]:

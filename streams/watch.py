@@ -99,7 +99,7 @@ class PartitionWatch:
 
     def observe_latency(self, room: RoomState, samples: LatencySamples) -> None:
         watch = self._watch(room.room_id)
-        watch.step_events += samples.count
+        watch.step_events += len(samples.events)
         for (kind, region), values in samples.values.items():
             if kind == "e2e":
                 counts = watch.second_latency.setdefault(region or UNKNOWN_REGION, [0.0, 0.0])
