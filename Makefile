@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install kafka-jars system-deps demo test lint typecheck check bench clean
+.PHONY: install kafka-jars system-deps demo test lint typecheck check bench sample clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ check: test
 bench: kafka-jars
 	$(BIN)/python benchmarks/room_memory.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/backtest_speed.py
+	$(BIN)/python -m benchmarks.detector_quality
+
+# The night `make demo` replays (a test checks it matches the generator).
+sample: install
+	$(BIN)/livewatch simulate --scenario demo --seed 1 \
+	  --out streams/samples/demo-night.jsonl.gz --labels-out streams/samples/demo-night.labels.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .livewatch-state

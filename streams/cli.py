@@ -249,6 +249,23 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    from streams.notifier import ConsoleReceiver, run_notifier
+
+    settings = _settings(args)
+    logging.getLogger().setLevel(settings.log_level.upper())
+
+    async def notify() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_notifier(settings, [ConsoleReceiver()], stop=stop)
+
+    asyncio.run(notify())
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     import json
 
@@ -267,7 +284,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
-    return run_demo(speed=args.speed, metrics_port=args.metrics_port)
+    return run_demo(speed=args.speed, metrics_port=args.metrics_port, report=args.report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_args(recorder)
     recorder.set_defaults(func=cmd_record)
 
+    notify = commands.add_parser("notify", help="deliver alert transitions from Kafka")
+    _settings_args(notify)
+    notify.set_defaults(func=cmd_notify)
+
     from streams.simulate import SCENARIOS
 
     simulate = commands.add_parser("simulate", help="generate a scenario event log with labels")
@@ -361,8 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     demo = commands.add_parser("demo", help="local broker + worker + a replayed sample night")
-    demo.add_argument("--speed", type=float, default=4.0, help="replay speed-up (default 4)")
+    demo.add_argument("--speed", type=float, default=10.0, help="replay speed-up (default 10)")
     demo.add_argument("--metrics-port", type=int, default=9464, help="port serving /metrics")
+    demo.add_argument(
+        "--report", default="livewatch-demo-report.html", help="where to write the HTML report"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -80,3 +80,19 @@ def test_written_logs_read_back_gzip_or_not(tmp_path: Path) -> None:
     for name in ("night.jsonl", "night.jsonl.gz"):
         count = write_log(generate(small(), 2), tmp_path / name)
         assert count == sum(1 for _ in read_lines(tmp_path / name))
+
+
+def test_the_bundled_demo_night_is_the_demo_scenario() -> None:
+    """`make demo` replays what `livewatch simulate --scenario demo --seed 1` writes."""
+    import json
+
+    from streams.demo import NIGHT, NIGHT_LABELS
+
+    bundled = [line.decode() for _, line in read_lines(NIGHT)]
+    assert bundled == list(generate(SCENARIOS["demo"], 1))
+    assert json.loads(NIGHT_LABELS.read_text())["incidents"] == labels(SCENARIOS["demo"])
+    assert {i["alert"] for i in labels(SCENARIOS["demo"])} == {
+        "traffic_cliff",
+        "spam_flood",
+        "latency_slo",
+    }

@@ -1,0 +1,57 @@
+"""`make demo` end to end: broker, worker, console notifier, replay, report, nothing left."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streams.kafka_local import free_port
+
+CHILDREN = ("streams.cli worker", "streams.cli notify", "kafka.Kafka")
+
+
+def _ours() -> set[int]:
+    """Processes of the kinds the demo starts (the session broker included)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if any(kind in cmdline for kind in CHILDREN):
+                found.add(int(entry.name))
+    return found
+
+
+def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_path: Path) -> None:
+    before = _ours()
+    report = tmp_path / "demo.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "demo", "--speed", "40",
+         "--metrics-port", str(free_port()), "--report", str(report)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    # The notifier printed each labelled incident as it fired.
+    for alert, room in (
+        ("traffic_cliff", "room-outage"),
+        ("spam_flood", "room-spam"),
+        ("latency_slo", "room-latency [cn-south]"),
+    ):
+        assert any(
+            " FIRING " in line and alert in line and room in line for line in out.splitlines()
+        ), (alert, out[-3000:])
+    assert "top rooms" in out and "room-beauty" in out
+    assert f"report written to {report}" in out
+    assert report.stat().st_size > 100_000 and "room-outage" in report.read_text()
+    # No worker, notifier or broker of the demo outlives it.
+    deadline = time.monotonic() + 10
+    while _ours() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _ours() - before
