@@ -89,7 +89,17 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
 def start_notifier(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`livewatch notify` with the console receiver; its lines come back through a pipe."""
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "notify"],
+        # Alerts should show as they fire: short grouping for a 10x replay.
+        [
+            sys.executable,
+            "-m",
+            "streams.cli",
+            "notify",
+            "--set",
+            "notify.group_wait_s=1",
+            "--set",
+            "notify.group_interval_s=5",
+        ],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -181,6 +191,7 @@ def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT)
         env = {
             env_name("bootstrap_servers"): kafka.bootstrap,
             env_name("metrics_port"): str(metrics_port),
+            env_name("notifier_metrics_port"): str(metrics_port + 1),
             env_name("state_dir"): str(workdir / "state"),
             env_name("idle_after_s"): "1",
             env_name("log_level"): "warning",

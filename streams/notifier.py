@@ -1,73 +1,133 @@
 """`livewatch notify`: alert transitions from the `live.alerts` topic to people.
 
 The notifier is its own consumer group, so delivery never slows the workers and
-survives their restarts. Offsets are committed only after every receiver has
-taken a batch, so a notifier restart re-delivers rather than loses.
+survives their restarts. Transitions go through the dispatcher (routes,
+grouping per room, silences, inhibition) and each receiver delivers its
+notifications one at a time (delivery.py). A transition's offset is committed
+only once every notification carrying it was delivered, or given up on and
+written to the dead-letter topic: a webhook outage or a notifier restart
+delays alerts but loses none (a restart may repeat some).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
+import httpx
 import msgspec
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter
 
 from detectors.alerts import Transition
+from streams.chatformat import Notification, safe
+from streams.delivery import ConsoleSender, DeliveryMetrics, WebhookSender
+from streams.dispatch import Dispatcher, Token
 from streams.kafka_client import client_options
+from streams.notify_config import NotifyConfig
 from streams.settings import Settings
+from streams.silences import SilenceStore
 
+log = logging.getLogger(__name__)
 _decoder = msgspec.json.Decoder(Transition)
 
 
-class Receiver(Protocol):
-    async def deliver(self, transitions: Sequence[Transition]) -> None:
-        """Take transitions for delivery; return once they are safe (sent or queued durably)."""
+class Sender(Protocol):
+    async def deliver(self, n: Notification) -> str | None: ...
 
 
-@dataclass
-class ConsoleReceiver:
-    """One line per transition on a terminal: the demo's and a laptop's notifier."""
+class OffsetTracker:
+    """Which consumed offsets are done, so only a done prefix is committed."""
 
-    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    def __init__(self) -> None:
+        self.pending: dict[TopicPartition, OrderedDict[int, int]] = {}
+        """Partition -> offset -> deliveries still owed, in consumption order."""
+        self.next_offset: dict[TopicPartition, int] = {}
 
-    async def deliver(self, transitions: Sequence[Transition]) -> None:
-        for t in transitions:
-            self.out.write(console_line(t) + "\n")
-        self.out.flush()
+    def track(self, tp: TopicPartition, offset: int, owed: int) -> None:
+        self.next_offset[tp] = offset + 1
+        if owed:
+            self.pending.setdefault(tp, OrderedDict())[offset] = owed
 
+    def done(self, token: Token) -> None:
+        assert isinstance(token, tuple)
+        tp: TopicPartition = token[0]
+        offset: int = token[1]
+        owed = self.pending.get(tp, OrderedDict())
+        if offset in owed:
+            owed[offset] -= 1
+            if not owed[offset]:
+                del owed[offset]
 
-def console_line(t: Transition) -> str:
-    when = time.strftime("%H:%M:%S", time.gmtime(t.ts / 1000))
-    where = t.room_id + (f" [{t.region}]" if t.region else "")
-    line = f"{when} {t.state.upper():8} {t.severity:8} {t.alert:13} {where}: {t.summary}"
-    if t.state == "resolved":
-        line += f" (lasted {(t.ts - t.started_at) / 60_000:.1f} min)"
-    hints = t.details.get("hints") if isinstance(t.details, dict) else None
-    for hint in hints or ():
-        line += f"\n    hint: {hint}"
-    return line
+    def committable(self) -> dict[TopicPartition, int]:
+        """Per partition: the offset up to which (exclusive) everything is done."""
+        out = {}
+        for tp, next_offset in self.next_offset.items():
+            owed = self.pending.get(tp)
+            out[tp] = next(iter(owed)) if owed else next_offset
+        return out
 
 
 @dataclass
 class NotifierStats:
-    delivered: int = 0
+    transitions: int = 0
     undecodable: int = 0
+    notifications: int = 0
+    dead_letters: int = 0
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+def build_senders(
+    config: NotifyConfig,
+    client: httpx.AsyncClient,
+    metrics: DeliveryMetrics,
+    environ: Mapping[str, str],
+    out: IO[str],
+) -> dict[str, Sender]:
+    senders: dict[str, Sender] = {}
+    for receiver in config.receivers:
+        if receiver.kind == "console":
+            senders[receiver.name] = ConsoleSender(out)
+        else:
+            senders[receiver.name] = WebhookSender(
+                receiver,
+                receiver.resolve_url(dict(environ)),
+                receiver.resolve_secret(dict(environ)),
+                client,
+                metrics,
+                config.grafana_url,
+                config.give_up_after_s,
+            )
+    return senders
 
 
 async def run_notifier(
     settings: Settings,
-    receivers: Sequence[Receiver],
+    config: NotifyConfig,
     *,
     stop: asyncio.Event | None = None,
-    stats: NotifierStats | None = None,
+    registry: CollectorRegistry | None = None,
+    environ: Mapping[str, str] | None = None,
+    out: IO[str] | None = None,
 ) -> NotifierStats:
-    stats = stats or NotifierStats()
     stop = stop or asyncio.Event()
+    registry = registry or CollectorRegistry()
+    stats = NotifierStats()
+    undecodable = Counter(
+        "livewatch_notifier_undecodable",
+        "Messages on the alerts topic that are not alert transitions (dead-lettered).",
+        registry=registry,
+    )
+    metrics = DeliveryMetrics(registry)
+    dispatcher = Dispatcher(config, SilenceStore(config.silences_file))
+    tracker = OffsetTracker()
     consumer = AIOKafkaConsumer(
         settings.topic(settings.topic_alerts),
         **client_options(settings),
@@ -75,22 +135,96 @@ async def run_notifier(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=250, max_records=500)
-            transitions: list[Transition] = []
-            for messages in batches.values():
-                for message in messages:
-                    try:
-                        transitions.append(_decoder.decode(message.value or b""))
-                    except msgspec.DecodeError:
-                        stats.undecodable += 1
-            for receiver in receivers:
-                await receiver.deliver(transitions)
-            stats.delivered += len(transitions)
-            if batches:
-                await consumer.commit()
-    finally:
-        await consumer.stop()
+    producer = AIOKafkaProducer(**client_options(settings), acks="all")
+    async with httpx.AsyncClient() as client:
+        senders = build_senders(
+            config, client, metrics, os.environ if environ is None else environ, out or sys.stdout
+        )
+        queues: dict[str, asyncio.Queue[tuple[Notification, list[Token]]]] = {
+            name: asyncio.Queue() for name in senders
+        }
+
+        async def dead_letter(reason: str, record: dict[str, Any], key: str) -> None:
+            stats.dead_letters += 1
+            payload = msgspec.json.encode({"kind": "notification", "reason": reason, **record})
+            await producer.send_and_wait(
+                settings.topic(settings.topic_deadletter), payload, key=key.encode()
+            )
+
+        async def deliver(name: str) -> None:
+            sender, queue = senders[name], queues[name]
+            while True:
+                notification, tokens = await queue.get()
+                reason = await sender.deliver(notification)
+                if reason is not None:
+                    log.error("receiver %s: notification given up: %s", name, reason)
+                    await dead_letter(reason, _record(notification), name)
+                stats.notifications += 1
+                for token in tokens:
+                    tracker.done(token)
+
+        await producer.start()
+        await consumer.start()
+        workers = [asyncio.create_task(deliver(name)) for name in senders]
+        committed: dict[TopicPartition, int] = {}
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                now = time.time()
+                for tp, messages in batches.items():
+                    for message in messages:
+                        stats.transitions += 1
+                        try:
+                            transition = _decoder.decode(message.value or b"")
+                        except msgspec.DecodeError as exc:
+                            stats.undecodable += 1
+                            undecodable.inc()
+                            tracker.track(tp, message.offset, 0)
+                            await dead_letter(
+                                "not_a_transition",
+                                {"detail": str(exc), "topic": tp.topic, "offset": message.offset},
+                                "notifier",
+                            )
+                            continue
+                        owed = dispatcher.add(transition, (tp, message.offset), now)
+                        tracker.track(tp, message.offset, owed)
+                for due in dispatcher.due(now):
+                    if due.notification is None:
+                        for token in due.tokens:
+                            tracker.done(token)
+                    else:
+                        queues[due.notification.receiver].put_nowait((due.notification, due.tokens))
+                ready = tracker.committable()
+                if ready and ready != committed:
+                    await consumer.commit(ready)
+                    committed = dict(ready)
+                    stats.committed = committed
+                for worker in workers:
+                    if worker.done():
+                        worker.result()  # a crashed delivery loop must not pass silently
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await consumer.stop()
+            await producer.stop()
     return stats
+
+
+def _record(n: Notification) -> dict[str, Any]:
+    """A dead letter for a notification: enough to deliver it by hand."""
+    return {
+        "receiver": n.receiver,
+        "room_id": safe(n.room_id, 128),
+        "alerts": [
+            {
+                "alert": a.alert,
+                "state": a.state,
+                "severity": a.severity,
+                "ts": a.ts,
+                "fingerprint": a.fingerprint,
+                "summary": safe(a.summary, 300),
+            }
+            for a in n.alerts
+        ],
+    }

@@ -17,6 +17,7 @@ import msgspec
 from detectors.config import DetectorSettings
 from streams.engine import EngineConfig
 from streams.exporter import ExportConfig
+from streams.notify_config import NotifyConfig
 from streams.room import MetricsConfig
 
 ENV_PREFIX: Final = "LIVEWATCH_"
@@ -90,8 +91,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     # Detectors (docs/detectors.md): the config file's [detectors] table
     detectors: dict[str, Any] = msgspec.field(default_factory=dict)
 
+    # Notifier (docs/notify.md): the config file's [notify] table
+    notify: dict[str, Any] = msgspec.field(default_factory=dict)
+    notifier_metrics_port: Port = 9465
+    """The notifier's /metrics (delivery counters); 0 disables it."""
+
     def __post_init__(self) -> None:
         DetectorSettings.from_table(self.detectors)  # refuse bad detector settings at start
+        NotifyConfig.from_table(self.notify)
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
         if self.security_protocol.startswith("SASL") and not (
@@ -243,7 +250,8 @@ def with_assignments(settings: Settings, assignments: list[str]) -> Settings:
     if unknown:
         raise SettingsError(f"--set: unknown setting(s) {', '.join(unknown)}")
     values = msgspec.to_builtins(settings)
-    values["detectors"] = _deep_merge(values.get("detectors", {}), changes.pop("detectors", {}))
+    for table in ("detectors", "notify"):
+        values[table] = _deep_merge(values.get(table, {}), changes.pop(table, {}))
     values.update(changes)
     try:
         return msgspec.convert(values, Settings, strict=False)

@@ -155,7 +155,7 @@ def _scenarios() -> dict[str, Scenario]:
             (
                 Room(
                     "room-beauty", promotion(1.5, 8, 120, 330, 200, 2), stay_s=240, hype_at=(400,)
-                ),  # fmt: skip
+                ),
                 Room("room-outage", steady(2), outage=(690, 900)),
                 Room("room-spam", steady(1.5), bot_flood=(570, 40)),
                 Room("room-latency", steady(2), slow_region=("cn-south", 480, 960)),

@@ -24,10 +24,14 @@ def _transition(state: str, ts: int, alert: str = "spam_flood") -> Transition:
 
 def test_firing_spans_pair_firing_with_resolved_and_run_open_ones_to_the_end() -> None:
     spans = firing_spans(
-        [_transition("firing", 10), _transition("firing", 15), _transition("resolved", 40),
-         _transition("firing", 50, "stall_slo")],
+        [
+            _transition("firing", 10),
+            _transition("firing", 15),
+            _transition("resolved", 40),
+            _transition("firing", 50, "stall_slo"),
+        ],
         end_ts=90,
-    )  # fmt: skip
+    )
     assert [(s.alert, s.start, s.end) for s in spans] == [
         ("spam_flood", 10, 40),
         ("stall_slo", 50, 90),
@@ -49,10 +53,21 @@ def test_report_draws_every_room_and_lists_every_alert(tmp_path: Path) -> None:
     labels_file.write_text(json.dumps({"incidents": labels(scenario)}))
     report, alerts = tmp_path / "night.html", tmp_path / "alerts.jsonl"
     done = subprocess.run(
-        [*CLI, "backtest", str(log), "--report", str(report), "--alerts-out", str(alerts),
-         "--labels", str(labels_file)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            *CLI,
+            "backtest",
+            str(log),
+            "--report",
+            str(report),
+            "--alerts-out",
+            str(alerts),
+            "--labels",
+            str(labels_file),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert f"report written to {report}" in done.stdout
     page = report.read_text(encoding="utf-8")
     transitions = alerts.read_text().splitlines()
