@@ -36,6 +36,10 @@ from streams.settings import Settings
 from streams.silences import SilenceStore
 
 log = logging.getLogger(__name__)
+# httpx logs every request's URL at INFO: webhook URLs carry tokens (WeCom `key`,
+# DingTalk `access_token`, Slack's path). Never log them.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 _decoder = msgspec.json.Decoder(Transition)
 
 

@@ -116,6 +116,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
             f: ("***" if f == "sasl_password" and getattr(self, f) else getattr(self, f))
             for f in self.__struct_fields__
         }
+        shown["notify"] = {  # an inline webhook URL carries its token
+            k: [{**r, "url": "***"} if r.get("url") else r for r in v] if k == "receivers" else v
+            for k, v in self.notify.items()
+        }
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     def topic(self, name: str) -> str:

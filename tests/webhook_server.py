@@ -124,7 +124,7 @@ async def platform_server() -> AsyncIterator[PlatformServer]:
     app = web.Application()
     app.router.add_post("/{platform}", server.handle)
     app.router.add_post("/{platform}/{rest:.*}", server.handle)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)  # the platform side: not our logs
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

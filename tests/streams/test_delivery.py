@@ -157,3 +157,37 @@ def test_rate_limiter_counts_both_windows() -> None:
     limiter.sent.extend([100.0, 130.0])
     assert limiter.wait_s(140.0) == pytest.approx(20.0)
     assert limiter.wait_s(161.0) == 0.0
+
+
+async def test_webhook_urls_and_secrets_never_reach_the_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import streams.notifier  # noqa: F401 - configures the HTTP client's loggers
+
+    registry = CollectorRegistry()
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # as streams.notifier leaves it
+    async with platform_server() as server, httpx.AsyncClient() as client:
+        send = sender(server, client, "wecom", registry)
+        send.url += "&key=TOKEN-abc"
+        server.failures["wecom"] = [500]
+        assert await send.deliver(notification()) is None
+    assert "TOKEN-abc" not in caplog.text and SECRET not in caplog.text
+    assert "TOKEN-abc" not in repr(send.receiver)
+
+
+def test_settings_repr_hides_inline_webhook_urls() -> None:
+    from streams.settings import load_settings
+
+    settings = load_settings(
+        environ={},
+        overrides={
+            "notify": {
+                "receivers": [{"name": "s", "kind": "slack", "url": "https://x/T0K"}],
+                "routes": [{"receivers": ["s"]}],
+            }
+        },
+    )
+    assert "T0K" not in repr(settings)
