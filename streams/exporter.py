@@ -234,7 +234,9 @@ class PipelineCollector(Collector):
         )
         merged: dict[tuple[str, str], tuple[list[int], float]] = {}
         regional: dict[str, dict[int, LatencySketch]] = {}
-        for engine in self.pipeline.engines.values():
+        # In partition order: float sums must not depend on which partition a
+        # worker happened to be assigned first.
+        for _, engine in sorted(self.pipeline.engines.items()):
             stats = engine.latency
             for key, (counts, seconds) in stats.histograms().items():
                 previous, total = merged.get(key, ([0] * len(counts), 0.0))
