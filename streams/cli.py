@@ -442,8 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--comment", help="why")
     expire = silence_actions.add_parser("expire", help="end a silence now")
     expire.add_argument("id")
-    silence_actions.add_parser("list", help="list silences")
-    for sub in (silence, add, expire):
+    listing = silence_actions.add_parser("list", help="list silences")
+    for sub in (silence, add, expire, listing):
         _settings_args(sub)
     silence.set_defaults(func=cmd_silence)
 
