@@ -116,7 +116,17 @@ def create_worker(settings: Settings, partitions: int) -> Worker:
     registry = CollectorRegistry(auto_describe=True)
     worker = Worker(settings, app, pipeline, registry, checkpoints)
     registry.register(PipelineCollector(pipeline, settings.export_config()))
-    registry.register(HealthCollector(worker.health))
+    registry.register(
+        HealthCollector(
+            worker.health,
+            lag=lambda: consumer_lag(worker),
+            watermarks=lambda: {
+                p: e.watermark / 1000
+                for p, e in worker.pipeline.engines.items()
+                if e.watermark is not None
+            },
+        )
+    )
     worker.source_of_topic = dict(zip(settings.source_topics, SOURCES, strict=True))
 
     sources = app.topic(*settings.source_topics, partitions=partitions)
@@ -248,6 +258,27 @@ def handle_batch(worker: Worker, events: list[EventT[bytes]]) -> list[Rejected]:
         worker.last_activity[partition] = now
         worker.dirty.add(partition)
     return rejected
+
+
+def consumer_lag(worker: Worker) -> dict[tuple[str, int], int]:
+    """Per assigned source topic-partition: messages in Kafka not processed yet."""
+    lag: dict[tuple[str, int], int] = {}
+    try:
+        consumer = worker.app.consumer
+        assigned = consumer.assignment()
+    except (AssertionError, AttributeError, RuntimeError):  # not started yet
+        return lag
+    for tp in assigned:
+        if tp.topic not in worker.source_of_topic:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except (AssertionError, KeyError):
+            continue
+        position = worker.positions.get(tp, worker.fetch_positions.get(tp))
+        if highwater is not None and position is not None:
+            lag[(tp.topic, tp.partition)] = max(0, highwater - position)
+    return lag
 
 
 def lagging_sources(worker: Worker, partition: int, now: float) -> set[str]:

@@ -39,9 +39,19 @@ class WorkerHealth:
 
 
 class HealthCollector(Collector):
-    def __init__(self, health: WorkerHealth, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        health: WorkerHealth,
+        clock: Callable[[], float] = time.time,
+        lag: Callable[[], dict[tuple[str, int], int]] = dict,
+        watermarks: Callable[[], dict[int, float]] = dict,
+    ) -> None:
         self.health = health
         self.clock = clock
+        self.lag = lag
+        """(topic, partition) -> messages in Kafka not processed yet."""
+        self.watermarks = watermarks
+        """Partition -> event time (epoch s) up to which it is complete."""
 
     def collect(self) -> Iterator[Metric]:
         health = self.health
@@ -81,3 +91,20 @@ class HealthCollector(Collector):
         )
         redelivered.add_metric([], health.redelivered_messages)
         yield redelivered
+        lag = GaugeMetricFamily(
+            "livewatch_consumer_lag_messages",
+            "Messages in the source topic-partition not processed yet (high watermark - position).",
+            labels=["topic", "partition"],
+        )
+        for (topic, partition), behind in sorted(self.lag().items()):
+            lag.add_metric([topic, str(partition)], behind)
+        yield lag
+        delay = GaugeMetricFamily(
+            "livewatch_watermark_delay_seconds",
+            "Wall clock minus the partition's watermark: how far processing trails event "
+            "time (a replay of an old log shows its age).",
+            labels=["partition"],
+        )
+        for partition, watermark in sorted(self.watermarks().items()):
+            delay.add_metric([str(partition)], now - watermark)
+        yield delay

@@ -27,3 +27,20 @@ def test_checkpoint_age_is_rendered_at_scrape_time_and_forgotten_with_the_partit
     health.forget(3)
     scraped = samples(generate_latest(registry).decode())
     assert not [key for key in scraped if key[0] == "livewatch_checkpoint_age_seconds"]
+
+
+def test_consumer_lag_and_watermark_delay_per_partition() -> None:
+    registry = CollectorRegistry()
+    registry.register(
+        HealthCollector(
+            WorkerHealth(),
+            clock=lambda: 1_000.0,
+            lag=lambda: {("live.joins", 1): 250, ("live.latency", 0): 0},
+            watermarks=lambda: {0: 940.0},
+        )
+    )
+    scraped = samples(generate_latest(registry).decode())
+    lag = "livewatch_consumer_lag_messages"
+    assert scraped[(lag, (("partition", "1"), ("topic", "live.joins")))] == 250
+    assert scraped[(lag, (("partition", "0"), ("topic", "live.latency")))] == 0
+    assert scraped[("livewatch_watermark_delay_seconds", (("partition", "0"),))] == 60.0
