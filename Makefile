@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Java and Maven fetch and run the broker; promtool lints our exposition. All from
-# Debian when missing.
+# Java and Maven fetch and run the broker; Prometheus and promtool check the
+# dashboards and rules, amtool the Alertmanager example. All from Debian when missing.
 system-deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null || { \
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null \
+	  && command -v prometheus >/dev/null && command -v amtool >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends openjdk-17-jre-headless maven prometheus; }
+	    --no-install-recommends openjdk-17-jre-headless maven prometheus prometheus-alertmanager; }
 
 kafka-jars: install system-deps
 	$(BIN)/livewatch kafka fetch

@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import msgspec
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -266,7 +267,7 @@ def consumer_lag(worker: Worker) -> dict[tuple[str, int], int]:
     try:
         consumer = worker.app.consumer
         assigned = consumer.assignment()
-    except (AssertionError, AttributeError, RuntimeError):  # not started yet
+    except (ConsumerNotStarted, AssertionError, AttributeError, RuntimeError):  # not started yet
         return lag
     for tp in assigned:
         if tp.topic not in worker.source_of_topic:

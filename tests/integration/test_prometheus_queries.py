@@ -1,0 +1,126 @@
+"""Every dashboard query against a real Prometheus scraping a worker fed a real night."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.demo import NIGHT
+from streams.kafka_local import die_with_parent, free_port
+from streams.replay import replay
+from tests.conftest import RunningWorker
+
+pytestmark = pytest.mark.kafka
+ROOT = Path(__file__).resolve().parents[2]
+VARIABLES = {"$room": "room-beauty", "$region": "cn-south", "$__rate_interval": "30s"}
+
+
+def api(base: str, path: str, **params: str) -> dict[str, Any]:
+    url = f"{base}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        result: dict[str, Any] = json.loads(response.read())
+    return result
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Start a real Prometheus scraping the given metrics target; return its URL."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(target: str) -> str:
+        port = free_port()
+        config = tmp_path / "prometheus.yml"
+        rules = ROOT / "deploy/prometheus/rules"
+        config.write_text(
+            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"rule_files: ['{rules}/*.yml']\n"
+            "scrape_configs:\n"
+            f"  - {{job_name: livewatch-worker, static_configs: [{{targets: ['{target}']}}]}}\n"
+        )
+        log = (tmp_path / "prometheus.log").open("wb")
+        started.append(
+            subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                api(base, "query", query="up")
+                return base
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError("prometheus did not start: " + (tmp_path / "prometheus.log").read_text())
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    out = []
+    for path in sorted((ROOT / "grafana/dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                out.append((path.stem, panel["title"], target["expr"]))
+    return out
+
+
+async def test_every_panel_query_is_valid_and_returns_data(
+    isolated_env: dict[str, str],
+    worker_factory: Callable[[dict[str, str]], RunningWorker],
+    prometheus: Callable[[str], str],
+) -> None:
+    worker = worker_factory(isolated_env)
+    base = prometheus(f"127.0.0.1:{worker.settings.metrics_port}")
+    stats = await replay(NIGHT, worker.settings, speed=None)
+    assert stats.produced > 100_000
+
+    def answered(expr: str) -> list[Any]:
+        result = api(base, "query", query=expr)
+        assert result["status"] == "success", (expr, result)
+        return list(result["data"]["result"])
+
+    # Let the worker finish the night and Prometheus scrape and evaluate it.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not answered("livewatch_room_ebb_half_life_seconds"):  # noqa: ASYNC110
+        await asyncio.sleep(1)
+    await asyncio.sleep(5)
+
+    queries = panel_queries()
+    assert len(queries) >= 40
+    empty = []
+    for dashboard, title, expr in queries:
+        for name, value in VARIABLES.items():
+            expr = expr.replace(name, value)
+        if not answered(expr):
+            empty.append(f"{dashboard} / {title}: {expr}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+    # The room dashboard's variables and annotation query.
+    rooms = api(base, "label/room/values", **{"match[]": "livewatch_room_online_viewers"})
+    assert "room-beauty" in rooms["data"]
+    regions = api(
+        base, "label/region/values", **{"match[]": "livewatch_region_latency_p95_seconds"}
+    )
+    assert "cn-south" in regions["data"]
+    assert answered('livewatch_alerts_firing{room="room-outage"} > 0')
