@@ -34,8 +34,8 @@ test: kafka-jars lint typecheck
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check streams detectors tests deploy benchmarks
-	$(BIN)/ruff format --check streams detectors tests deploy benchmarks
+	$(BIN)/ruff check streams detectors tests deploy benchmarks grafana
+	$(BIN)/ruff format --check streams detectors tests deploy benchmarks grafana
 
 typecheck: install
 	$(BIN)/mypy
