@@ -12,6 +12,7 @@ from streams.decode import RawMessage
 from streams.engine import EngineConfig
 from streams.eventlog import read_lines
 from streams.exporter import PipelineCollector
+from streams.health import HealthCollector, WorkerHealth
 from streams.pipeline import Pipeline, partition_for
 from tests.exposition import Samples
 from tests.exposition import samples as parse
@@ -43,7 +44,7 @@ def fetch(url: str) -> str:
 
 def pipeline_samples(text: str) -> Samples:
     """What the pipeline exports (the worker adds its own health metrics)."""
-    health = ("livewatch_checkpoint", "livewatch_redelivered")
+    health = tuple(family.name for family in HealthCollector(WorkerHealth()).collect())
     return {
         key: value
         for key, value in parse(text).items()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -17,6 +19,7 @@ import pytest
 from streams.demo import NIGHT
 from streams.kafka_local import die_with_parent, free_port
 from streams.replay import replay
+from streams.settings import env_name
 from tests.conftest import RunningWorker
 
 pytestmark = pytest.mark.kafka
@@ -32,11 +35,11 @@ def api(base: str, path: str, **params: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+def prometheus(tmp_path: Path) -> Iterator[Callable[[str, str], str]]:
     """Start a real Prometheus scraping the given metrics target; return its URL."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(target: str) -> str:
+    def start(worker: str, notifier: str) -> str:
         port = free_port()
         config = tmp_path / "prometheus.yml"
         rules = ROOT / "deploy/prometheus/rules"
@@ -44,7 +47,8 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[str], str]]:
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             f"rule_files: ['{rules}/*.yml']\n"
             "scrape_configs:\n"
-            f"  - {{job_name: livewatch-worker, static_configs: [{{targets: ['{target}']}}]}}\n"
+            f"  - {{job_name: livewatch-worker, static_configs: [{{targets: ['{worker}']}}]}}\n"
+            f"  - {{job_name: livewatch-notifier, static_configs: [{{targets: ['{notifier}']}}]}}\n"
         )
         log = (tmp_path / "prometheus.log").open("wb")
         started.append(
@@ -86,13 +90,47 @@ def panel_queries() -> list[tuple[str, str, str]]:
     return out
 
 
+@pytest.fixture
+def notifier(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], int]]:
+    """A notifier whose webhook is down: its failure counters get series."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(env: dict[str, str]) -> int:
+        port = free_port()
+        config = tmp_path / "notify.toml"
+        config.write_text(
+            "[notify]\ngroup_wait_s = 0\n"
+            f'silences_file = "{tmp_path / "silences.json"}"\n'
+            '[[notify.receivers]]\nname = "down"\nkind = "webhook"\n'
+            'url = "http://127.0.0.1:9/nobody-listens"\n'
+            '[[notify.routes]]\nreceivers = ["down"]\n'
+        )
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "notify", "--config", str(config)],
+                env={**os.environ, **env, env_name("notifier_metrics_port"): str(port)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
+            )
+        )
+        return port
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 async def test_every_panel_query_is_valid_and_returns_data(
     isolated_env: dict[str, str],
     worker_factory: Callable[[dict[str, str]], RunningWorker],
-    prometheus: Callable[[str], str],
+    notifier: Callable[[dict[str, str]], int],
+    prometheus: Callable[[str, str], str],
 ) -> None:
     worker = worker_factory(isolated_env)
-    base = prometheus(f"127.0.0.1:{worker.settings.metrics_port}")
+    notifier_port = notifier(isolated_env)
+    base = prometheus(f"127.0.0.1:{worker.settings.metrics_port}", f"127.0.0.1:{notifier_port}")
     stats = await replay(NIGHT, worker.settings, speed=None)
     assert stats.produced > 100_000
 
@@ -124,3 +162,6 @@ async def test_every_panel_query_is_valid_and_returns_data(
     )
     assert "cn-south" in regions["data"]
     assert answered('livewatch_alerts_firing{room="room-outage"} > 0')
+    # The delivery panels fall back to 0 when nothing failed: check their series by name.
+    assert answered('up{job="livewatch-notifier"} == 1')
+    assert answered("livewatch_notification_failures_total")
