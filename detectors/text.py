@@ -46,7 +46,7 @@ def _light(text: str) -> str:
 
 def normalize(text: str) -> str:
     """The comparable core of a message: letters, digits and CJK only."""
-    return _NOT_CORE.sub("", _light(text))
+    return analyze(text)[0]
 
 
 def has_contact(text: str) -> bool:

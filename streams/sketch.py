@@ -33,12 +33,6 @@ def bucket_indexes(values: npt.ArrayLike) -> npt.NDArray[np.intp]:
     return np.ceil(np.log(clipped) / _LOG_GAMMA).astype(np.intp) - _MIN_INDEX
 
 
-def bucket_index(value: float) -> int:
-    """Array position of the bucket holding one value (ms, non-negative)."""
-    clipped = min(max(value, MIN_VALUE), MAX_VALUE)
-    return math.ceil(math.log(clipped) / _LOG_GAMMA) - _MIN_INDEX
-
-
 def _representatives() -> npt.NDArray[np.float64]:
     index = np.arange(_MIN_INDEX, _MAX_INDEX + 1, dtype=np.float64)
     # Bucket i holds (gamma^(i-1), gamma^i]; this value is within `a` of both ends.

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.sketch import MAX_VALUE, MIN_VALUE, LatencySketch, bucket_index, bucket_indexes
+from streams.sketch import GAMMA, MAX_VALUE, MIN_VALUE, LatencySketch, bucket_indexes
 
 QUANTILES = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
 
@@ -55,7 +57,13 @@ def test_merging_equals_sketching_everything_at_once(
     assert np.array_equal(left.counts, whole.counts)
 
 
-def test_scalar_and_vector_bucketing_agree_and_clip() -> None:
+def test_bucketing_follows_the_log_gamma_bounds_and_clips() -> None:
     values = [0.0, 0.05, 0.1, 1.0, 599.9, 600.0, 600.1, 3_600_000.0, 1e9]
-    assert [bucket_index(v) for v in values] == list(bucket_indexes(values))
+
+    def reference(value: float) -> int:  # bucket i holds (gamma^(i-1), gamma^i]
+        clipped = min(max(value, MIN_VALUE), MAX_VALUE)
+        lowest = math.ceil(math.log(MIN_VALUE) / math.log(GAMMA))
+        return math.ceil(math.log(clipped) / math.log(GAMMA)) - lowest
+
+    assert [reference(v) for v in values] == list(bucket_indexes(values))
     assert LatencySketch().quantile(0.5) is None
