@@ -76,8 +76,12 @@ class AlertText:
     link: str
 
 
+def _where(alert: Transition) -> str:
+    return safe(alert.room_id, 128) + (f" [{safe(alert.region, 64)}]" if alert.region else "")
+
+
 def alert_text(alert: Transition, grafana_url: str) -> AlertText:
-    where = safe(alert.room_id, 128) + (f" [{safe(alert.region, 64)}]" if alert.region else "")
+    where = _where(alert)
     since = time.strftime("%H:%M:%S UTC", time.gmtime(alert.started_at / 1000))
     if alert.state == "firing":
         headline = f"{alert.severity.upper()} {alert.alert} in {where}"
@@ -332,7 +336,7 @@ def console_lines(n: Notification) -> list[str]:
     lines = []
     for t in n.alerts:
         when = time.strftime("%H:%M:%S", time.gmtime(t.ts / 1000))
-        where = safe(t.room_id, 128) + (f" [{safe(t.region, 64)}]" if t.region else "")
+        where = _where(t)
         summary = safe(t.summary, 300)
         line = f"{when} {t.state.upper():8} {t.severity:8} {t.alert:13} {where}: {summary}"
         if t.state == "resolved":

@@ -52,9 +52,9 @@ class Dispatcher:
         self.config = config
         self.silences = silences
         self.groups: dict[tuple[str, str], _Group] = {}
-        self.firing: dict[str, set[str]] = {}
-        """Room -> alert types firing there, whoever they are routed to (for inhibition)."""
         self.latest: dict[tuple[str, str, str | None], Transition] = {}
+        """(room, alert, region) -> its firing transition, whoever it is routed to
+        (dedup, and inhibition); resolved alerts leave."""
 
     def add(self, t: Transition, token: Token, now: float) -> int:
         """Take one transition; return how many groups now hold its token (0: done)."""
@@ -67,16 +67,9 @@ class Dispatcher:
             t.summary,
         ):
             return 0  # a redelivered duplicate
-        self.latest[(t.room_id, *alert_id)] = t
-        firing = self.firing.setdefault(t.room_id, set())
         if t.state == "firing":
-            firing.add(t.alert)
-        elif not any(
-            k[0] == t.room_id and k[1] == t.alert and v.state == "firing"
-            for k, v in self.latest.items()
-        ):
-            firing.discard(t.alert)
-        if t.state == "resolved":
+            self.latest[(t.room_id, *alert_id)] = t
+        else:
             self.latest.pop((t.room_id, *alert_id), None)
         if self.silences is not None and self.silences.silenced(t, int(now * 1000)):
             return 0
@@ -150,9 +143,11 @@ class Dispatcher:
         return [a for a in group.alerts.values() if a.state == "firing" and not self._inhibited(a)]
 
     def _inhibited(self, t: Transition) -> bool:
-        firing = self.firing.get(t.room_id, set())
         return any(
-            t.alert in rule.target_alerts and rule.source_alert in firing
+            t.alert in rule.target_alerts
+            and any(
+                room == t.room_id and alert == rule.source_alert for room, alert, _ in self.latest
+            )
             for rule in self.config.inhibit
         )
 

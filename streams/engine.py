@@ -163,19 +163,6 @@ class PartitionEngine:
             self.config.allowed_lateness_ms
         )
 
-    def _raise_watermark(self, lagging: Collection[str] | None) -> None:
-        clock = self.event_clock
-        if clock is None:
-            return
-        if lagging is None:
-            horizon = clock - self.config.source_idle_ms
-            low = min((c for c in self.source_clocks.values() if c >= horizon), default=clock)
-            self._raise_to(low - self.config.allowed_lateness_ms)
-        else:
-            candidate = self._live_candidate(clock, lagging)
-            if candidate is not None:
-                self._raise_to(candidate)
-
     def _raise_to(self, candidate: int) -> None:
         """The watermark only moves forward."""
         if self.watermark is None or candidate > self.watermark:
@@ -183,7 +170,10 @@ class PartitionEngine:
 
     def settle(self, lagging: Collection[str]) -> None:
         """Live mode, after a batch: let the watermark follow the sources still lagging."""
-        self._raise_watermark(lagging)
+        if self.event_clock is not None:
+            candidate = self._live_candidate(self.event_clock, lagging)
+            if candidate is not None:
+                self._raise_to(candidate)
         self._release()
 
     def advance_idle(self, idle_ms: int) -> None:

@@ -102,8 +102,8 @@ def build_senders(
         else:
             senders[receiver.name] = WebhookSender(
                 receiver,
-                receiver.resolve_url(dict(environ)),
-                receiver.resolve_secret(dict(environ)),
+                receiver.resolve_url(environ),
+                receiver.resolve_secret(environ),
                 client,
                 metrics,
                 config.grafana_url,

@@ -22,7 +22,7 @@ variable or file holding them (`url_env` / `url_file`, `secret_env` /
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -68,7 +68,7 @@ class ReceiverConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         per_second, per_minute = DEFAULT_LIMITS.get(self.kind, (None, None))
         return self.per_second or per_second, self.per_minute or per_minute
 
-    def resolve_url(self, environ: dict[str, str] | os._Environ[str]) -> str:
+    def resolve_url(self, environ: Mapping[str, str]) -> str:
         if self.kind == "console":
             return ""
         url = _secret(self.name, "url", self.url, self.url_env, self.url_file, environ)
@@ -76,7 +76,7 @@ class ReceiverConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
             raise NotifyConfigError(f"receiver {self.name}: no url (set url_env or url_file)")
         return url
 
-    def resolve_secret(self, environ: dict[str, str] | os._Environ[str]) -> str | None:
+    def resolve_secret(self, environ: Mapping[str, str]) -> str | None:
         return _secret(self.name, "secret", None, self.secret_env, self.secret_file, environ)
 
 
@@ -86,7 +86,7 @@ def _secret(
     inline: str | None,
     env: str | None,
     file: str | None,
-    environ: dict[str, str] | os._Environ[str],
+    environ: Mapping[str, str],
 ) -> str | None:
     if env:
         if env not in environ:
