@@ -32,7 +32,7 @@ def _timed(run: Callable[..., object], *args: object, **kwargs: object) -> float
 
 def _decode_only(log: Path) -> None:
     for first, lines in read_chunks(log):
-        decode_log_lines(lines, first, str(log))
+        decode_log_lines(lines, range(first, first + len(lines)), str(log))
 
 
 def main(names: list[str]) -> None:

@@ -17,20 +17,22 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, wait
+import queue
+import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from typing import IO, Any, Final
 
 import msgspec
 
 from detectors.alerts import Transition
 from streams.decode import Decoded, decode_log_lines
-from streams.eventlog import read_chunks
-from streams.pipeline import Pipeline, partition_for
+from streams.engine import EngineConfig
+from streams.logsplit import LogSplitter, Parcel
+from streams.pipeline import Pipeline
 from streams.settings import Settings
-
-IDLE_CHECK_MS = 1_000
 
 
 @dataclass
@@ -50,54 +52,148 @@ def run_backtest(
     on_progress: Callable[[int], None] | None = None,
     jobs: int = 1,
 ) -> BacktestResult:
-    """Backtest a log; `jobs` processes share the partitions (each reads the whole log)."""
-    jobs = max(1, min(jobs, settings.partitions))
-    if jobs == 1:
-        return _run(path, settings, snapshot_every_s, on_progress, range(settings.partitions))
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-    progress = context.Array("q", jobs)
-    with ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_share_progress, initargs=(progress,)
-    ) as pool:
-        futures = [
-            pool.submit(_run_job, path, settings, snapshot_every_s, jobs, job)
-            for job in range(jobs)
-        ]
-        while not all(f.done() for f in futures):
-            wait(futures, timeout=0.25)
-            if on_progress is not None:
-                on_progress(min(progress[:]))
-        parts = [f.result() for f in futures]
-    return _merge(parts, settings, snapshot_every_s)
-
-
-_progress: Any = None
-"""In a job process: lines read so far by each job (shared memory)."""
-
-
-def _share_progress(progress: Any) -> None:
-    global _progress
-    _progress = progress
-
-
-def _run_job(
-    path: str | os.PathLike[str],
-    settings: Settings,
-    snapshot_every_s: int | None,
-    jobs: int,
-    job: int,
-) -> BacktestResult:
-    def report(lines: int) -> None:
-        _progress[job] = lines
-
-    owned = range(job, settings.partitions, jobs)
-    return _run(path, settings, snapshot_every_s, report, owned)
-
-
-def _merge(
-    parts: list[BacktestResult], settings: Settings, snapshot_every_s: int | None
-) -> BacktestResult:
+    """Backtest a log; with `jobs` > 1, lanes of partitions run in that many processes
+    while this one reads the log and hands each its parcels."""
     config = dataclasses.replace(settings.engine_config(), snapshot_every_s=snapshot_every_s)
+    splitter = LogSplitter(settings.partitions, config.max_clock_skew_ms)
+    lanes = [range(j, settings.partitions, jobs) for j in range(min(jobs, settings.partitions))]
+    if len(lanes) > 1:
+        result = _run_lanes(str(path), settings, config, splitter, lanes, on_progress)
+    else:
+        lane = Lane(str(path), settings, config)
+        for parcel in splitter.parcels(str(path)):
+            lane.feed(parcel)
+            if on_progress is not None:
+                on_progress(parcel.lines_read)
+        result = lane.finish()
+    _sort(result)
+    return result
+
+
+class Lane:
+    """Drives some partitions through the worker's Pipeline from their parcels."""
+
+    def __init__(self, source: str, settings: Settings, config: EngineConfig) -> None:
+        self.source = source
+        self.idle_ms = int(settings.idle_after_s * 1000)
+        self.pipeline = Pipeline(config)
+        self.result = BacktestResult(pipeline=self.pipeline)
+
+    def feed(self, parcel: Parcel) -> None:
+        pipeline = self.pipeline
+        self.result.lines = parcel.lines_read
+        if parcel.rejected:
+            pipeline.ingest(0, Decoded(rejected=parcel.rejected, log=self.source))
+        parts = {
+            p: (part.lines(), part.numbers.tolist(), part.cuts) for p, part in parcel.parts.items()
+        }
+        for run in range(len(parcel.clock_moves) + 1):
+            if run:
+                self._drain()
+                _advance_idle(pipeline, parcel.clock_moves[run - 1] * 1000 - self.idle_ms)
+            for partition, (lines, numbers, cuts) in parts.items():
+                start, stop = cuts[run], cuts[run + 1]
+                if stop > start:
+                    decoded = decode_log_lines(lines[start:stop], numbers[start:stop], self.source)
+                    pipeline.ingest(partition, decoded)
+
+    def finish(self) -> BacktestResult:
+        self.pipeline.flush()
+        self._drain()
+        return self.result
+
+    def _drain(self) -> None:
+        for engine in self.pipeline.engines.values():
+            transitions, actions = engine.watch.drain()
+            self.result.transitions += transitions
+            self.result.actions += actions
+            self.result.snapshots += engine.snapshots
+            engine.snapshots = []
+
+
+_PARCELS_QUEUED: Final = 8
+"""Parcels (chunks of the log) read ahead per lane: bounds memory when lanes lag."""
+
+
+def _run_lanes(
+    path: str,
+    settings: Settings,
+    config: EngineConfig,
+    splitter: LogSplitter,
+    lanes: list[range],
+    on_progress: Callable[[int], None] | None,
+) -> BacktestResult:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["streams.backtest"])
+    inboxes = [context.Queue(_PARCELS_QUEUED) for _ in lanes]
+    outbox = context.Queue()
+    workers = [
+        context.Process(
+            target=_lane_main, args=(path, settings, config, inbox, outbox), daemon=True
+        )
+        for inbox in inboxes
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        for parcel in splitter.parcels(path):
+            for partitions, inbox, worker in zip(lanes, inboxes, workers, strict=True):
+                _put(inbox, parcel.only(partitions), worker)
+            if on_progress is not None:
+                on_progress(parcel.lines_read)
+        for inbox, worker in zip(inboxes, workers, strict=True):
+            _put(inbox, None, worker)
+        parts = [_get(outbox, workers) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+    return _merge(parts, config)
+
+
+def _lane_main(
+    path: str, settings: Settings, config: EngineConfig, inbox: Queue[Any], outbox: Queue[Any]
+) -> None:
+    try:
+        lane = Lane(path, settings, config)
+        while (parcel := inbox.get()) is not None:
+            lane.feed(parcel)
+        outbox.put(lane.finish())
+    except BaseException:
+        outbox.put(_LaneFailed(traceback.format_exc()))
+
+
+@dataclass
+class _LaneFailed:
+    traceback: str
+
+
+def _put(inbox: Queue[Any], item: Parcel | None, worker: BaseProcess) -> None:
+    while True:
+        try:
+            inbox.put(item, timeout=1)
+            return
+        except queue.Full:
+            if not worker.is_alive():
+                raise RuntimeError(f"a backtest lane died (exit code {worker.exitcode})") from None
+
+
+def _get(outbox: Queue[Any], workers: Sequence[BaseProcess]) -> BacktestResult:
+    while True:
+        try:
+            part = outbox.get(timeout=1)
+        except queue.Empty:
+            if any(w.exitcode not in (None, 0) for w in workers):
+                raise RuntimeError("a backtest lane died before finishing") from None
+            continue
+        if isinstance(part, _LaneFailed):
+            raise RuntimeError(f"a backtest lane failed:\n{part.traceback}")
+        assert isinstance(part, BacktestResult)
+        return part
+
+
+def _merge(parts: list[BacktestResult], config: EngineConfig) -> BacktestResult:
     pipeline = Pipeline(config)
     merged = BacktestResult(lines=parts[0].lines, pipeline=pipeline)
     for part in parts:
@@ -109,60 +205,7 @@ def _merge(
         merged.transitions += part.transitions
         merged.actions += part.actions
         merged.snapshots += part.snapshots
-    _sort(merged)
     return merged
-
-
-def _run(
-    path: str | os.PathLike[str],
-    settings: Settings,
-    snapshot_every_s: int | None,
-    on_progress: Callable[[int], None] | None,
-    owned: range,
-) -> BacktestResult:
-    """Drive the partitions in `owned`; lines of the others are read and passed over."""
-    partitions = settings.partitions
-    config = dataclasses.replace(settings.engine_config(), snapshot_every_s=snapshot_every_s)
-    pipeline = Pipeline(config)
-    result = BacktestResult(pipeline=pipeline)
-    pending = [Decoded(log=str(path)) for _ in range(partitions)]
-    partition_of: dict[str, int] = {}
-
-    def process() -> None:
-        for partition, decoded in enumerate(pending):
-            if decoded.events:
-                pipeline.ingest(partition, decoded)
-                pending[partition] = Decoded(log=str(path))
-        _drain(pipeline, result)
-
-    idle_ms = int(settings.idle_after_s * 1000)
-    next_check: int | None = None
-    for first_number, lines in read_chunks(path):
-        decoded = decode_log_lines(lines, first_number, str(path))
-        result.lines += len(lines)
-        if decoded.rejected and 0 in owned:  # unroutable: partition 0 counts them
-            pipeline.ingest(0, Decoded(rejected=decoded.rejected, log=decoded.log))
-        for event, origin in zip(decoded.events, decoded.origins, strict=True):
-            if next_check is None or event.ts >= next_check:
-                if next_check is not None:
-                    process()
-                    _advance_idle(pipeline, event.ts // IDLE_CHECK_MS * IDLE_CHECK_MS - idle_ms)
-                next_check = (event.ts // IDLE_CHECK_MS + 1) * IDLE_CHECK_MS
-            partition = partition_of.get(event.room_id)
-            if partition is None:
-                partition = partition_for(event.room_id, partitions)
-                partition = partition_of[event.room_id] = partition if partition in owned else -1
-            if partition >= 0:
-                into = pending[partition]
-                into.events.append(event)
-                into.origins.append(origin)
-        if on_progress is not None:
-            on_progress(result.lines)
-    process()
-    pipeline.flush()
-    _drain(pipeline, result)
-    _sort(result)
-    return result
 
 
 def _sort(result: BacktestResult) -> None:
@@ -176,15 +219,6 @@ def _advance_idle(pipeline: Pipeline, until_ms: int) -> None:
         clock = engine.event_clock
         if clock is not None and clock < until_ms:
             engine.advance_idle(until_ms - clock)
-
-
-def _drain(pipeline: Pipeline, result: BacktestResult) -> None:
-    for engine in pipeline.engines.values():
-        transitions, actions = engine.watch.drain()
-        result.transitions += transitions
-        result.actions += actions
-        result.snapshots += engine.snapshots
-        engine.snapshots = []
 
 
 def write_alerts(transitions: list[Transition], out: IO[bytes]) -> None:

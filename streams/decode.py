@@ -171,15 +171,15 @@ def _decode_elements(
             _accept(result, message, check_key, index, out)
 
 
-def decode_log_lines(lines: list[bytes], first_number: int, source: str) -> Decoded:
-    """Lines of an event log, numbered from `first_number`, as one Decoded.
+def decode_log_lines(lines: list[bytes], numbers: Iterable[int], source: str) -> Decoded:
+    """Lines of an event log, with their line `numbers`, as one Decoded.
 
     One event per line is the common case and is decoded directly; anything else
     (arrays, bad lines) goes through `decode_message` for its verdict.
     """
     out = Decoded(log=source)
     events, origins, decode = out.events, out.origins, _event_decoder.decode
-    for number, line in enumerate(lines, start=first_number):
+    for number, line in zip(numbers, lines, strict=True):
         try:
             event = decode(line)
         except (msgspec.DecodeError, UnicodeDecodeError):
@@ -189,6 +189,11 @@ def decode_log_lines(lines: list[bytes], first_number: int, source: str) -> Deco
         events.append(event)
         origins.append(number)  # the message is built only if ever needed
     return out
+
+
+def is_event(line: bytes) -> bool:
+    """Whether the line holds one valid event."""
+    return not isinstance(_decode_one(line), Exception)
 
 
 def decode_messages(messages: Iterable[RawMessage], *, check_key: bool = True) -> Decoded:

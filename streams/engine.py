@@ -11,6 +11,7 @@ so results do not depend on batch boundaries, topic interleaving or replay speed
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Final, get_args
@@ -60,12 +61,12 @@ class PartitionEngine:
         self.closed_second: int | None = None
         """Every room has been ticked up to this second."""
         self._pending: dict[int, list[Event]] = {}
-        """Events waiting for the watermark, by second: each is looked at about twice."""
+        """Events other than latency samples waiting for the watermark, by second."""
         self._pending_min: int | None = None
-        """No pending event is older than this."""
-        self._latency_samples: dict[str, LatencySamples] = {}
-        """Room -> latency samples of the open second `_latency_second`."""
-        self._latency_second = 0
+        """No event in `_pending` is older than this."""
+        self._pending_latency: dict[int, list[Latency]] = {}
+        """Latency samples by second, most of the traffic: they wait for their
+        second to close and are then applied per room, after its other events."""
         self._holding_low: int | None = None
         """Offline: the slowest source clock still holding the watermark, when known."""
         self.late = 0
@@ -95,7 +96,7 @@ class PartitionEngine:
         idle = self.config.source_idle_ms
         out_of_bounds: list[int] = []
         source_clocks = self.source_clocks
-        pending = self._pending
+        pending, pending_latency = self._pending, self._pending_latency
         source_of = SOURCE_OF_CLASS
         # The hot loop of every driver: state in locals, written back at the end.
         clock = self.event_clock
@@ -125,13 +126,20 @@ class PartitionEngine:
                 # topics interleave.
                 late += 1
                 continue
-            waiting = pending.get(ts // 1000)
-            if waiting is None:
-                pending[ts // 1000] = [event]
+            if isinstance(event, Latency):
+                samples = pending_latency.get(ts // 1000)
+                if samples is None:
+                    pending_latency[ts // 1000] = [event]
+                else:
+                    samples.append(event)
             else:
-                waiting.append(event)
-            if pending_min is None or ts < pending_min:
-                pending_min = ts
+                waiting = pending.get(ts // 1000)
+                if waiting is None:
+                    pending[ts // 1000] = [event]
+                else:
+                    waiting.append(event)
+                if pending_min is None or ts < pending_min:
+                    pending_min = ts
             if source_clock is not None and ts <= source_clock:
                 continue  # only a source clock that moved can move the watermark
             source_clocks[source] = ts
@@ -185,11 +193,13 @@ class PartitionEngine:
 
     def flush(self) -> None:
         """Apply everything buffered: the input has ended."""
-        if self._pending:
-            self._raise_to(max(e.ts for e in self._pending[max(self._pending)]))
+        for waiting in (self._pending, self._pending_latency):
+            if waiting:
+                self._raise_to(max(e.ts for e in waiting[max(waiting)]))
         self._release()
-        if self._latency_samples:
-            self._add_latency()
+        # The newest second stays open: its samples count, it is not ticked.
+        for second in sorted(self._pending_latency):
+            self._apply_latency(second, self._pending_latency.pop(second))
 
     def _release(self) -> None:
         watermark = self.watermark
@@ -212,56 +222,55 @@ class PartitionEngine:
         self._tick_until((watermark + 1) // 1000 - 1)
 
     def _apply_ordered(self, events: list[Event]) -> None:
-        """Apply events in event-time order, closing each second before the next opens.
-
-        Latency samples, most of the traffic, are collected while their second is
-        open and applied per room when it closes, after the second's other events.
-        """
+        """Apply events in event-time order, closing each second before the next opens."""
         rooms = self.rooms
-        samples = self._latency_samples
         second = -1
         for event in events:
-            ts = event.ts
-            if ts // 1000 != second:
-                second = ts // 1000
+            if event.ts // 1000 != second:
+                second = event.ts // 1000
                 self._tick_until(second - 1)
-                self._latency_second = second
             room = rooms.get(event.room_id)
             if room is None:
                 room = rooms[event.room_id] = RoomState(event.room_id, second, self.config.metrics)
-            if type(event) is Latency:
-                batch = samples.get(event.room_id)
-                if batch is None:
-                    batch = samples[event.room_id] = LatencySamples()
-                batch.events.append(event)
-            else:
-                self.watch.observe(event, room)
-                room.apply(event)
+            self.watch.observe(event, room)
+            room.apply(event)
 
-    def _add_latency(self) -> None:
-        """Apply the latency samples of the open second: per room and second, in
-        application order, so results do not depend on batch boundaries."""
-        second = self._latency_second
-        for room_id, batch in self._latency_samples.items():
-            room = self.rooms[room_id]
+    def _apply_latency(self, second: int, events: list[Latency]) -> None:
+        """Apply the latency samples of a second per room, in application order, so
+        results do not depend on batch boundaries."""
+        events.sort(key=_TS)  # stable: arrival order (one topic) breaks ties
+        by_room: dict[str, LatencySamples] = {}
+        for event in events:
+            batch = by_room.get(event.room_id)
+            if batch is None:
+                batch = by_room[event.room_id] = LatencySamples()
+            batch.events.append(event)
+        rooms = self.rooms
+        for room_id, batch in by_room.items():
+            room = rooms.get(room_id)
+            if room is None:
+                room = rooms[room_id] = RoomState(room_id, second, self.config.metrics)
             self.watch.observe_latency(room, batch)
             room.apply_latency(second, batch.events, batch.e2e())
-        self.latency.add(second, self._latency_samples.values())
-        self._latency_samples.clear()
+        self.latency.add(second, by_room.values())
 
     def _tick_until(self, second: int) -> None:
+        """Close every second up to `second`: its latency samples, then every room ticks."""
         closed = self.closed_second
         if closed is None:
-            self.closed_second = second
-            return
-        if second <= closed:
-            return
-        if self._latency_samples:
-            self._add_latency()
-        if not self.rooms:
-            self._skip_to(second)
-            return
-        for tick in range(closed + 1, second + 1):
+            # Nothing applied yet: start at the oldest second with samples waiting.
+            closed = min(min(self._pending_latency, default=second + 1), second + 1) - 1
+        pending_latency = self._pending_latency
+        tick = closed + 1
+        while tick <= second:
+            samples = pending_latency.pop(tick, None)
+            if samples is not None:
+                self._apply_latency(tick, samples)
+            if not self.rooms:
+                # Nobody to tick until the next second with samples waiting.
+                tick = min((s for s in pending_latency if tick <= s <= second), default=second + 1)
+                self._skip_to(tick - 1)
+                continue
             self.latency.advance(tick)
             for room in self.rooms.values():
                 room.tick(tick)
@@ -277,9 +286,9 @@ class PartitionEngine:
                 del self.rooms[room_id]
                 self.watch.room_gone(room_id, tick)
             self.closed_second = tick
-            if not self.rooms:
-                self._skip_to(second)
-                return
+            tick += 1
+        if self.closed_second is None:
+            self.closed_second = second
 
     def _skip_to(self, second: int) -> None:
         # No room to tick, but region latency windows must still empty out.
@@ -299,6 +308,7 @@ def snapshot(
     return {"room_id": room.room_id, "ts": ts, "metrics": metrics}
 
 
+_TS: Final = operator.attrgetter("ts")
 _TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}
 
 

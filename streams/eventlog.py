@@ -102,3 +102,17 @@ def route(line: bytes) -> Routing | None:
         return _routing_decoder.decode(line)
     except (msgspec.DecodeError, UnicodeDecodeError):
         return None
+
+
+def route_lines(lines: list[bytes], block: int = 64) -> list[Routing | None]:
+    """`route` for every line: blocks of lines in one C-level map, a block with
+    an unroutable line line by line."""
+    routes: list[Routing | None] = []
+    decode = _routing_decoder.decode
+    for start in range(0, len(lines), block):
+        part = lines[start : start + block]
+        try:
+            routes += list(map(decode, part))
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            routes += map(route, part)
+    return routes
