@@ -31,7 +31,7 @@ def _timed(run: Callable[..., object], *args: object, **kwargs: object) -> float
 
 
 def _decode_only(log: Path) -> None:
-    for first, lines in read_chunks(log):
+    for first, lines, _ in read_chunks(log):
         decode_log_lines(lines, range(first, first + len(lines)), str(log))
 
 

@@ -64,6 +64,8 @@ class BurnRate:
     """Rows: total, bad; a column per second of the longest window (a ring)."""
     unfolded: list[tuple[int, float, float]] = field(default_factory=list)
     """Seconds added since the last read: folded into `amounts` in one go."""
+    newest_active: int | None = None
+    """The newest second with a positive total."""
 
     def __post_init__(self) -> None:
         self.amounts = np.zeros((2, self.config.horizon_s))
@@ -71,6 +73,12 @@ class BurnRate:
     def add(self, second: int, total: float, bad: float) -> None:
         """Amounts of `second`; seconds at or behind the window's start are ignored."""
         self.unfolded.append((second, total, bad))
+        if total > 0 and (self.newest_active is None or second > self.newest_active):
+            self.newest_active = second
+
+    def is_silent(self, now: int) -> bool:
+        """Nothing over the longest window ending with `now`."""
+        return self.newest_active is None or self.newest_active <= now - self.config.horizon_s
 
     def _fold(self) -> None:
         if not self.unfolded:

@@ -24,7 +24,8 @@ import msgspec
 
 from streams.engine import EngineConfig, PartitionEngine
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+"""2: the engine keeps latency samples by second (`_pending_latency`)."""
 CHUNK_BYTES: Final = 512 * 1024
 """Well under Kafka's default max.message.bytes (1 MiB) with headroom for the envelope."""
 

@@ -89,23 +89,24 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _progress(label: str, unit: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A transient progress bar with rate and ETA; yields the function that advances it."""
+def _progress(label: str, unit: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar with rate and ETA; yields `advance(done, items)`: `done`
+    of `total` (a bar in bytes of a file, say) and the `unit`s handled so far."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
         TextColumn(label),
         BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} " + unit + ", {task.fields[rate]:,.0f}/s"),
+        TextColumn("{task.fields[items]:,} " + unit + ", {task.fields[rate]:,.0f}/s"),
         TimeRemainingColumn(),
     )
     started = time.monotonic()
     with Progress(*columns, transient=True) as progress:
-        task = progress.add_task(label, total=total, rate=0.0)
+        task = progress.add_task(label, total=total, rate=0.0, items=0)
 
-        def advance(done: int) -> None:
-            rate = done / max(time.monotonic() - started, 1e-9)
-            progress.update(task, completed=done, rate=rate)
+        def advance(done: int, items: int) -> None:
+            rate = items / max(time.monotonic() - started, 1e-9)
+            progress.update(task, completed=done, rate=rate, items=items)
 
         yield advance
 
@@ -113,7 +114,7 @@ def _progress(label: str, unit: str, total: int) -> Iterator[Callable[[int], Non
 def _count_lines(path: str) -> int:
     from streams.eventlog import read_chunks
 
-    return sum(len(lines) for _, lines in read_chunks(path))
+    return sum(len(chunk.lines) for chunk in read_chunks(path))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -129,7 +130,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 settings,
                 speed=speed,
                 rebase_to_ms=rebase,
-                on_progress=lambda done: advance(done.produced + done.skipped),
+                on_progress=lambda done: advance(
+                    done.produced + done.skipped, done.produced + done.skipped
+                ),
             )
         )
     print(f"replayed {stats.produced} events, skipped {stats.skipped} unroutable lines")
@@ -142,6 +145,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     import msgspec
 
     from streams.backtest import run_backtest, write_alerts
+    from streams.eventlog import estimated_lines
     from streams.report import REPORT_EVERY_S, write_report
     from streams.settings import with_assignments
 
@@ -150,9 +154,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     incidents = _read_labels(args.labels) if args.labels else None
     wanted = [args.metrics_every if args.metrics_out else 0, REPORT_EVERY_S if args.report else 0]
     every = math.gcd(*wanted) or None
-    lines = _count_lines(args.file)
-    jobs = args.jobs if args.jobs else _default_jobs(lines, settings.partitions)
-    with _progress("backtest", "lines", lines) as advance:
+    jobs = args.jobs or _default_jobs(estimated_lines(args.file), settings.partitions)
+    with _progress("backtest", "lines", os.path.getsize(args.file)) as advance:
         result = run_backtest(
             args.file, settings, snapshot_every_s=every, on_progress=advance, jobs=jobs
         )
@@ -200,10 +203,11 @@ def _every(snapshots: list[dict[str, Any]], seconds: int) -> list[dict[str, Any]
 
 
 def _default_jobs(lines: int, partitions: int) -> int:
-    """A process per core for big logs; small ones are not worth starting processes for."""
-    if lines < 300_000:
+    """Two lanes a core for big logs, so that the OS evens out partitions of unequal
+    size; small logs are not worth starting processes for."""
+    if lines < 100_000:
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), partitions))
+    return max(1, min(2 * len(os.sched_getaffinity(0)), partitions))
 
 
 def _read_labels(labels_path: str) -> list[dict[str, Any]]:
@@ -408,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument(
         "--jobs",
         type=int,
-        help="processes sharing the partitions (default: one per core for big logs)",
+        help="processes sharing the partitions (default: two per core for big logs)",
     )
     backtest.set_defaults(func=cmd_backtest)
 

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, NamedTuple, cast
 
 import msgspec
 
@@ -60,15 +60,22 @@ def read_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
             raise EventLogError(f"event log {path} is unreadable: {exc}") from None
 
 
-def read_chunks(
-    path: str | os.PathLike[str], size: int = 1 << 22
-) -> Iterator[tuple[int, list[bytes]]]:
-    """The log's lines in chunks of about `size` bytes: (number of the first line, lines).
+class Chunk(NamedTuple):
+    first: int
+    """Number of the first line."""
+    lines: list[bytes]
+    file_bytes_read: int
+    """How far into the file (compressed, for gzip) reading has come: for progress."""
+
+
+def read_chunks(path: str | os.PathLike[str], size: int = 1 << 22) -> Iterator[Chunk]:
+    """The log's lines in chunks of about `size` bytes.
 
     Blank lines are kept so numbers stay exact. One `splitlines` per chunk
     instead of a Python step per line: this is what backtest reads through.
     """
     with open_log(path) as handle:
+        raw = handle.fileobj if isinstance(handle, gzip.GzipFile) else handle
         number, carry = 1, b""
         try:
             while block := handle.read(size):
@@ -77,12 +84,20 @@ def read_chunks(
                 carry = block[cut:]
                 if cut:
                     lines = block[:cut].splitlines()
-                    yield number, lines
+                    yield Chunk(number, lines, raw.tell())
                     number += len(lines)
         except (OSError, EOFError) as exc:  # truncated or corrupt gzip
             raise EventLogError(f"event log {path} is unreadable: {exc}") from None
         if carry:
-            yield number, [carry]
+            yield Chunk(number, [carry], raw.tell())
+
+
+def estimated_lines(path: str | os.PathLike[str]) -> int:
+    """About how many lines a log holds, from its size (simulated nights: ~125 bytes
+    a line, ~16 gzipped)."""
+    with open_log(path) as handle:
+        gzipped = isinstance(handle, gzip.GzipFile)
+    return os.path.getsize(path) // (16 if gzipped else 125)
 
 
 class Routing(msgspec.Struct):

@@ -53,8 +53,9 @@ class Part:
 
 @dataclass(slots=True)
 class Parcel:
-    lines_read: int
+    lines_read: int = 0
     """Lines of the log read up to the end of this parcel."""
+    file_bytes_read: int = 0
     clock_moves: list[int] = field(default_factory=list)
     """Run k > 0 starts with the log's clock moving to second clock_moves[k - 1]."""
     parts: dict[int, Part] = field(default_factory=dict)
@@ -65,6 +66,7 @@ class Parcel:
         """What a lane driving `partitions` needs of this parcel."""
         return Parcel(
             self.lines_read,
+            self.file_bytes_read,
             self.clock_moves,
             {p: part for p, part in self.parts.items() if p in partitions},
             self.rejected if 0 in partitions else [],
@@ -80,15 +82,13 @@ class LogSplitter:
         self._partition_of = _PartitionOf(partitions)
 
     def parcels(self, path: str) -> Iterator[Parcel]:
-        lines_read = 0
-        for first, lines in read_chunks(path):
-            lines_read += len(lines)
-            yield self.split(lines, range(first, first + len(lines)), path, lines_read)
+        for first, lines, file_bytes_read in read_chunks(path):
+            parcel = self.split(lines, range(first, first + len(lines)), path)
+            parcel.lines_read, parcel.file_bytes_read = first + len(lines) - 1, file_bytes_read
+            yield parcel
 
-    def split(
-        self, lines: list[bytes], numbers: Sequence[int], source: str, lines_read: int
-    ) -> Parcel:
-        parcel = Parcel(lines_read)
+    def split(self, lines: list[bytes], numbers: Sequence[int], source: str) -> Parcel:
+        parcel = Parcel()
         found = route_lines(lines)
         checked: npt.NDArray[np.bool_] | None = None
         if None in found:

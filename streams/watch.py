@@ -153,7 +153,7 @@ class PartitionWatch:
                 findings[AlertKey("latency_slo", room_id, region)] = Finding(
                     found.severity, summary, {**found.details, "region": region}
                 )
-            elif burn.window(second, burn.config.horizon_s)[0] == 0:
+            elif burn.is_silent(second):
                 del watch.latency[region]  # silent region: bounded memory
         stall = watch.stall.evaluate(second)
         if stall is not None:

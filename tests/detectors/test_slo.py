@@ -60,3 +60,14 @@ def test_old_seconds_leave_the_window() -> None:
     assert burn.window(730, 720) == (3, 0)
     burn.add(5, 100, 100)  # behind the window: ignored
     assert burn.window(730, 720) == (3, 0)
+
+
+def test_silent_once_the_longest_window_holds_nothing() -> None:
+    burn = BurnRate(SloConfig(), head=0)
+    assert burn.is_silent(100)
+    burn.add(100, 5, 1)
+    burn.add(101, 0, 0)  # a second without samples does not count as activity
+    for now in (100, 101, 819):
+        assert not burn.is_silent(now)
+        assert burn.window(now, 720)[0] > 0
+    assert burn.is_silent(820) and burn.window(820, 720)[0] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -182,10 +183,11 @@ def test_metric_snapshots_every_minute_of_event_time(tmp_path: Path) -> None:
     assert last_a["entries_per_minute_5m"] == pytest.approx(60, rel=0.25)
 
 
-def test_jobs_share_the_partitions_and_change_nothing(
-    mixed_log: Path, mixed: BacktestResult
+@pytest.mark.parametrize("jobs", [2, 4])
+def test_lanes_share_the_partitions_and_change_nothing(
+    mixed_log: Path, mixed: BacktestResult, jobs: int
 ) -> None:
-    shared = run_backtest(mixed_log, load_settings(environ={}), jobs=2)
+    shared = run_backtest(mixed_log, load_settings(environ={}), jobs=jobs)
     assert shared.transitions == mixed.transitions
     assert shared.actions == mixed.actions
     assert shared.lines == mixed.lines
@@ -194,3 +196,20 @@ def test_jobs_share_the_partitions_and_change_nothing(
     assert shared.pipeline.invalid_total == mixed.pipeline.invalid_total
     assert shared.pipeline.late_total == mixed.pipeline.late_total
     assert sorted(shared.pipeline.engines) == sorted(mixed.pipeline.engines)
+
+
+def test_one_absurd_timestamp_changes_nothing_else(
+    mixed_log: Path, mixed: BacktestResult, tmp_path: Path
+) -> None:
+    """A line ten years ahead is rejected by its partition and does not drag the log's
+    clock (which would age every room in every partition to death)."""
+    lines = gzip.decompress(mixed_log.read_bytes()).splitlines()
+    ahead = json.loads(lines[50_000])
+    ahead["ts"] += 10 * 365 * 86_400_000
+    lines.insert(50_001, json.dumps(ahead).encode())
+    log = tmp_path / "absurd.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    result = run_backtest(log, load_settings(environ={}))
+    assert result.transitions == mixed.transitions
+    assert result.pipeline is not None and mixed.pipeline is not None
+    assert result.pipeline.invalid_total - mixed.pipeline.invalid_total == {"ts_out_of_bounds": 1}
