@@ -1,16 +1,19 @@
 """Backtest speed on simulated nights, next to reading and decoding the same log.
 
-For each scenario (default: mixed and promo-night, seed 1) the log is written
-once; then (1) the baseline reads and decodes every line (eventlog.read_chunks +
-decode.decode_log_lines, what any driver must do), (2) `run_backtest` runs in
-one process and (3) with one job per core. Printed figures are lines/s and the
-ratio to the baseline measured in the same run.
+For each scenario (default: mixed, promo-night and cliff, seed 1) the log is
+written once; then (1) the baseline reads and decodes every line
+(eventlog.read_chunks + decode.decode_log_lines, what any driver must do),
+(2) `run_backtest` runs in one process, (3) with the lanes `livewatch backtest`
+starts by default (two per core, at most one per partition) and (4) the command
+itself runs, start-up included. Printed figures are lines/s and the ratio to
+the baseline measured in the same run.
 Run: .venv/bin/python benchmarks/backtest_speed.py [SCENARIO ...]
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streams.backtest import run_backtest
+from streams.cli import _default_jobs
 from streams.decode import decode_log_lines
 from streams.eventlog import read_chunks
 from streams.settings import load_settings
@@ -35,22 +39,34 @@ def _decode_only(log: Path) -> None:
         decode_log_lines(lines, range(first, first + len(lines)), str(log))
 
 
+def _command(log: Path) -> None:
+    command = [sys.executable, "-m", "streams.cli", "backtest", str(log)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def main(names: list[str]) -> None:
     settings = load_settings(environ={})
-    cores = min(len(os.sched_getaffinity(0)), settings.partitions)
-    print(f"{'scenario':12} {'lines':>10} {'decode only':>12} {'1 job':>16} {f'{cores} jobs':>16}")
+    lanes = _default_jobs(1 << 30, settings.partitions)
+    print(
+        f"{'scenario':12} {'lines':>10} {'decode only':>12} {'1 process':>16} "
+        f"{f'{lanes} lanes':>16} {'command':>16}"
+    )
     with tempfile.TemporaryDirectory() as directory:
         for name in names:
             log = Path(directory) / f"{name}.jsonl.gz"
             lines = write_log(generate(SCENARIOS[name], 1), log)
             base = lines / _timed(_decode_only, log)
-            one = lines / _timed(run_backtest, log, settings)
-            many = lines / _timed(run_backtest, log, settings, jobs=cores)
+            figures = [
+                lines / _timed(run_backtest, log, settings),
+                lines / _timed(run_backtest, log, settings, jobs=lanes),
+                lines / _timed(_command, log),
+            ]
             print(
-                f"{name:12} {lines:>10,} {base:>10,.0f}/s {one:>9,.0f}/s {one / base:4.2f}x "
-                f"{many:>9,.0f}/s {many / base:4.2f}x"
+                f"{name:12} {lines:>10,} {base:>10,.0f}/s "
+                + " ".join(f"{f:>9,.0f}/s {f / base:4.2f}x" for f in figures)
             )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["mixed", "promo-night"])
+    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    main(sys.argv[1:] or ["mixed", "promo-night", "cliff"])

@@ -20,6 +20,7 @@ import fcntl
 import multiprocessing
 import os
 import queue
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -141,23 +142,40 @@ def _run_lanes(
         )
         for inbox in inboxes
     ]
-    for worker in workers:
-        worker.start()
+    # The fork server boots (a fraction of a second) while the first parcels are read.
+    starter = _Starter(workers)
     try:
         for parcel in splitter.parcels(path):
             for partitions, inbox, worker in zip(lanes, inboxes, workers, strict=True):
-                _put(inbox, parcel.only(partitions), worker)
+                _put(inbox, parcel.only(partitions), worker, starter)
             if on_progress is not None:
                 on_progress(parcel.lines_read, parcel.file_bytes_read)
         for inbox, worker in zip(inboxes, workers, strict=True):
-            _put(inbox, None, worker)
+            _put(inbox, None, worker, starter)
         parts = [_get(outbox, workers) for _ in workers]
     finally:
+        starter.join()
         for worker in workers:
-            worker.join(timeout=5)
-            if worker.is_alive():
-                worker.kill()
+            if worker.pid is not None:
+                worker.join(timeout=5)
+                if worker.is_alive():
+                    worker.kill()
     return _merge(parts, config)
+
+
+class _Starter(threading.Thread):
+    def __init__(self, workers: Sequence[BaseProcess]) -> None:
+        super().__init__(daemon=True)
+        self.workers = workers
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for worker in self.workers:
+                worker.start()
+        except BaseException as exc:  # surfaces in `_put`
+            self.error = exc
 
 
 def _widen_pipe(inbox: Queue[Any]) -> None:
@@ -184,13 +202,15 @@ class _LaneFailed:
     traceback: str
 
 
-def _put(inbox: Queue[Any], item: Parcel | None, worker: BaseProcess) -> None:
+def _put(inbox: Queue[Any], item: Parcel | None, worker: BaseProcess, starter: _Starter) -> None:
     while True:
         try:
             inbox.put(item, timeout=1)
             return
         except queue.Full:
-            if not worker.is_alive():
+            if starter.error is not None:
+                raise RuntimeError("backtest lanes could not start") from starter.error
+            if worker.exitcode is not None:
                 raise RuntimeError(f"a backtest lane died (exit code {worker.exitcode})") from None
 
 
