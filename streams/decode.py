@@ -179,6 +179,12 @@ def decode_log_lines(lines: list[bytes], numbers: Iterable[int], source: str) ->
     """
     out = Decoded(log=source)
     events, origins, decode = out.events, out.origins, _event_decoder.decode
+    try:
+        events += map(decode, lines)  # all good, the common case: no Python step per line
+        origins += numbers  # messages are built only if ever needed
+        return out
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        events.clear()
     for number, line in zip(numbers, lines, strict=True):
         try:
             event = decode(line)
@@ -187,7 +193,7 @@ def decode_log_lines(lines: list[bytes], numbers: Iterable[int], source: str) ->
                 decode_message(RawMessage(source, 0, number, None, line), out, check_key=False)
             continue
         events.append(event)
-        origins.append(number)  # the message is built only if ever needed
+        origins.append(number)
     return out
 
 

@@ -6,14 +6,17 @@ import gzip
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from detectors.alerts import Transition
-from streams.backtest import BacktestResult, run_backtest, score
+from streams.backtest import BacktestResult, _run_lanes, run_backtest, score
 from streams.exporter import PipelineCollector
+from streams.logsplit import LogSplitter, Parcel, Part
 from streams.pipeline import partition_for
 from streams.settings import load_settings
 from streams.simulate import SCENARIOS, T0, Room, Scenario, generate, labels, steady, write_log
@@ -213,3 +216,16 @@ def test_one_absurd_timestamp_changes_nothing_else(
     assert result.transitions == mixed.transitions
     assert result.pipeline is not None and mixed.pipeline is not None
     assert result.pipeline.invalid_total - mixed.pipeline.invalid_total == {"ts_out_of_bounds": 1}
+
+
+class _BrokenSplitter(LogSplitter):
+    def parcels(self, path: str) -> Iterator[Parcel]:
+        yield Parcel(1, 1, [], {0: Part(np.array([1]), b"{}", [0])})  # a run without its end
+
+
+def test_a_failing_lane_is_reported_not_waited_for(mixed_log: Path) -> None:
+    settings = load_settings(environ={})
+    lanes = [range(0, 4, 2), range(1, 4, 2)]
+    splitter = _BrokenSplitter(4, 0)
+    with pytest.raises(RuntimeError, match=r"(?s)a backtest lane failed.*IndexError"):
+        _run_lanes(str(mixed_log), settings, settings.engine_config(), splitter, lanes, None)
