@@ -85,6 +85,8 @@ class SpamDetector:
     next_cluster: int = 0
     contacts: int = 0
     """Messages in the window with contact ids or links."""
+    flooders: set[str] = field(default_factory=set)
+    """Users with at least `per_user_messages` messages in the window."""
 
     def add(self, ts: int, user: str, text: str, fresh: bool) -> None:
         """One danmaku, in event-time order; `fresh`: the user just appeared in the room."""
@@ -95,6 +97,8 @@ class SpamDetector:
             self.cluster_size[cluster] += 1
         self.messages.append(_Message(ts, user, text, cluster, fresh, contact))
         self.per_user[user] += 1
+        if self.per_user[user] == self.config.per_user_messages:
+            self.flooders.add(user)
         self.contacts += contact
 
     def _cluster(self, core: str) -> int:
@@ -118,6 +122,8 @@ class SpamDetector:
             old = messages.popleft()
             self.contacts -= old.contact
             self.per_user[old.user] -= 1
+            if self.per_user[old.user] == self.config.per_user_messages - 1:
+                self.flooders.discard(old.user)
             if not self.per_user[old.user]:
                 del self.per_user[old.user]
             if old.cluster is not None:
@@ -141,10 +147,16 @@ class SpamDetector:
         c = self.config
         kinds: list[str] = []
         flagged: list[_Message] = []
-        for cluster, size in self.cluster_size.items():
-            if size < c.min_cluster_messages:
-                continue
-            members = [m for m in self.messages if m.cluster == cluster]
+        members_of: dict[int, list[_Message]] = {
+            cluster: []
+            for cluster, size in self.cluster_size.items()
+            if size >= c.min_cluster_messages
+        }
+        if members_of:  # one pass over the window for every big cluster
+            for message in self.messages:
+                if message.cluster in members_of:
+                    members_of[message.cluster].append(message)
+        for members in members_of.values():
             users = {m.user for m in members}
             fresh_users = {m.user for m in members if m.fresh}
             fresh = sum(m.fresh for m in members) / len(members)
@@ -161,7 +173,7 @@ class SpamDetector:
         if len(contact) >= c.contact_messages:
             kinds.append("contact_ads")
             flagged += contact
-        flooders = {u for u, n in self.per_user.items() if n >= c.per_user_messages}
+        flooders = self.flooders
         if flooders:
             kinds.append("per_user_flood")
             flagged += [m for m in self.messages if m.user in flooders]

@@ -107,6 +107,16 @@ def test_the_window_forgets_old_messages() -> None:
     assert detector.evaluate(T0 + 3_000) is not None
     assert detector.evaluate(T0 + 40_000) is None
     assert not detector.messages and not detector.per_user and not detector.cluster_size
+    assert not detector.flooders
+
+
+def test_a_flooder_stops_counting_once_under_the_rate_again() -> None:
+    detector = SpamDetector()
+    feed(detector, [(T0 + i * 1000, "flooder", "1", False) for i in range(20)])
+    assert detector.flooders == {"flooder"}
+    assert detector.evaluate(T0 + 20_500) is not None
+    assert detector.evaluate(T0 + 31_500) is None  # the first two messages left: 18 in 30 s
+    assert detector.flooders == set()
 
 
 def test_normalization_sees_through_disguises() -> None:
