@@ -12,7 +12,6 @@ import numpy.typing as npt
 from streams.events import Latency
 from streams.rolling import WindowedSketch
 from streams.room import WINDOWS, MetricsConfig
-from streams.sketch import bucket_indexes
 
 HISTOGRAM_BOUNDS_SECONDS: Final = (
     0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
@@ -94,7 +93,7 @@ class LatencyStats:
                 if sketch is None:
                     sketch = self.regions[region] = WindowedSketch(WINDOWS, second)
                 sketch.advance(second)
-                sketch.add(second, bucket_indexes(values))
+                sketch.add(second, values)
 
     def histograms(self) -> dict[tuple[str, str], tuple[list[int], float]]:
         """(kind, region) -> (per-bucket counts, sum of seconds), everything added so far."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from streams.sketch import BUCKETS, LatencySketch
+from streams.sketch import BUCKETS, LatencySketch, bucket_indexes
 
 
 class SecondRing:
@@ -127,24 +127,24 @@ class WindowedSketch:
     """Latency samples over sliding windows; a window's sketch is built when read.
 
     Samples arrive all the time and are read rarely (a scrape, a snapshot), so a
-    second's samples are kept as an array of bucket positions until they leave
-    the longest window, and a read counts the seconds it covers.
+    second's samples are kept as they came (ms) until they leave the longest
+    window, and a read buckets the seconds it covers in one go.
     """
 
     __slots__ = ("by_second", "head", "windows")
 
     def __init__(self, windows: tuple[int, ...], start_second: int) -> None:
         self.windows = windows
-        self.by_second: dict[int, list[npt.NDArray[np.uint16]]] = {}
-        """Second -> the bucket positions added in it, one array per `add`."""
+        self.by_second: dict[int, list[npt.NDArray[np.float64]]] = {}
+        """Second -> the values added in it, one array per `add`."""
         self.head = start_second
 
-    def add(self, second: int, buckets: npt.NDArray[np.intp]) -> None:
-        """Count samples of bucket positions `buckets` (see sketch.bucket_indexes) at `second`."""
-        if second <= self.head - max(self.windows) or second > self.head or not len(buckets):
+    def add(self, second: int, values_ms: npt.ArrayLike) -> None:
+        """Count samples (ms) at `second`."""
+        values = np.asarray(values_ms, dtype=np.float64)
+        if second <= self.head - max(self.windows) or second > self.head or not len(values):
             return
-        # Bucket positions fit 16 bits: the memory of a sample until it leaves.
-        self.by_second.setdefault(second, []).append(buckets.astype(np.uint16))
+        self.by_second.setdefault(second, []).append(values)
 
     def advance(self, second: int) -> None:
         if second <= self.head:
@@ -164,4 +164,5 @@ class WindowedSketch:
         arrays = [a for s, held in self.by_second.items() if s > self.head - window for a in held]
         if not arrays:
             return LatencySketch()
-        return LatencySketch(np.bincount(np.concatenate(arrays), minlength=BUCKETS))
+        buckets = bucket_indexes(np.concatenate(arrays))
+        return LatencySketch(np.bincount(buckets, minlength=BUCKETS))

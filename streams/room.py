@@ -17,7 +17,6 @@ import numpy.typing as npt
 
 from streams.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
 from streams.rolling import LastSeen, SecondRing, WindowedSketch
-from streams.sketch import bucket_indexes
 
 # Fields of the per-second ring, indexed by the second events happened in.
 ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS, VIEWER_SECONDS = range(8)
@@ -130,7 +129,7 @@ class RoomState:
             return
         self._count(LATENCY_SAMPLES, second, len(e2e_ms))
         self._count(LATENCY_WITHIN_SLO, second, int((e2e_ms <= self.config.latency_slo_ms).sum()))
-        self.latency.add(second, bucket_indexes(e2e_ms))
+        self.latency.add(second, e2e_ms)
 
     def _count(self, field: int, second: int, value: float = 1.0) -> None:
         self.ring.add(field, second, value)
