@@ -173,7 +173,7 @@ class LocalKafka:
         config.write_text(
             _server_properties(self.workdir, self.port, self.controller_port, self.partitions)
         )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = _cluster_id()
         formatted = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
             capture_output=True,
@@ -260,3 +260,12 @@ async def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id. Like Kafka's own `Uuid.randomUuid`, never one starting
+    with "-": the storage tool would read it as an option (1 start in 64 failed)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
