@@ -7,9 +7,9 @@ docs/detectors.md), sorted by event time.
 
 As in the live worker, where a silent partition's event time follows the wall
 clock, a partition that has seen nothing for `idle_after_s` of the log's event
-time moves on with the log's clock: a room that goes silent alone in its
-partition still ages, and fires. The check runs at fixed steps of event time,
-so results depend on the file alone.
+time moves on with the log's clock (see streams/logsplit.py): a room that goes
+silent alone in its partition still ages, and fires. Results depend on the
+file alone, not on how many lanes (processes sharing the partitions) run it.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def _run_lanes(
     ]
     # The fork server boots (a fraction of a second) while the first parcels are read.
     starter = _Starter(workers)
+    parts: list[BacktestResult] = []
     try:
         sent = [0] * len(lanes)
         for parcel in splitter.parcels(path):
@@ -163,6 +164,8 @@ def _run_lanes(
         starter.join()
         for worker in workers:
             if worker.pid is not None:
+                if len(parts) < len(workers):  # failed on the way: the lanes wait for nothing
+                    worker.kill()
                 worker.join(timeout=5)
                 if worker.is_alive():
                     worker.kill()

@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from detectors.alerts import Transition
 from streams.backtest import BacktestResult, _run_lanes, run_backtest, score
+from streams.eventlog import EventLogError
 from streams.exporter import PipelineCollector
 from streams.logsplit import LogSplitter, Parcel, Part
 from streams.pipeline import partition_for
@@ -229,3 +231,14 @@ def test_a_failing_lane_is_reported_not_waited_for(mixed_log: Path) -> None:
     splitter = _BrokenSplitter(4, 0)
     with pytest.raises(RuntimeError, match=r"(?s)a backtest lane failed.*IndexError"):
         _run_lanes(str(mixed_log), settings, settings.engine_config(), splitter, lanes, None)
+
+
+def test_a_log_cut_short_stops_the_lanes_with_a_clear_error(
+    mixed_log: Path, tmp_path: Path
+) -> None:
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(mixed_log.read_bytes()[: 3 << 20])
+    started = time.monotonic()
+    with pytest.raises(EventLogError, match="unreadable"):
+        run_backtest(cut, load_settings(environ={}), jobs=4)
+    assert time.monotonic() - started < 10  # lanes are stopped, not waited for (5 s each)
