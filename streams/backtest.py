@@ -162,13 +162,17 @@ def _run_lanes(
         parts = [_get(outbox, workers) for _ in workers]
     finally:
         starter.join()
+        failed = len(parts) < len(workers)
         for worker in workers:
             if worker.pid is not None:
-                if len(parts) < len(workers):  # failed on the way: the lanes wait for nothing
+                if failed:  # the lanes wait for parcels that will not come
                     worker.kill()
                 worker.join(timeout=5)
                 if worker.is_alive():
                     worker.kill()
+        if failed:
+            for inbox in inboxes:  # parcels nobody will read must not hold up our exit
+                inbox.cancel_join_thread()
     return _merge(parts, config)
 
 
