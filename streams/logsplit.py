@@ -75,7 +75,6 @@ class Parcel:
 
 class LogSplitter:
     def __init__(self, partitions: int, max_clock_skew_ms: int) -> None:
-        self.partitions = partitions
         self.max_clock_skew_s = max_clock_skew_ms // 1000
         self.newest: int | None = None
         """The log's clock: the newest second of a valid event so far."""
