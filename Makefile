@@ -51,7 +51,7 @@ bench: kafka-jars
 # The night `make demo` replays (a test checks it matches the generator).
 sample: install
 	$(BIN)/livewatch simulate --scenario demo --seed 1 \
-	  --out streams/samples/demo-night.jsonl.gz --labels-out streams/samples/demo-night.labels.json
+	  --out streams/dev/samples/demo-night.jsonl.gz --labels-out streams/dev/samples/demo-night.labels.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .livewatch-state

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.backtest import run_backtest
-from streams.cli import _default_jobs
-from streams.decode import decode_log_lines
-from streams.eventlog import read_chunks
+from streams.cli.main import _default_jobs
+from streams.core.decode import decode_log_lines
+from streams.logs.backtest import run_backtest
+from streams.logs.files import read_chunks
+from streams.logs.simulate import SCENARIOS, generate, write_log
 from streams.settings import load_settings
-from streams.simulate import SCENARIOS, generate, write_log
 
 
 def _timed(run: Callable[..., object], *args: object, **kwargs: object) -> float:
@@ -40,7 +40,7 @@ def _decode_only(log: Path) -> None:
 
 
 def _command(log: Path) -> None:
-    command = [sys.executable, "-m", "streams.cli", "backtest", str(log)]
+    command = [sys.executable, "-m", "streams.cli.main", "backtest", str(log)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 

@@ -11,9 +11,9 @@ import sys
 import time
 import tracemalloc
 
-from streams.checkpoint import take_checkpoint
-from streams.engine import EngineConfig, PartitionEngine
-from streams.events import Danmaku, Event, Join, Latency, Stall
+from streams.core.engine import EngineConfig, PartitionEngine
+from streams.core.events import Danmaku, Event, Join, Latency, Stall
+from streams.worker.checkpoint import take_checkpoint
 
 T0 = 1_764_000_000_000
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.decode import RawMessage, decode_messages
-from streams.demo import scrape, start_worker, stop_process, wait_for_metrics
-from streams.kafka_client import ensure_topics
-from streams.kafka_local import LocalKafka, free_port
+from streams.core.decode import RawMessage, decode_messages
+from streams.dev.broker import LocalKafka, free_port
+from streams.dev.demo import scrape, start_worker, stop_process, wait_for_metrics
+from streams.kafka.client import ensure_topics
 from streams.settings import Settings, env_name, load_settings
 
 T0 = 1_764_000_000_000

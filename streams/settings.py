@@ -15,10 +15,10 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from detectors.config import DetectorSettings
-from streams.engine import EngineConfig
-from streams.exporter import ExportConfig
-from streams.notify_config import NotifyConfig
-from streams.room import MetricsConfig
+from streams.core.engine import EngineConfig
+from streams.core.room import MetricsConfig
+from streams.notify.config import NotifyConfig
+from streams.worker.exporter import ExportConfig
 
 ENV_PREFIX: Final = "LIVEWATCH_"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.demo import start_worker, stop_process, wait_for_metrics
-from streams.kafka_local import LocalKafka, free_port
+from streams.dev.broker import LocalKafka, free_port
+from streams.dev.demo import start_worker, stop_process, wait_for_metrics
 from streams.settings import Settings, env_name, load_settings
 
 

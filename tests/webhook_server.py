@@ -1,7 +1,7 @@
 """A local HTTP server that answers like the chat platforms, for delivery tests.
 
 It checks signatures the way each platform documents them (computed here
-independently of streams.chatformat), enforces WeCom's 4096-byte markdown
+independently of streams.notify.formats), enforces WeCom's 4096-byte markdown
 limit, and can be told to fail: HTTP 500, 429 with Retry-After, a hang longer
 than the client's timeout, or a platform error code inside an HTTP 200.
 """

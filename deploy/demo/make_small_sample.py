@@ -1,4 +1,4 @@
-"""Regenerates streams/samples/demo-small.jsonl.gz: two minutes of three rooms.
+"""Regenerates streams/dev/samples/demo-small.jsonl.gz: two minutes of three rooms.
 
 Deterministic (fixed seed, gzip mtime 0). `livewatch simulate` will supersede it.
 """

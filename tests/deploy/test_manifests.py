@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.notify_config import NotifyConfig
+from streams.notify.config import NotifyConfig
 from streams.settings import FIELDS, env_name, load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

@@ -8,12 +8,12 @@ import urllib.request
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.decode import RawMessage
-from streams.engine import EngineConfig
-from streams.eventlog import read_lines
-from streams.exporter import PipelineCollector
-from streams.health import HealthCollector, WorkerHealth
-from streams.pipeline import Pipeline, partition_for
+from streams.core.decode import RawMessage
+from streams.core.engine import EngineConfig
+from streams.core.pipeline import Pipeline, partition_for
+from streams.logs.files import read_lines
+from streams.worker.exporter import PipelineCollector
+from streams.worker.health import HealthCollector, WorkerHealth
 from tests.exposition import Samples
 from tests.exposition import samples as parse
 

@@ -13,11 +13,11 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from streams.backtest import run_backtest
-from streams.kafka_client import client_options
-from streams.replay import replay
+from streams.kafka.client import client_options
+from streams.logs.backtest import run_backtest
+from streams.logs.replay import replay
+from streams.logs.simulate import SCENARIOS, Scenario, generate, write_log
 from streams.settings import Settings, env_name
-from streams.simulate import SCENARIOS, Scenario, generate, write_log
 from tests.conftest import RunningWorker
 
 pytestmark = pytest.mark.kafka

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from streams.kafka_local import free_port
+from streams.dev.broker import free_port
 
-CHILDREN = ("streams.cli worker", "streams.cli notify", "kafka.Kafka")
+CHILDREN = ("streams.cli.main worker", "streams.cli.main notify", "kafka.Kafka")
 
 
 def _ours() -> set[int]:
@@ -31,7 +31,7 @@ def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_pat
     before = _ours()
     report = tmp_path / "demo.html"
     done = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "demo", "--speed", "40",
+        [sys.executable, "-m", "streams.cli.main", "demo", "--speed", "40",
          "--metrics-port", str(free_port()), "--report", str(report)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env={**os.environ, "COLUMNS": "200"},

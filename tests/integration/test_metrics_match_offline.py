@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.demo import SAMPLE
-from streams.replay import replay
+from streams.dev.demo import SAMPLE
+from streams.logs.replay import replay
 from streams.settings import env_name
 from tests.conftest import RunningWorker
 from tests.integration.offline import fetch, offline_exposition, pipeline_samples

@@ -15,8 +15,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from detectors.alerts import Transition
-from streams.kafka_client import client_options, ensure_topics
-from streams.kafka_local import die_with_parent, free_port
+from streams.dev.broker import die_with_parent, free_port
+from streams.kafka.client import client_options, ensure_topics
 from streams.settings import env_name, load_settings
 from tests.webhook_server import PlatformServer, platform_server
 
@@ -64,7 +64,7 @@ def transitions() -> list[Transition]:
 
 def notifier(env: dict[str, str], config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "notify", "--config", str(config)],
+        [sys.executable, "-m", "streams.cli.main", "notify", "--config", str(config)],
         env={**os.environ, **env},
         stdin=subprocess.DEVNULL,
         preexec_fn=die_with_parent,

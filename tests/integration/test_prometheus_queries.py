@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from streams.demo import NIGHT
-from streams.kafka_local import die_with_parent, free_port
-from streams.replay import replay
+from streams.dev.broker import die_with_parent, free_port
+from streams.dev.demo import NIGHT
+from streams.logs.replay import replay
 from streams.settings import env_name
 from tests.conftest import RunningWorker
 
@@ -107,7 +107,7 @@ def notifier(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], int]]:
         )
         started.append(
             subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "notify", "--config", str(config)],
+                [sys.executable, "-m", "streams.cli.main", "notify", "--config", str(config)],
                 env={**os.environ, **env, env_name("notifier_metrics_port"): str(port)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

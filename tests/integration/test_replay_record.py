@@ -14,11 +14,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from streams.eventlog import read_lines
-from streams.record import record
-from streams.replay import replay
+from streams.logs.files import read_lines
+from streams.logs.record import record
+from streams.logs.replay import replay
+from streams.logs.simulate import Room, Scenario, generate, steady, write_log
 from streams.settings import load_settings
-from streams.simulate import Room, Scenario, generate, steady, write_log
 
 pytestmark = pytest.mark.kafka
 
@@ -57,7 +57,7 @@ def test_ctrl_c_leaves_a_readable_recording(isolated_env: dict[str, str], tmp_pa
     log = small_night(tmp_path / "night.jsonl")
     out = tmp_path / "cut.jsonl.gz"
     recorder = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "record", "--out", str(out), "--from-beginning"],
+        [sys.executable, "-m", "streams.cli.main", "record", "--out", str(out), "--from-beginning"],
         env={**os.environ, **isolated_env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

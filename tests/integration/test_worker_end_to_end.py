@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.demo import scrape
-from streams.pipeline import partition_for
+from streams.core.pipeline import partition_for
+from streams.dev.demo import scrape
 from streams.settings import Settings
 from tests.conftest import RunningWorker
 

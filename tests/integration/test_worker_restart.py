@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.checkpoint import join_checkpoint, restore_checkpoint
-from streams.demo import SAMPLE, scrape
-from streams.engine import EngineConfig
-from streams.eventlog import read_lines
-from streams.kafka_client import client_options
-from streams.replay import replay
+from streams.core.engine import EngineConfig
+from streams.dev.demo import SAMPLE, scrape
+from streams.kafka.client import client_options
+from streams.logs.files import read_lines
+from streams.logs.replay import replay
 from streams.settings import Settings, env_name
+from streams.worker.checkpoint import join_checkpoint, restore_checkpoint
 from tests.conftest import RunningWorker
 from tests.integration.offline import fetch, offline_exposition, room_state_samples
 

@@ -6,8 +6,8 @@ import random
 
 from hypothesis import strategies as st
 
-from streams.engine import SOURCE_OF_TYPE, EngineConfig, PartitionEngine, event_type
-from streams.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
+from streams.core.engine import SOURCE_OF_TYPE, EngineConfig, PartitionEngine, event_type
+from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
 
 T0 = 1_764_000_000_000
 CONFIG = EngineConfig(allowed_lateness_ms=5_000, max_clock_skew_ms=3_600_000)

@@ -1,0 +1,327 @@
+"""Per-partition event-time engine: the pure core both drivers feed.
+
+Each event type comes from one source topic, and Kafka only orders events within
+a topic-partition; the interleaving of topics depends on fetch sizes and timing.
+So the watermark is the *slowest* active source's clock minus the allowed
+lateness: an event is never overtaken by the watermark just because another
+topic was fetched ahead of its own. Events wait for the watermark, are applied in
+event-time order, and every closed second of event time is ticked in every room,
+so results do not depend on batch boundaries, topic interleaving or replay speed.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Final, get_args
+
+from detectors.config import DetectorSettings
+from streams.core.events import EVENT_TYPES, Event, Latency
+from streams.core.latency import LatencySamples, LatencyStats
+from streams.core.room import MetricsConfig, RoomState
+from streams.core.watch import PartitionWatch
+
+SOURCE_OF_TYPE: Final = {
+    "join": "joins",
+    "leave": "joins",
+    "danmaku": "danmaku",
+    "order": "orders",
+    "stall": "stalls",
+    "latency": "latency",
+}
+SOURCES: Final = ("joins", "danmaku", "orders", "stalls", "latency")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    allowed_lateness_ms: int = 5_000
+    """Events up to this far behind their source's newest event are reordered."""
+    max_clock_skew_ms: int = 86_400_000
+    """Events further than this from the partition's event clock are rejected."""
+    source_idle_ms: int = 60_000
+    """Offline: a source this far behind the newest event no longer holds the watermark."""
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    detectors: DetectorSettings = field(default_factory=DetectorSettings)
+    snapshot_every_s: int | None = None
+    """Offline analysis: keep every room's metrics each this many seconds of event time."""
+
+
+class PartitionEngine:
+    """State of the rooms of one partition number (co-partitioned across topics)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.rooms: dict[str, RoomState] = {}
+        self.event_clock: int | None = None
+        """Highest event time accepted so far, in any source."""
+        self.source_clocks: dict[str, int] = {}
+        self.watermark: int | None = None
+        """Every event at or before this time has been applied."""
+        self.closed_second: int | None = None
+        """Every room has been ticked up to this second."""
+        self._pending: dict[int, list[Event]] = {}
+        """Events other than latency samples waiting for the watermark, by second."""
+        self._pending_min: int | None = None
+        """No event in `_pending` is older than this."""
+        self._pending_latency: dict[int, list[Latency]] = {}
+        """Latency samples by second, most of the traffic: they wait for their
+        second to close and are then applied per room, after its other events."""
+        self._holding_low: int | None = None
+        """Offline: the slowest source clock still holding the watermark, when known."""
+        self.late = 0
+        self.latency = LatencyStats(self.config.metrics)
+        self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
+        self.snapshots: list[dict[str, Any]] = []
+        """Outbox of metric snapshots (when `snapshot_every_s` is set), for the driver."""
+
+    def ingest(
+        self,
+        events: list[Event],
+        now_ms: int | None = None,
+        lagging: Collection[str] | None = None,
+    ) -> list[int]:
+        """Take a batch in arrival order; return positions of events rejected as off the clock.
+
+        `lagging` (live mode) names the sources with unconsumed input in this
+        partition; the others are caught up and do not hold the watermark.
+        Offline (None), a source holds it until it falls `source_idle_ms` behind.
+        Each event is judged against the state as it stood when it arrived, so
+        batch boundaries change nothing. An event more than `max_clock_skew_ms`
+        behind the clock, or ahead of both the clock and `now_ms` (the wall clock,
+        live mode), is rejected: one absurd timestamp must not drag the clock.
+        """
+        skew = self.config.max_clock_skew_ms
+        lateness = self.config.allowed_lateness_ms
+        idle = self.config.source_idle_ms
+        out_of_bounds: list[int] = []
+        source_clocks = self.source_clocks
+        pending, pending_latency = self._pending, self._pending_latency
+        source_of = SOURCE_OF_CLASS
+        # The hot loop of every driver: state in locals, written back at the end.
+        clock = self.event_clock
+        watermark = self.watermark
+        pending_min = self._pending_min
+        low = self._holding_low
+        late = 0
+        for position, event in enumerate(events):
+            ts = event.ts
+            if clock is None:
+                clock = ts
+            elif ts > clock:
+                if ts - (clock if now_ms is None or now_ms < clock else now_ms) > skew:
+                    out_of_bounds.append(position)
+                    continue
+                clock = ts
+            elif clock - ts > skew:
+                out_of_bounds.append(position)
+                continue
+            source = source_of[type(event)]
+            source_clock = source_clocks.get(source)
+            if (source_clock is not None and ts <= source_clock - lateness) or (
+                watermark is not None and ts <= watermark
+            ):
+                # Late: counted and dropped. Judged against its own topic first,
+                # whose order Kafka keeps, so the verdict does not depend on how
+                # topics interleave.
+                late += 1
+                continue
+            if isinstance(event, Latency):
+                samples = pending_latency.get(ts // 1000)
+                if samples is None:
+                    pending_latency[ts // 1000] = [event]
+                else:
+                    samples.append(event)
+            else:
+                waiting = pending.get(ts // 1000)
+                if waiting is None:
+                    pending[ts // 1000] = [event]
+                else:
+                    waiting.append(event)
+                if pending_min is None or ts < pending_min:
+                    pending_min = ts
+            if source_clock is not None and ts <= source_clock:
+                continue  # only a source clock that moved can move the watermark
+            source_clocks[source] = ts
+            if lagging is None:
+                # The watermark follows the slowest source still holding: it can only
+                # move when that source moved, or when the clock leaves a source idle.
+                if not (low is None or source_clock is None or source_clock <= low
+                        or clock - idle > low):  # fmt: skip
+                    continue
+                low = clock
+                for held in source_clocks.values():
+                    if clock - idle <= held < low:
+                        low = held
+                candidate: int | None = low - lateness
+            else:
+                candidate = self._live_candidate(clock, lagging)
+            if candidate is not None and (watermark is None or candidate > watermark):
+                watermark = candidate
+        self.event_clock, self.watermark, self._pending_min = clock, watermark, pending_min
+        self._holding_low = low
+        self.late += late
+        self._release()
+        return out_of_bounds
+
+    def _live_candidate(self, clock: int, lagging: Collection[str]) -> int | None:
+        if any(s not in self.source_clocks for s in lagging):
+            return None  # a source with input we have not seen a single event of yet
+        return min((self.source_clocks[s] for s in lagging), default=clock) - (
+            self.config.allowed_lateness_ms
+        )
+
+    def _raise_to(self, candidate: int) -> None:
+        """The watermark only moves forward."""
+        if self.watermark is None or candidate > self.watermark:
+            self.watermark = candidate
+
+    def settle(self, lagging: Collection[str]) -> None:
+        """Live mode, after a batch: let the watermark follow the sources still lagging."""
+        if self.event_clock is not None:
+            candidate = self._live_candidate(self.event_clock, lagging)
+            if candidate is not None:
+                self._raise_to(candidate)
+        self._release()
+
+    def advance_idle(self, idle_ms: int) -> None:
+        """Live mode: event time passes while the partition receives nothing."""
+        if self.event_clock is not None:
+            self.event_clock += idle_ms
+            self._raise_to(self.event_clock - self.config.allowed_lateness_ms)
+            self._release()
+
+    def flush(self) -> None:
+        """Apply everything buffered: the input has ended."""
+        for waiting in (self._pending, self._pending_latency):
+            if waiting:
+                self._raise_to(max(e.ts for e in waiting[max(waiting)]))
+        self._release()
+        # The newest second stays open: its samples count, it is not ticked.
+        for second in sorted(self._pending_latency):
+            self._apply_latency(second, self._pending_latency.pop(second))
+
+    def _release(self) -> None:
+        watermark = self.watermark
+        if watermark is None:
+            return
+        if self._pending_min is not None and self._pending_min <= watermark:
+            pending, last = self._pending, watermark // 1000
+            ready = []
+            for second in sorted(s for s in pending if s <= last):
+                waiting = pending.pop(second)
+                if second < last:
+                    ready += waiting
+                else:
+                    ready += [e for e in waiting if e.ts <= watermark]
+                    if kept := [e for e in waiting if e.ts > watermark]:
+                        pending[second] = kept
+            self._pending_min = min(pending) * 1000 if pending else None
+            ready.sort(key=_application_order)
+            self._apply_ordered(ready)
+        self._tick_until((watermark + 1) // 1000 - 1)
+
+    def _apply_ordered(self, events: list[Event]) -> None:
+        """Apply events in event-time order, closing each second before the next opens."""
+        rooms = self.rooms
+        second = -1
+        for event in events:
+            if event.ts // 1000 != second:
+                second = event.ts // 1000
+                self._tick_until(second - 1)
+            room = rooms.get(event.room_id)
+            if room is None:
+                room = rooms[event.room_id] = RoomState(event.room_id, second, self.config.metrics)
+            self.watch.observe(event, room)
+            room.apply(event)
+
+    def _apply_latency(self, second: int, events: list[Latency]) -> None:
+        """Apply the latency samples of a second per room, in application order, so
+        results do not depend on batch boundaries."""
+        events.sort(key=_TS)  # stable: arrival order (one topic) breaks ties
+        by_room: dict[str, LatencySamples] = {}
+        for event in events:
+            batch = by_room.get(event.room_id)
+            if batch is None:
+                batch = by_room[event.room_id] = LatencySamples()
+            batch.events.append(event)
+        rooms = self.rooms
+        for room_id, batch in by_room.items():
+            room = rooms.get(room_id)
+            if room is None:
+                room = rooms[room_id] = RoomState(room_id, second, self.config.metrics)
+            self.watch.observe_latency(room, batch)
+            room.apply_latency(second, batch.events, batch.e2e())
+        self.latency.add(second, by_room.values())
+
+    def _tick_until(self, second: int) -> None:
+        """Close every second up to `second`: its latency samples, then every room ticks."""
+        closed = self.closed_second
+        if closed is None:
+            # Nothing applied yet: start at the oldest second with samples waiting.
+            closed = min(min(self._pending_latency, default=second + 1), second + 1) - 1
+        pending_latency = self._pending_latency
+        tick = closed + 1
+        while tick <= second:
+            samples = pending_latency.pop(tick, None)
+            if samples is not None:
+                self._apply_latency(tick, samples)
+            if not self.rooms:
+                # Nobody to tick until the next second with samples waiting.
+                tick = min((s for s in pending_latency if tick <= s <= second), default=second + 1)
+                self._skip_to(tick - 1)
+                continue
+            self.latency.advance(tick)
+            for room in self.rooms.values():
+                room.tick(tick)
+                self.watch.tick(tick, room)
+            every = self.config.snapshot_every_s
+            if every and (tick + 1) % every == 0:
+                self.snapshots += [
+                    snapshot(room, (tick + 1) * 1000, self.watch.room_metrics(room.room_id))
+                    for room in self.rooms.values()
+                ]
+            gone = [room_id for room_id, room in self.rooms.items() if room.is_gone(tick)]
+            for room_id in gone:
+                del self.rooms[room_id]
+                self.watch.room_gone(room_id, tick)
+            self.closed_second = tick
+            tick += 1
+        if self.closed_second is None:
+            self.closed_second = second
+
+    def _skip_to(self, second: int) -> None:
+        # No room to tick, but region latency windows must still empty out.
+        self.latency.advance(second)
+        self.closed_second = second
+
+
+def snapshot(
+    room: RoomState, ts: int, extra: dict[str, float | None] | None = None
+) -> dict[str, Any]:
+    """A room's metrics at `ts`: `<name>_1m`, `<name>_5m`, since-live `<name>_live`,
+    and `extra` (the detectors' room metrics, see PartitionWatch.room_metrics)."""
+    metrics: dict[str, float | None] = dict(extra or {})
+    for seconds, label in ((60, "1m"), (300, "5m")):
+        metrics.update({f"{name}_{label}": v for name, v in room.metrics(seconds).items()})
+    metrics.update({f"{name}_live": v for name, v in room.totals_metrics().items()})
+    return {"room_id": room.room_id, "ts": ts, "metrics": metrics}
+
+
+_TS: Final = operator.attrgetter("ts")
+_TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}
+
+
+TYPE_OF_CLASS: Final[dict[type, str]] = {cls: cls.__struct_config__.tag for cls in get_args(Event)}
+_RANK_OF_CLASS: Final = {cls: _TYPE_RANK[tag] for cls, tag in TYPE_OF_CLASS.items()}
+SOURCE_OF_CLASS: Final = {cls: SOURCE_OF_TYPE[tag] for cls, tag in TYPE_OF_CLASS.items()}
+
+
+def event_type(event: Event) -> str:
+    return event.__struct_config__.tag  # type: ignore[return-value]
+
+
+def _application_order(event: Event) -> int:
+    # Ties in event time are broken by type, not arrival: events of different
+    # types come from different topics, whose interleaving Kafka does not fix.
+    return event.ts * 8 + _RANK_OF_CLASS[type(event)]

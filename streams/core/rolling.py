@@ -1,0 +1,168 @@
+"""Per-second event-time rings: the sliding-window building blocks. Pure numpy.
+
+A ring holds the last `size` seconds of a few counters. Seconds are absolute
+(epoch seconds); advancing the ring zeroes the slots that fall out, so a window
+sum over the last N seconds is one numpy sum, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from streams.core.sketch import BUCKETS, LatencySketch, bucket_indexes
+
+
+class SecondRing:
+    """The newest second is summed in a plain list and folded into the numpy slots
+    when the ring moves on or is read: events land in the newest second, and a
+    numpy scalar update per event costs more than the event's other work."""
+
+    __slots__ = ("head", "newest", "size", "slots")
+
+    def __init__(self, fields: int, size: int, start_second: int) -> None:
+        self.size = size
+        self.slots: npt.NDArray[np.float64] = np.zeros((fields, size), dtype=np.float64)
+        self.newest: list[float] | None = None
+        """Unfolded additions to the head second, if any."""
+        self.head = start_second
+        """The newest second the ring covers."""
+
+    def _fold(self) -> None:
+        if self.newest is not None:
+            self.slots[:, self.head % self.size] += self.newest
+            self.newest = None
+
+    def advance(self, second: int) -> None:
+        """Make `second` the newest slot; slots of seconds now out of range are cleared."""
+        if second <= self.head:
+            return
+        self._fold()
+        gap = second - self.head
+        if gap >= self.size:
+            self.slots[:] = 0.0
+        elif gap == 1:
+            self.slots[:, second % self.size] = 0.0
+        else:
+            positions = np.arange(self.head + 1, second + 1) % self.size
+            self.slots[:, positions] = 0.0
+        self.head = second
+
+    def covers(self, second: int) -> bool:
+        return self.head - self.size < second <= self.head
+
+    def add(self, field: int, second: int, value: float = 1.0) -> bool:
+        """Add to a second still in the ring; False (nothing added) when it is not."""
+        if second == self.head:
+            newest = self.newest
+            if newest is None:
+                newest = self.newest = [0.0] * len(self.slots)
+            newest[field] += value
+            return True
+        if not self.covers(second):
+            return False
+        self.slots[field, second % self.size] += value
+        return True
+
+    def at(self, field: int, second: int) -> float:
+        """The value of one second still in the ring (0 otherwise)."""
+        self._fold()
+        return float(self.slots[field, second % self.size]) if self.covers(second) else 0.0
+
+    def window(self, field: int, seconds: int) -> float:
+        """Sum of `field` over the newest `seconds` seconds (head included)."""
+        return self.window_ending(field, seconds, self.head)
+
+    def window_ending(self, field: int, seconds: int, last: int) -> float:
+        """Sum over the `seconds` seconds ending at `last` (inclusive)."""
+        self._fold()
+        first = max(last - seconds + 1, self.head - self.size + 1)
+        if last < first:
+            return 0.0
+        positions = np.arange(first, last + 1) % self.size
+        return float(self.slots[field, positions].sum())
+
+
+class LastSeen:
+    """Distinct users active within a sliding window, exact.
+
+    Each user counts in the second of their latest activity; a user's earlier
+    second is uncounted when they are active again, so a window sum counts each
+    user once. Users older than the ring are forgotten (bounded memory).
+    """
+
+    __slots__ = ("pruned_at", "ring", "seen")
+
+    def __init__(self, size: int, start_second: int) -> None:
+        self.ring = SecondRing(1, size, start_second)
+        self.seen: dict[str, int] = {}
+        self.pruned_at = start_second
+
+    def touch(self, user: str, second: int) -> None:
+        previous = self.seen.get(user)
+        if previous is not None:
+            if previous >= second:
+                return
+            self.ring.add(0, previous, -1.0)
+        if self.ring.add(0, second, 1.0):
+            self.seen[user] = second
+
+    def forget(self, user: str) -> None:
+        second = self.seen.pop(user, None)
+        if second is not None:
+            self.ring.add(0, second, -1.0)
+
+    def advance(self, second: int) -> None:
+        self.ring.advance(second)
+        if second - self.pruned_at >= self.ring.size:
+            horizon = second - self.ring.size
+            self.seen = {u: s for u, s in self.seen.items() if s > horizon}
+            self.pruned_at = second
+
+    def distinct(self, seconds: int) -> int:
+        return round(self.ring.window(0, seconds))
+
+
+class WindowedSketch:
+    """Latency samples over sliding windows; a window's sketch is built when read.
+
+    Samples arrive all the time and are read rarely (a scrape, a snapshot), so a
+    second's samples are kept as they came (ms) until they leave the longest
+    window, and a read buckets the seconds it covers in one go.
+    """
+
+    __slots__ = ("by_second", "head", "windows")
+
+    def __init__(self, windows: tuple[int, ...], start_second: int) -> None:
+        self.windows = windows
+        self.by_second: dict[int, list[npt.NDArray[np.float64]]] = {}
+        """Second -> the values added in it, one array per `add`."""
+        self.head = start_second
+
+    def add(self, second: int, values_ms: npt.ArrayLike) -> None:
+        """Count samples (ms) at `second`."""
+        values = np.asarray(values_ms, dtype=np.float64)
+        if second <= self.head - max(self.windows) or second > self.head or not len(values):
+            return
+        self.by_second.setdefault(second, []).append(values)
+
+    def advance(self, second: int) -> None:
+        if second <= self.head:
+            return
+        longest = max(self.windows)
+        after, until = self.head - longest, second - longest
+        if until - after > len(self.by_second):
+            gone = [kept for kept in self.by_second if after < kept <= until]
+        else:
+            gone = [kept for kept in range(after + 1, until + 1) if kept in self.by_second]
+        for kept in gone:
+            del self.by_second[kept]
+        self.head = second
+
+    def sketch(self, window: int) -> LatencySketch:
+        """The samples of the newest `window` seconds."""
+        arrays = [a for s, held in self.by_second.items() if s > self.head - window for a in held]
+        if not arrays:
+            return LatencySketch()
+        buckets = bucket_indexes(np.concatenate(arrays))
+        return LatencySketch(np.bincount(buckets, minlength=BUCKETS))

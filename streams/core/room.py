@@ -1,0 +1,321 @@
+"""One room's event-time state and the metrics derived from it. Pure: no I/O.
+
+Events are applied in event-time order by the partition engine, which also calls
+`tick(second)` once for every second of event time that closes, in order, so a
+room whose events stop still moves on (its windows empty, idle sessions expire).
+Definitions and sources of every metric: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
+from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
+
+# Fields of the per-second ring, indexed by the second events happened in.
+ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS, VIEWER_SECONDS = range(8)
+LATENCY_SAMPLES, LATENCY_WITHIN_SLO = 8, 9
+_RING_FIELDS: Final = 10
+# Fields of the ring indexed by the second a session *started*.
+JOINS, GONE_BEFORE_BOUNCE, GONE_BEFORE_1M, GONE_BEFORE_5M = range(4)
+TRAFFIC_SOURCES: Final = ("feed", "follow", "search", "ad", "share", "other", "unknown")
+WINDOWS: Final = (60, 300)
+"""Sliding windows, seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    session_timeout_s: int = 300
+    """A viewer with no event for this long has left (no `leave` arrived)."""
+    bounce_s: int = 10
+    """Sessions shorter than this are bounces."""
+    latency_slo_ms: float = 600.0
+    room_idle_s: int = 900
+    """A room with nobody online and no event for this long is dropped."""
+    expiry_scan_every_s: int = 5
+
+
+class RoomState:
+    """Presence, sessions and rolling windows of one room."""
+
+    def __init__(self, room_id: str, second: int, config: MetricsConfig) -> None:
+        self.room_id = room_id
+        self.config = config
+        self.head = second
+        """Newest second applied or ticked."""
+        self.last_event_second = second
+        longest = max(WINDOWS)
+        self.ring = SecondRing(_RING_FIELDS, longest, second)
+        self.by_join = SecondRing(4, longest * 2, second)
+        self.sources = SecondRing(len(TRAFFIC_SOURCES), longest, second)
+        self.joined_at: dict[str, int] = {}
+        """Online viewers: user -> ms their session started."""
+        self.last_seen: dict[str, int] = {}
+        """Online viewers: user -> ms of their latest event, oldest first (an update
+        moves the user to the end), so expiry reads only the front."""
+        self.departed = LastSeen(longest, second)
+        """Viewers gone within the longest window (not online now)."""
+        self.chatters = LastSeen(longest, second)
+        self.buyers = LastSeen(longest, second)
+        self.stalled = LastSeen(longest, second)
+        self.latency = WindowedSketch(WINDOWS, second)
+        # Totals since the room went live.
+        self.peak_online = 0
+        self.totals = [0.0] * _RING_FIELDS
+        self.entries_by_source = dict.fromkeys(TRAFFIC_SOURCES, 0)
+        self.viewers_ever: set[str] = set()
+        self.chatters_ever: set[str] = set()
+        self.buyers_ever: set[str] = set()
+        self.stalled_ever: set[str] = set()
+
+    # -- applying events ---------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Apply one event (latency samples come in bulk through `add_latency`)."""
+        second = event.ts // 1000
+        self.arrive(second)
+        user = event.user_id
+        if isinstance(event, Join):
+            self._join(user, event.ts, second, event.source or "unknown")
+        elif isinstance(event, Leave):
+            if user in self.joined_at:
+                self._end_session(user, event.ts, second)
+                self._count(EXITS, second)
+            return
+        else:
+            self.refresh(user, event.ts, second)
+            if isinstance(event, Danmaku):
+                self._count(DANMAKU, second)
+                self.chatters.touch(user, second)
+                self.chatters_ever.add(user)
+            elif isinstance(event, Order):
+                sign = 1.0 if event.status == "paid" else -1.0
+                self._count(GMV, second, sign * event.amount)
+                if event.status == "paid":
+                    self._count(ORDERS, second)
+                    self.buyers.touch(user, second)
+                    self.buyers_ever.add(user)
+            elif isinstance(event, Stall):
+                self._count(STALLS, second)
+                self._count(STALL_SECONDS, second, event.duration_ms / 1000)
+                self.stalled.touch(user, second)
+                self.stalled_ever.add(user)
+            elif isinstance(event, Latency) and event.kind == "e2e":
+                self.add_latency(second, np.array([event.value_ms]))
+
+    def arrive(self, second: int) -> None:
+        """An event of `second` is about to be applied."""
+        self._advance(second)
+        self.last_event_second = second
+
+    def apply_latency(
+        self, second: int, events: Sequence[Latency], e2e_ms: npt.NDArray[np.float64]
+    ) -> None:
+        """The latency samples of `second` (`e2e_ms`: their end-to-end values), applied
+        together after the second's other events: they only show who is here."""
+        self.arrive(second)
+        self._refresh_all([(e.user_id, e.ts) for e in events], second)
+        self.add_latency(second, e2e_ms)
+
+    def add_latency(self, second: int, e2e_ms: npt.NDArray[np.float64]) -> None:
+        """End-to-end latency samples of `second`, whose senders were `refresh`ed."""
+        if not len(e2e_ms):
+            return
+        self._count(LATENCY_SAMPLES, second, len(e2e_ms))
+        self._count(LATENCY_WITHIN_SLO, second, int((e2e_ms <= self.config.latency_slo_ms).sum()))
+        self.latency.add(second, e2e_ms)
+
+    def _count(self, field: int, second: int, value: float = 1.0) -> None:
+        self.ring.add(field, second, value)
+        self.totals[field] += value
+
+    def _join(self, user: str, ts: int, second: int, source: str) -> None:
+        if user in self.joined_at:  # a duplicate, or a join without the leave before it
+            self._seen(user, ts)
+            return
+        self._start_session(user, ts)
+        self._count(ENTRIES, second)
+        self.by_join.add(JOINS, second)
+        self.sources.add(TRAFFIC_SOURCES.index(source), second)
+        self.entries_by_source[source] += 1
+
+    def refresh(self, user: str, ts: int, second: int) -> None:
+        """Any event shows the viewer is here; one not online starts a session."""
+        self._refresh_all(((user, ts),), second)
+
+    def _refresh_all(self, seen: Iterable[tuple[str, int]], second: int) -> None:
+        last_seen, departed = self.last_seen, self.departed.seen
+        for user, ts in seen:
+            latest = last_seen.get(user)
+            if latest is not None:
+                if ts > latest:  # moved to the end: `last_seen` stays oldest first
+                    del last_seen[user]
+                    last_seen[user] = ts
+            elif departed.get(user, -1) < second:  # not a trailing event of a leave
+                self._start_session(user, ts)
+
+    def _seen(self, user: str, ts: int) -> None:
+        if ts > self.last_seen[user]:
+            del self.last_seen[user]
+            self.last_seen[user] = ts
+
+    def _start_session(self, user: str, ts: int) -> None:
+        self.joined_at[user] = ts
+        self.last_seen[user] = ts
+        self.departed.forget(user)
+        self.viewers_ever.add(user)
+        self.peak_online = max(self.peak_online, len(self.joined_at))
+
+    def _end_session(self, user: str, ended_ms: int, second: int) -> None:
+        started = self.joined_at.pop(user)
+        self.last_seen.pop(user)
+        self.departed.touch(user, second)
+        duration_s = (ended_ms - started) / 1000
+        join_second = started // 1000
+        if duration_s < self.config.bounce_s:
+            self.by_join.add(GONE_BEFORE_BOUNCE, join_second)
+        if duration_s < 60:
+            self.by_join.add(GONE_BEFORE_1M, join_second)
+        if duration_s < 300:
+            self.by_join.add(GONE_BEFORE_5M, join_second)
+
+    # -- the passing of event time -------------------------------------------
+
+    def _advance(self, second: int) -> None:
+        if second <= self.head:
+            return
+        self.head = second
+        for ring in (self.ring, self.by_join, self.sources):
+            ring.advance(second)
+        for seen in (self.departed, self.chatters, self.buyers, self.stalled):
+            seen.advance(second)
+        self.latency.advance(second)
+
+    def tick(self, second: int) -> None:
+        """Close `second`: everything that happened in it has been applied."""
+        self._advance(second)
+        if second % self.config.expiry_scan_every_s == 0:
+            self._expire(second)
+        online = len(self.joined_at)
+        self.ring.add(VIEWER_SECONDS, second, online)
+        self.totals[VIEWER_SECONDS] += online
+
+    def _expire(self, second: int) -> None:
+        cutoff = (second - self.config.session_timeout_s) * 1000
+        idle = []
+        for user, seen in self.last_seen.items():  # oldest first
+            if seen >= cutoff:
+                break
+            idle.append(user)
+        for user in sorted(idle):
+            # The viewer left when last seen; exits are counted when noticed.
+            self._end_session(user, self.last_seen[user], second)
+            self._count(EXITS, second)
+
+    def is_gone(self, second: int) -> bool:
+        return not self.joined_at and second - self.last_event_second >= self.config.room_idle_s
+
+    # -- metrics -------------------------------------------------------------
+
+    @property
+    def online(self) -> int:
+        return len(self.joined_at)
+
+    def unique_viewers(self, window: int) -> int:
+        return self.online + self.departed.distinct(window)
+
+    def metrics(self, window: int) -> dict[str, float | None]:
+        """The windowed metrics as of the newest closed second (docs/metrics.md)."""
+        ring = self.ring
+        minutes = window / 60
+        viewers = self.unique_viewers(window)
+        chatters = self.chatters.distinct(window)
+        buyers = self.buyers.distinct(window)
+        watch = ring.window(VIEWER_SECONDS, window)
+        gmv = ring.window(GMV, window)
+        samples = ring.window(LATENCY_SAMPLES, window)
+        sketch = self.latency.sketch(window)
+        # Sessions whose outcome is known: started at least the threshold ago.
+        bounce_joins = self.by_join.window_ending(JOINS, window, self.head - self.config.bounce_s)
+        joins_1m = self.by_join.window_ending(JOINS, window, self.head - 60)
+        joins_5m = self.by_join.window_ending(JOINS, window, self.head - 300)
+        return {
+            "entries_per_minute": ring.window(ENTRIES, window) / minutes,
+            "exits_per_minute": ring.window(EXITS, window) / minutes,
+            "unique_viewers": viewers,
+            "average_stay_seconds": _ratio(watch, viewers),
+            "bounce_rate": _ratio(
+                self.by_join.window_ending(
+                    GONE_BEFORE_BOUNCE, window, self.head - self.config.bounce_s
+                ),
+                bounce_joins,
+            ),
+            "retention_1m": _complement(
+                self.by_join.window_ending(GONE_BEFORE_1M, window, self.head - 60), joins_1m
+            ),
+            "retention_5m": _complement(
+                self.by_join.window_ending(GONE_BEFORE_5M, window, self.head - 300), joins_5m
+            ),
+            "danmaku_per_minute": ring.window(DANMAKU, window) / minutes,
+            "unique_chatters": chatters,
+            "interaction_rate": _ratio(chatters, viewers),
+            "orders_per_minute": ring.window(ORDERS, window) / minutes,
+            "buyers": buyers,
+            "gmv": gmv,
+            "conversion_rate": _ratio(buyers, viewers),
+            "gpm": _ratio(gmv * 1000, viewers),
+            "watch_seconds": watch,
+            "stall_ratio": _ratio(ring.window(STALL_SECONDS, window), watch),
+            "stalls_per_viewer_hour": _ratio(ring.window(STALLS, window), watch / 3600),
+            "stalled_viewer_share": _ratio(self.stalled.distinct(window), viewers),
+            "latency_p50_seconds": _seconds(sketch.quantile(0.50)),
+            "latency_p95_seconds": _seconds(sketch.quantile(0.95)),
+            "latency_p99_seconds": _seconds(sketch.quantile(0.99)),
+            "latency_within_slo_ratio": _ratio(ring.window(LATENCY_WITHIN_SLO, window), samples),
+        }
+
+    def totals_metrics(self) -> dict[str, float | None]:
+        """Totals since the room went live."""
+        t = self.totals
+        viewers = len(self.viewers_ever)
+        return {
+            "online_viewers": self.online,
+            "peak_online_viewers": self.peak_online,
+            "entries": t[ENTRIES],
+            "exits": t[EXITS],
+            "unique_viewers": viewers,
+            "watch_seconds": t[VIEWER_SECONDS],
+            "average_stay_seconds": _ratio(t[VIEWER_SECONDS], viewers),
+            "danmaku": t[DANMAKU],
+            "unique_chatters": len(self.chatters_ever),
+            "interaction_rate": _ratio(len(self.chatters_ever), viewers),
+            "orders": t[ORDERS],
+            "buyers": len(self.buyers_ever),
+            "gmv": t[GMV],
+            "conversion_rate": _ratio(len(self.buyers_ever), viewers),
+            "gpm": _ratio(t[GMV] * 1000, viewers),
+            "stalls": t[STALLS],
+            "stall_seconds": t[STALL_SECONDS],
+            "stall_ratio": _ratio(t[STALL_SECONDS], t[VIEWER_SECONDS]),
+            "stalled_viewer_share": _ratio(len(self.stalled_ever), viewers),
+            "latency_samples": t[LATENCY_SAMPLES],
+            "latency_within_slo_ratio": _ratio(t[LATENCY_WITHIN_SLO], t[LATENCY_SAMPLES]),
+        }
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def _complement(gone: float, total: float) -> float | None:
+    return 1 - gone / total if total else None
+
+
+def _seconds(milliseconds: float | None) -> float | None:
+    return None if milliseconds is None else milliseconds / 1000

@@ -1,0 +1,246 @@
+"""Feeding a room's state and events to the detectors, once per closed second.
+
+The partition engine calls `observe` for every applied event and `tick` for
+every closed second, in event-time order. Detectors are evaluated every
+`cliff.step_s` seconds of event time; their findings go through the
+partition's alert tracker, whose transitions (and moderation actions) wait in
+an outbox for the driver: the worker sends them to Kafka, backtest to a file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from detectors.alerts import AlertKey, AlertTracker, Finding, Transition
+from detectors.cliff import CliffDetector
+from detectors.config import DetectorConfig, DetectorSettings
+from detectors.ebb import EbbTracker
+from detectors.slo import BurnRate
+from detectors.spam import SpamDetector
+from streams.core.events import Danmaku, Event
+from streams.core.latency import LatencySamples
+from streams.core.room import (
+    ENTRIES,
+    STALL_SECONDS,
+    TRAFFIC_SOURCES,
+    VIEWER_SECONDS,
+    RoomState,
+)
+
+UNKNOWN_REGION = "unknown"
+EBB_METRICS = (
+    "ebb_peak_ts",
+    "ebb_peak_viewers",
+    "ebb_pre_level_viewers",
+    "ebb_floor_viewers",
+    "ebb_half_life_seconds",
+    "ebb_floor_ratio",
+    "ebb_progress_ratio",
+)
+
+
+@dataclass
+class RoomWatch:
+    config: DetectorConfig
+    cliff: CliffDetector = field(init=False)
+    spam: SpamDetector = field(init=False)
+    stall: BurnRate = field(init=False)
+    ebb: EbbTracker = field(init=False)
+    latency: dict[str, BurnRate] = field(default_factory=dict)
+    second_latency: dict[str, list[float]] = field(default_factory=dict)
+    """Region -> [samples, samples over the SLO] in the second being filled."""
+    step_online: float = 0.0
+    step_entries: float = 0.0
+    step_events: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.cliff = CliffDetector(self.config.cliff)
+        self.spam = SpamDetector(self.config.spam)
+        self.stall = BurnRate(self.config.stall_slo, head=0)
+        self.ebb = EbbTracker(self.config.ebb)
+
+
+@dataclass
+class PartitionWatch:
+    """The detectors of every room of a partition, and what they have to say."""
+
+    settings: DetectorSettings = field(default_factory=DetectorSettings)
+    latency_slo_ms: float = 600.0
+    rooms: dict[str, RoomWatch] = field(default_factory=dict)
+    tracker: AlertTracker = field(init=False)
+    transitions: list[Transition] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    transitions_total: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(alert, state, severity) -> transitions emitted since the partition started here."""
+
+    def __post_init__(self) -> None:
+        self.tracker = AlertTracker(self.settings.base.lifecycle)
+
+    def _watch(self, room_id: str) -> RoomWatch:
+        watch = self.rooms.get(room_id)
+        if watch is None:
+            watch = self.rooms[room_id] = RoomWatch(self.settings.for_room(room_id))
+        return watch
+
+    def observe(self, event: Event, room: RoomState) -> None:
+        """Before `room` applies `event` (latency samples come through `observe_latency`)."""
+        watch = self._watch(room.room_id)
+        watch.step_events += 1
+        if isinstance(event, Danmaku):
+            joined = room.joined_at.get(event.user_id)
+            fresh = joined is None or event.ts - joined < watch.config.fresh_account_s * 1000
+            watch.spam.add(event.ts, event.user_id, event.text, fresh)
+
+    def observe_latency(self, room: RoomState, samples: LatencySamples) -> None:
+        watch = self._watch(room.room_id)
+        watch.step_events += len(samples.events)
+        for (kind, region), values in samples.values.items():
+            if kind == "e2e":
+                counts = watch.second_latency.setdefault(region or UNKNOWN_REGION, [0.0, 0.0])
+                counts[0] += len(values)
+                counts[1] += sum(1 for value in values if value > self.latency_slo_ms)
+
+    def tick(self, second: int, room: RoomState) -> None:
+        """After `room` closed `second`."""
+        watch = self._watch(room.room_id)
+        watch.step_online += room.online
+        watch.step_entries += room.ring.at(ENTRIES, second)
+        watch.stall.add(
+            second, room.ring.at(VIEWER_SECONDS, second), room.ring.at(STALL_SECONDS, second)
+        )
+        for region, (samples, bad) in watch.second_latency.items():
+            burn = watch.latency.get(region)
+            if burn is None:
+                burn = watch.latency[region] = BurnRate(watch.config.latency_slo, head=second)
+            burn.add(second, samples, bad)
+        watch.second_latency.clear()
+        step = watch.config.cliff.step_s
+        if (second + 1) % step == 0:
+            self._evaluate(second, room, watch)
+
+    def _evaluate(self, second: int, room: RoomState, watch: RoomWatch) -> None:
+        step = watch.config.cliff.step_s
+        room_id = room.room_id
+        watch.cliff.observe(watch.step_online / step, watch.step_entries, watch.step_events)
+        watch.ebb.observe(second, watch.step_online / step)
+        watch.step_online = watch.step_entries = watch.step_events = 0.0
+        now_ms = (second + 1) * 1000
+        findings: dict[AlertKey, Finding] = {}
+        cliff = watch.cliff.evaluate(second)
+        if cliff is not None:
+            findings[AlertKey("traffic_cliff", room_id)] = _with_hints(
+                cliff, self._cliff_hints(second, room, watch)
+            )
+        spam = watch.spam.evaluate(now_ms)
+        mute: list[str] = []
+        if spam is not None:
+            findings[AlertKey("spam_flood", room_id)], mute = spam
+        for region, burn in list(watch.latency.items()):
+            found = burn.evaluate(second)
+            if found is not None:
+                share = found.details["bad_share_long"]
+                summary = (
+                    f"{share:.0%} of latency samples in {region} over "
+                    f"{self.latency_slo_ms:.0f} ms (burn {found.details['burn_rate_long']}x "
+                    f"over {found.details['window_long_s'] // 60} min)"
+                )
+                findings[AlertKey("latency_slo", room_id, region)] = Finding(
+                    found.severity, summary, {**found.details, "region": region}
+                )
+            elif burn.is_silent(second):
+                del watch.latency[region]  # silent region: bounded memory
+        stall = watch.stall.evaluate(second)
+        if stall is not None:
+            summary = (
+                f"stalls took {stall.details['bad_share_long']:.1%} of watch time "
+                f"(burn {stall.details['burn_rate_long']}x over "
+                f"{stall.details['window_long_s'] // 60} min)"
+            )
+            findings[AlertKey("stall_slo", room_id)] = Finding(
+                stall.severity, summary, stall.details
+            )
+        for transition in self.tracker.update(now_ms, findings, scope=room_id):
+            self.transitions.append(transition)
+            if transition.alert == "spam_flood" and transition.state == "firing" and mute:
+                self.actions.append(
+                    {
+                        "action": "mute",
+                        "room_id": room_id,
+                        "user_ids": mute,
+                        "reason": transition.summary,
+                        "ts": now_ms,
+                        "fingerprint": transition.fingerprint,
+                    }
+                )
+
+    def _cliff_hints(self, second: int, room: RoomState, watch: RoomWatch) -> list[str]:
+        hints = []
+        firing = {k.alert for k in self.tracker.firing() if k.room_id == room.room_id}
+        latest = room.metrics(60)
+        p95 = latest["latency_p95_seconds"]
+        stall_ratio = latest["stall_ratio"]
+        if firing & {"latency_slo", "stall_slo"} or (p95 or 0) * 1000 > self.latency_slo_ms:
+            hints.append(
+                f"QoE degrading too: latency p95 {p95 or 0:.2f} s, stall ratio "
+                f"{stall_ratio or 0:.1%} over the last minute"
+            )
+        short, before = 15, 240
+        sources = room.sources
+        count = len(TRAFFIC_SOURCES)
+        earlier = [sources.window_ending(i, before, second - short) for i in range(count)]
+        recent = [sources.window_ending(i, short, second) for i in range(count)]
+        if sum(earlier) and sum(recent):
+            # A share that collapsed: one source cut off, not the whole room falling.
+            for index, source in enumerate(TRAFFIC_SOURCES):
+                share_before = earlier[index] / sum(earlier)
+                share_now = recent[index] / sum(recent)
+                if share_before >= 0.2 and share_now <= 0.4 * share_before:
+                    hints.append(
+                        f"traffic source '{source}' collapsed: {share_before:.0%} of entries "
+                        f"before, {share_now:.0%} in the last {short}s"
+                    )
+        ebb = watch.ebb.estimate
+        if ebb is not None and second - ebb.peak_second <= watch.config.promotion_lookback_s:
+            stamp = time.strftime("%H:%M", time.gmtime(ebb.peak_second))
+            hints.append(
+                f"a promotion peak of {ebb.peak:,.0f} viewers at {stamp} UTC is ebbing "
+                f"(half-life {ebb.half_life_s / 60:.1f} min, floor {ebb.floor_ratio:.1f}x the "
+                "level before it): an ebb explains a slow fall, not one this fast"
+            )
+        return hints
+
+    def room_metrics(self, room_id: str) -> dict[str, float | None]:
+        """The post-promotion ebb of a room as snapshot metrics (None: no ebb measured)."""
+        watch = self.rooms.get(room_id)
+        ebb = watch.ebb.estimate if watch is not None else None
+        if ebb is None:
+            return dict.fromkeys(EBB_METRICS)
+        return {
+            "ebb_peak_ts": ebb.peak_second * 1000,
+            "ebb_peak_viewers": ebb.peak,
+            "ebb_pre_level_viewers": ebb.pre_level,
+            "ebb_floor_viewers": ebb.floor,
+            "ebb_half_life_seconds": ebb.half_life_s,
+            "ebb_floor_ratio": ebb.floor_ratio if math.isfinite(ebb.floor_ratio) else None,
+            "ebb_progress_ratio": ebb.progress,
+        }
+
+    def room_gone(self, room_id: str, second: int) -> None:
+        self.rooms.pop(room_id, None)
+        self.transitions += self.tracker.resolve_room(room_id, (second + 1) * 1000, "room_closed")
+
+    def drain(self) -> tuple[list[Transition], list[dict[str, Any]]]:
+        transitions, actions = self.transitions, self.actions
+        self.transitions, self.actions = [], []
+        self.transitions_total.update((t.alert, t.state, t.severity) for t in transitions)
+        return transitions, actions
+
+
+def _with_hints(finding: Finding, hints: list[str]) -> Finding:
+    return msgspec.structs.replace(finding, details={**finding.details, "hints": hints})

@@ -1,0 +1,242 @@
+"""`livewatch demo`: a local broker, a worker, a notifier and a replayed night, watched live.
+
+The top rooms are read from the worker's own /metrics, the alerts are the
+console notifier's lines; at the end the same log is backtested and its HTML
+report written. Every child process dies with the demo (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from streams.dev.broker import LocalKafka, die_with_parent
+from streams.logs.replay import replay
+from streams.settings import Settings, env_name, load_settings
+
+SAMPLES = Path(__file__).parent / "samples"
+SAMPLE = SAMPLES / "demo-small.jsonl.gz"
+"""Two minutes of three quiet rooms: what the integration tests replay."""
+NIGHT = SAMPLES / "demo-night.jsonl.gz"
+"""Twenty minutes with a cliff, a spam flood and a latency incident (simulate --scenario demo)."""
+NIGHT_LABELS = SAMPLES / "demo-night.labels.json"
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def scrape(url: str) -> Samples:
+    """Samples of a /metrics page: name -> {sorted labels: value}."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def wait_for_metrics(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {process.returncode}")
+        try:
+            scrape(url)
+            return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.5)
+    raise RuntimeError(f"the worker's {url} did not answer within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streams.cli.main", "worker"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
+
+
+def start_notifier(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`livewatch notify` with the console receiver; its lines come back through a pipe."""
+    return subprocess.Popen(
+        # Alerts should show as they fire: short grouping for a 10x replay.
+        [
+            sys.executable,
+            "-m",
+            "streams.cli.main",
+            "notify",
+            "--set",
+            "notify.group_wait_s=1",
+            "--set",
+            "notify.group_interval_s=5",
+        ],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+
+
+def _pipe_lines(process: subprocess.Popen[bytes], into: queue.Queue[str]) -> None:
+    assert process.stdout is not None
+    for raw in process.stdout:
+        into.put(raw.decode(errors="replace").rstrip())
+
+
+def top_rooms(samples: Samples, count: int = 8) -> Table:
+    """The most watched rooms now, from the worker's own /metrics."""
+
+    def per_room(name: str, window: str | None = "1m") -> dict[str, float]:
+        out = {}
+        for labels, value in samples.get(name, {}).items():
+            found = dict(labels)
+            if window is None or found.get("window") == window:
+                out[found["room"]] = value
+        return out
+
+    online = per_room("livewatch_room_online_viewers", None)
+    entries = per_room("livewatch_room_entries_per_minute")
+    chat = per_room("livewatch_room_danmaku_per_minute")
+    p95 = per_room("livewatch_room_latency_p95_seconds")
+    stalls = per_room("livewatch_room_stall_ratio")
+    firing: dict[str, list[str]] = {}
+    for labels, value in samples.get("livewatch_alerts_firing", {}).items():
+        found = dict(labels)
+        if value:
+            firing.setdefault(found["room"], []).append(f"{found['alert']} ({found['severity']})")
+    table = Table(title="top rooms (event time, 1 min windows)", expand=True)
+    for column in ("room", "online", "entries/min", "chat/min", "latency p95", "stalls", "firing"):
+        table.add_column(column, justify="left" if column in ("room", "firing") else "right")
+    for room in sorted(online, key=lambda r: -online[r])[:count]:
+        latency = p95.get(room)
+        table.add_row(
+            escape(room),
+            f"{online[room]:,.0f}",
+            f"{entries.get(room, 0):,.0f}",
+            f"{chat.get(room, 0):,.0f}",
+            "-" if latency is None else f"{latency * 1000:,.0f} ms",
+            f"{stalls.get(room, 0):.2%}",
+            Text(", ".join(firing.get(room, [])), style="bold red"),
+        )
+    return table
+
+
+def _styled(line: str) -> Text:
+    style = "bold red" if " FIRING " in line else "green" if " RESOLVED " in line else "dim"
+    return Text(line, style=style)
+
+
+async def _replay_and_watch(
+    sample: Path, settings: Settings, speed: float, url: str, alerts: queue.Queue[str]
+) -> tuple[int, int]:
+    """Replay while showing the top rooms and the notifier's alerts; (events, alert lines)."""
+    console = Console()
+    replaying = asyncio.create_task(replay(sample, settings, speed=speed))
+    printed, quiet_polls, previous = 0, 0, None
+    with Live(Table(), console=console, refresh_per_second=2) as live:
+        while not replaying.done() or quiet_polls < 5:
+            await asyncio.sleep(1)
+            while not alerts.empty():
+                line = alerts.get()
+                printed += " FIRING " in line or " RESOLVED " in line
+                live.console.print(_styled(line))
+            samples = await asyncio.to_thread(scrape, url)
+            live.update(top_rooms(samples))
+            viewers = samples.get("livewatch_room_online_viewers")
+            if replaying.done() and viewers == previous and alerts.empty():
+                quiet_polls += 1
+            else:
+                quiet_polls = 0
+            previous = viewers
+    return (await replaying).produced, printed
+
+
+def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="livewatch-demo-"))
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    worker = notifier = None
+    with LocalKafka(workdir=workdir / "kafka") as kafka:
+        print(f"Kafka broker up at {kafka.bootstrap}", flush=True)
+        env = {
+            env_name("bootstrap_servers"): kafka.bootstrap,
+            env_name("metrics_port"): str(metrics_port),
+            env_name("notifier_metrics_port"): str(metrics_port + 1),
+            env_name("state_dir"): str(workdir / "state"),
+            env_name("idle_after_s"): "1",
+            env_name("log_level"): "warning",
+        }
+        try:
+            worker = start_worker(env, workdir / "worker.log")
+            wait_for_metrics(url, worker)
+            notifier = start_notifier(env)
+            alerts: queue.Queue[str] = queue.Queue()
+            threading.Thread(target=_pipe_lines, args=(notifier, alerts), daemon=True).start()
+            print(f"worker up, metrics at {url} (worker log: {workdir / 'worker.log'})")
+            print(f"notifier up; replaying {sample.name} at {speed}x ...", flush=True)
+            settings = load_settings(environ=env)
+            produced, alerted = asyncio.run(_replay_and_watch(sample, settings, speed, url, alerts))
+            totals = scrape(url)
+            events = {dict(k)["type"]: int(v) for k, v in totals["livewatch_events_total"].items()}
+            print(f"replayed {produced} events; the worker counted {events}")
+            print(f"the console notifier printed {alerted} alert transitions as they fired")
+        except KeyboardInterrupt:
+            print("interrupted, stopping", flush=True)
+            return 130
+        finally:
+            for process in (notifier, worker):
+                if process is not None:
+                    stop_process(process)
+    _write_report(sample, report)
+    return 0
+
+
+def _write_report(sample: Path, report: str) -> None:
+    """The offline view of the same night: the backtest and its HTML report."""
+    from streams.logs.backtest import run_backtest
+    from streams.logs.report import REPORT_EVERY_S, write_report
+
+    settings = load_settings(environ={})
+    result = run_backtest(sample, settings, snapshot_every_s=REPORT_EVERY_S)
+    incidents = json.loads(NIGHT_LABELS.read_text())["incidents"] if sample == NIGHT else None
+    write_report(
+        report,
+        title=f"livewatch demo: {sample.name}",
+        snapshots=result.snapshots,
+        transitions=result.transitions,
+        latency_slo_ms=settings.engine_config().metrics.latency_slo_ms,
+        incidents=incidents,
+        summary_lines=[f"{result.lines} lines, {len(result.transitions)} alert transitions"],
+    )
+    print(f"the backtest of the same log finds {len(result.transitions)} alert transitions")
+    print(f"report written to {Path(report).resolve()}")

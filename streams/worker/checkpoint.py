@@ -1,0 +1,129 @@
+"""Checkpoints of a partition's state together with the input offsets they cover.
+
+A checkpoint is what a restarted or newly assigned worker resumes from: the
+engine state after processing every message before `offsets` (per source
+topic), so consumption restarts exactly there. The engine state is pickled: it
+is an object graph of dicts, sets and numpy arrays written and read only by
+livewatch workers (the changelog topic must not be writable by anyone else).
+
+A big room's state runs to megabytes, above Kafka's default 1 MB record limit,
+so a checkpoint is stored as chunks plus a head record written last. Chunks go
+to one of two slots, alternately, and the head names the slot of the last
+complete checkpoint: a crash in the middle of writing one leaves the previous
+checkpoint intact. Compaction keeps only the latest record per key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+
+from streams.core.engine import EngineConfig, PartitionEngine
+
+FORMAT_VERSION: Final = 2
+"""2: the engine keeps latency samples by second (`_pending_latency`)."""
+CHUNK_BYTES: Final = 512 * 1024
+"""Well under Kafka's default max.message.bytes (1 MiB) with headroom for the envelope."""
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+class Checkpoint(msgspec.Struct, frozen=True):
+    version: int
+    partition: int
+    offsets: dict[str, int]
+    """Source topic -> next offset to read: everything before it is in `state`."""
+    state: bytes
+
+
+class CheckpointHead(msgspec.Struct, frozen=True):
+    seq: int
+    slot: int
+    chunks: int
+    sha256: str
+
+
+class CheckpointChunk(msgspec.Struct, frozen=True):
+    seq: int
+    data: bytes
+
+
+def take_checkpoint(engine: PartitionEngine, partition: int, offsets: dict[str, int]) -> bytes:
+    state = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+    return msgspec.msgpack.encode(Checkpoint(FORMAT_VERSION, partition, dict(offsets), state))
+
+
+def restore_checkpoint(data: bytes, config: EngineConfig) -> tuple[PartitionEngine, Checkpoint]:
+    """The engine a checkpoint holds, running under the current `config`."""
+    try:
+        checkpoint = msgspec.msgpack.decode(data, type=Checkpoint)
+    except msgspec.DecodeError as exc:
+        raise CheckpointError(f"unreadable checkpoint: {exc}") from None
+    if checkpoint.version != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {checkpoint.version}, expected {FORMAT_VERSION}")
+    engine = pickle.loads(checkpoint.state)  # written by livewatch workers only
+    if not isinstance(engine, PartitionEngine):
+        raise CheckpointError("checkpoint does not hold a partition engine")
+    engine.config = config
+    # New settings reach rooms that start from now on and the alert lifecycle;
+    # the rooms in the checkpoint keep the detector settings they started with.
+    engine.watch.settings = config.detectors
+    engine.watch.tracker.config = config.detectors.base.lifecycle
+    return engine, checkpoint
+
+
+def head_key(partition: int) -> bytes:
+    return b"%d" % partition
+
+
+def chunk_key(partition: int, slot: int, index: int) -> bytes:
+    return b"%d/%d/%d" % (partition, slot, index)
+
+
+def split_checkpoint(partition: int, blob: bytes, seq: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) records storing `blob` as checkpoint number `seq`; the head comes last."""
+    slot = seq % 2
+    pieces = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
+    records = [
+        (chunk_key(partition, slot, index), msgspec.msgpack.encode(CheckpointChunk(seq, piece)))
+        for index, piece in enumerate(pieces)
+    ]
+    head = CheckpointHead(seq, slot, len(pieces), hashlib.sha256(blob).hexdigest())
+    records.append((head_key(partition), msgspec.msgpack.encode(head)))
+    return records
+
+
+def join_checkpoint(partition: int, lookup: Callable[[bytes], bytes | None]) -> tuple[int, bytes]:
+    """The sequence number and blob of the partition's last complete checkpoint.
+
+    `lookup` gives the latest value stored under a key (None when absent).
+    Raises KeyError when the partition has no checkpoint at all.
+    """
+    head_value = lookup(head_key(partition))
+    if head_value is None:
+        raise KeyError(partition)
+    try:
+        head = msgspec.msgpack.decode(head_value, type=CheckpointHead)
+        pieces = []
+        for index in range(head.chunks):
+            value = lookup(chunk_key(partition, head.slot, index))
+            if value is None:
+                raise CheckpointError(f"checkpoint {head.seq} lacks chunk {index}")
+            chunk = msgspec.msgpack.decode(value, type=CheckpointChunk)
+            if chunk.seq != head.seq:
+                raise CheckpointError(
+                    f"checkpoint {head.seq}: chunk {index} belongs to checkpoint {chunk.seq}"
+                )
+            pieces.append(chunk.data)
+    except msgspec.DecodeError as exc:
+        raise CheckpointError(f"unreadable checkpoint record: {exc}") from None
+    blob = b"".join(pieces)
+    if hashlib.sha256(blob).hexdigest() != head.sha256:
+        raise CheckpointError(f"checkpoint {head.seq} does not match its digest")
+    return head.seq, blob

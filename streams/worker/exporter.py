@@ -1,0 +1,329 @@
+"""Prometheus exposition of the pipeline's state, rendered at scrape time.
+
+Nothing is updated per event: the collector reads the pure core's counters and
+room states when Prometheus asks. Per-room series exist only for the top K rooms
+by online viewers plus pinned rooms; every room counts in the aggregate series.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from streams.core.decode import INVALID_REASONS
+from streams.core.events import EVENT_TYPES
+from streams.core.latency import HISTOGRAM_BOUNDS_SECONDS
+from streams.core.pipeline import Pipeline
+from streams.core.room import (
+    DANMAKU,
+    ENTRIES,
+    EXITS,
+    LATENCY_SAMPLES,
+    ORDERS,
+    STALL_SECONDS,
+    STALLS,
+    VIEWER_SECONDS,
+    WINDOWS,
+    RoomState,
+)
+from streams.core.sketch import LatencySketch
+
+MAX_LABEL_LENGTH: Final = 128
+_UNPRINTABLE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]"
+)
+WINDOW_LABELS: Final = {60: "1m", 300: "5m"}
+assert tuple(WINDOW_LABELS) == WINDOWS
+
+# Windowed room metrics: name -> help. Values from RoomState.metrics().
+ROOM_WINDOW_METRICS: Final = {
+    "entries_per_minute": "Viewer entries (joins) per minute over the window.",
+    "exits_per_minute": "Viewer exits (leaves and expired sessions) per minute over the window.",
+    "danmaku_per_minute": "Chat messages per minute over the window.",
+    "orders_per_minute": "Paid orders per minute over the window.",
+    "bounce_rate": "Share of sessions started in the window shorter than the bounce threshold.",
+    "retention_1m": "Share of viewers who joined in the window still present 1 minute later.",
+    "retention_5m": "Share of viewers who joined in the window still present 5 minutes later.",
+    "stalls_per_viewer_hour": "Playback stalls per hour of watch time over the window.",
+    "latency_p50_seconds": "Median end-to-end latency over the window.",
+    "latency_p95_seconds": "95th percentile end-to-end latency over the window.",
+    "latency_p99_seconds": "99th percentile end-to-end latency over the window.",
+}
+# Metrics with both a windowed and a since-live value (window="live").
+ROOM_WINDOW_AND_LIVE_METRICS: Final = {
+    "unique_viewers": "Distinct viewers present at any time in the window.",
+    "average_stay_seconds": "Watch time per unique viewer (AvgTime = TotalTime / UV).",
+    "unique_chatters": "Distinct viewers who sent chat messages.",
+    "interaction_rate": "Unique chatters / unique viewers.",
+    "buyers": "Distinct viewers with a paid order.",
+    "gmv": "Gross merchandise value, refunds subtracted.",
+    "conversion_rate": "Buyers / unique viewers.",
+    "gpm": "GMV x 1000 / unique viewers.",
+    "watch_seconds": "Viewer-seconds watched (online viewers summed per second).",
+    "stall_ratio": "Stall time / watch time.",
+    "stalled_viewer_share": "Share of unique viewers with at least one stall.",
+    "latency_within_slo_ratio": "Share of end-to-end latency samples at or under the SLO (600 ms).",
+}
+ROOM_COUNTERS: Final = {
+    "entries": (ENTRIES, "Viewer entries since the room went live."),
+    "exits": (EXITS, "Viewer exits since the room went live."),
+    "danmaku": (DANMAKU, "Chat messages since the room went live."),
+    "orders": (ORDERS, "Paid orders since the room went live."),
+    "stalls": (STALLS, "Playback stalls since the room went live."),
+    "stall_seconds": (STALL_SECONDS, "Stall time since the room went live."),
+    "watch_seconds": (VIEWER_SECONDS, "Viewer-seconds watched since the room went live."),
+    "latency_samples": (LATENCY_SAMPLES, "End-to-end latency samples since the room went live."),
+}
+
+
+def sanitize_label_value(value: str) -> str:
+    """Room ids and regions are producer input: keep them printable, one line, and short."""
+    return _UNPRINTABLE.sub("_", value)[:MAX_LABEL_LENGTH]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportConfig:
+    top_rooms: int = 200
+    """Rooms with per-room series: the most watched, by online viewers."""
+    pinned_rooms: frozenset[str] = frozenset()
+    """Rooms that always have per-room series."""
+
+
+class PipelineCollector(Collector):
+    def __init__(self, pipeline: Pipeline, config: ExportConfig | None = None) -> None:
+        self.pipeline = pipeline
+        self.config = config or ExportConfig()
+
+    def exported_rooms(self, rooms: Iterable[RoomState]) -> list[RoomState]:
+        """Top K rooms by online viewers (ties by id), plus pinned rooms."""
+        ranked = sorted(rooms, key=lambda r: (-r.online, r.room_id))
+        chosen = ranked[: self.config.top_rooms]
+        pinned = self.config.pinned_rooms
+        chosen += [r for r in ranked[self.config.top_rooms :] if r.room_id in pinned]
+        return chosen
+
+    def collect(self) -> Iterator[Metric]:
+        pipeline = self.pipeline
+        yield from self._worker_counters()
+        rooms = [room for engine in pipeline.engines.values() for room in engine.rooms.values()]
+        yield from self._aggregates(rooms)
+        exported = self.exported_rooms(rooms)
+        yield from self._room_series(exported)
+        yield from self._ebb(exported)
+        yield from self._latency()
+        yield from self._alerts({room.room_id for room in exported})
+
+    def _worker_counters(self) -> Iterator[Metric]:
+        pipeline = self.pipeline
+        events = CounterMetricFamily(
+            "livewatch_events", "Valid events accepted, by event type.", labels=["type"]
+        )
+        for event_type in EVENT_TYPES:
+            events.add_metric([event_type], pipeline.events_total[event_type])
+        yield events
+        invalid = CounterMetricFamily(
+            "livewatch_events_invalid",
+            "Rejected inputs (messages or batch elements), by reason; each is dead-lettered.",
+            labels=["reason"],
+        )
+        for reason in INVALID_REASONS:
+            invalid.add_metric([reason], pipeline.invalid_total[reason])
+        yield invalid
+        yield CounterMetricFamily(
+            "livewatch_events_late",
+            "Events behind their source's clock by more than the allowed lateness; dropped.",
+            value=pipeline.late_total,
+        )
+        clock = GaugeMetricFamily(
+            "livewatch_partition_watermark_seconds",
+            "Event time up to which a partition is complete (epoch seconds).",
+            labels=["partition"],
+        )
+        for partition, engine in sorted(pipeline.engines.items()):
+            if engine.watermark is not None:
+                clock.add_metric([str(partition)], engine.watermark / 1000)
+        yield clock
+
+    def _aggregates(self, rooms: list[RoomState]) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "livewatch_online_viewers",
+            "Viewers online in all rooms of this worker.",
+            value=sum(r.online for r in rooms),
+        )
+        yield GaugeMetricFamily(
+            "livewatch_rooms", "Live rooms this worker holds state for.", value=len(rooms)
+        )
+        per_minute = GaugeMetricFamily(
+            "livewatch_per_minute",
+            "Events per minute over the window, all rooms of this worker.",
+            labels=["event", "window"],
+        )
+        fields = {"entry": ENTRIES, "exit": EXITS, "danmaku": DANMAKU, "order": ORDERS}
+        for seconds, label in WINDOW_LABELS.items():
+            for name, field in fields.items():
+                total = sum(r.ring.window(field, seconds) for r in rooms)
+                per_minute.add_metric([name, label], total / (seconds / 60))
+        yield per_minute
+
+    def _room_series(self, rooms: list[RoomState]) -> Iterator[Metric]:
+        online = GaugeMetricFamily(
+            "livewatch_room_online_viewers", "Viewers in the room now.", labels=["room"]
+        )
+        peak = GaugeMetricFamily(
+            "livewatch_room_peak_online_viewers",
+            "Highest concurrent viewers since the room went live (PCU).",
+            labels=["room"],
+        )
+        sources = CounterMetricFamily(
+            "livewatch_room_entries_by_source",
+            "Viewer entries since the room went live, by traffic source.",
+            labels=["room", "source"],
+        )
+        windowed = {
+            name: GaugeMetricFamily(f"livewatch_room_{name}", text, labels=["room", "window"])
+            for name, text in {**ROOM_WINDOW_METRICS, **ROOM_WINDOW_AND_LIVE_METRICS}.items()
+        }
+        counters = {
+            name: CounterMetricFamily(f"livewatch_room_{name}", text, labels=["room"])
+            for name, (_, text) in ROOM_COUNTERS.items()
+        }
+        seen_labels: set[str] = set()
+        for room in rooms:
+            label = sanitize_label_value(room.room_id)
+            if label in seen_labels:  # two odd ids sanitized alike: keep the first
+                continue
+            seen_labels.add(label)
+            online.add_metric([label], room.online)
+            peak.add_metric([label], room.peak_online)
+            for source, count in room.entries_by_source.items():
+                sources.add_metric([label, source], count)
+            for seconds, window in WINDOW_LABELS.items():
+                for name, value in room.metrics(seconds).items():
+                    if value is not None and name in windowed:
+                        windowed[name].add_metric([label, window], value)
+            live = room.totals_metrics()
+            for name in ROOM_WINDOW_AND_LIVE_METRICS:
+                value = live[name]
+                if value is not None:
+                    windowed[name].add_metric([label, "live"], value)
+            for name, (field, _) in ROOM_COUNTERS.items():
+                counters[name].add_metric([label], room.totals[field])
+        yield online
+        yield peak
+        yield sources
+        yield from windowed.values()
+        yield from counters.values()
+
+    def _latency(self) -> Iterator[Metric]:
+        histogram = HistogramMetricFamily(
+            "livewatch_latency_seconds",
+            "Latency samples by kind and region (buckets include the 0.6 s SLO line).",
+            labels=["kind", "region"],
+        )
+        merged: dict[tuple[str, str], tuple[list[int], float]] = {}
+        regional: dict[str, dict[int, LatencySketch]] = {}
+        # In partition order: float sums must not depend on which partition a
+        # worker happened to be assigned first.
+        for _, engine in sorted(self.pipeline.engines.items()):
+            stats = engine.latency
+            for key, (counts, seconds) in stats.histograms().items():
+                previous, total = merged.get(key, ([0] * len(counts), 0.0))
+                merged[key] = (
+                    [a + b for a, b in zip(previous, counts, strict=True)],
+                    total + seconds,
+                )
+            for region, windowed in stats.regions.items():
+                into = regional.setdefault(region, {w: LatencySketch() for w in WINDOWS})
+                for window in WINDOWS:
+                    into[window].merge(windowed.sketch(window))
+        for (kind, region), (counts, total) in sorted(merged.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*HISTOGRAM_BOUNDS_SECONDS, float("inf")), counts, strict=True):
+                cumulative += count
+                buckets.append((_le(bound), cumulative))
+            histogram.add_metric([kind, sanitize_label_value(region)], buckets, total)
+        yield histogram
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            family = GaugeMetricFamily(
+                f"livewatch_region_latency_{name}_seconds",
+                f"End-to-end latency {name} per region over the window (1% relative error).",
+                labels=["region", "window"],
+            )
+            for region, sketches in sorted(regional.items()):
+                for seconds, window_label in WINDOW_LABELS.items():
+                    value = sketches[seconds].quantile(q)
+                    if value is not None:
+                        family.add_metric(
+                            [sanitize_label_value(region), window_label], value / 1000
+                        )
+            yield family
+
+    def _ebb(self, rooms: list[RoomState]) -> Iterator[Metric]:
+        watches = {
+            room_id: watch
+            for engine in self.pipeline.engines.values()
+            for room_id, watch in engine.watch.rooms.items()
+        }
+        families = {
+            "half_life_seconds": "Half-life of the post-promotion decay of online viewers.",
+            "floor_ratio": "Level the ebb settles at, relative to the level before the promotion.",
+            "progress_ratio": "Share of the fall from the peak to the floor already behind.",
+        }
+        gauges = {
+            name: GaugeMetricFamily(f"livewatch_room_ebb_{name}", text, labels=["room"])
+            for name, text in families.items()
+        }
+        for room in rooms:
+            watch = watches.get(room.room_id)
+            ebb = watch.ebb.estimate if watch else None
+            if ebb is None:
+                continue
+            label = [sanitize_label_value(room.room_id)]
+            gauges["half_life_seconds"].add_metric(label, ebb.half_life_s)
+            if math.isfinite(ebb.floor_ratio):  # no level before the peak: no ratio
+                gauges["floor_ratio"].add_metric(label, ebb.floor_ratio)
+            gauges["progress_ratio"].add_metric(label, ebb.progress)
+        yield from gauges.values()
+
+    def _alerts(self, exported_rooms: set[str]) -> Iterator[Metric]:
+        firing = GaugeMetricFamily(
+            "livewatch_alerts_firing",
+            'Alerts firing now; rooms beyond the per-room series cap count under room="_other".',
+            labels=["alert", "severity", "room"],
+        )
+        counts: Counter[tuple[str, str, str]] = Counter()
+        transitions = CounterMetricFamily(
+            "livewatch_alert_transitions",
+            "Alert transitions emitted (sent to the alerts topic), by alert, state and severity.",
+            labels=["alert", "state", "severity"],
+        )
+        totals: Counter[tuple[str, str, str]] = Counter()
+        for engine in self.pipeline.engines.values():
+            for key, finding in engine.watch.tracker.firing().items():
+                room = (
+                    sanitize_label_value(key.room_id) if key.room_id in exported_rooms else "_other"
+                )
+                counts[(key.alert, finding.severity, room)] += 1
+            totals.update(engine.watch.transitions_total)
+        for labels, count in sorted(counts.items()):
+            firing.add_metric(list(labels), count)
+        for labels, count in sorted(totals.items()):
+            transitions.add_metric(list(labels), count)
+        yield firing
+        yield transitions
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)

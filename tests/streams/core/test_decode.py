@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from streams.core.decode import (
+    INVALID_FIELD,
+    KEY_MISMATCH,
+    MISSING_FIELD,
+    NOT_AN_EVENT,
+    NOT_JSON,
+    NOT_UTF8,
+    UNKNOWN_TYPE,
+    Decoded,
+    RawMessage,
+    decode_message,
+    decode_messages,
+)
+from streams.core.events import Danmaku, Join, Latency, Leave, Order, Stall
+
+TS = 1_764_000_000_000
+STALL = '{"type":"stall","room_id":"r1","ts":' + str(TS) + ',"user_id":"u","duration_ms":'
+JOIN_BAD_UTF8 = b'{"type":"join","room_id":"r1","ts":' + str(TS).encode() + b',"user_id":"\xff"}'
+
+
+def message(value: bytes | str | object, key: bytes | None = b"r1", offset: int = 0) -> RawMessage:
+    if isinstance(value, str):
+        value = value.encode()
+    elif not isinstance(value, bytes):
+        value = json.dumps(value).encode()
+    return RawMessage("live.joins", 0, offset, key, value)
+
+
+def base(type_: str, **fields: object) -> dict[str, object]:
+    return {"type": type_, "room_id": "r1", "ts": TS, "user_id": "u1", **fields}
+
+
+def decode(value: bytes | str | object, key: bytes | None = b"r1") -> Decoded:
+    out = Decoded()
+    decode_message(message(value, key), out)
+    return out
+
+
+def test_every_event_type_decodes_with_its_defaults() -> None:
+    values = [
+        base("join"),
+        base("join", source="ad"),
+        base("leave"),
+        base("danmaku", text="想要"),
+        base("order", order_id="o1", amount=19.9),
+        base("order", order_id="o2", amount=0, status="refunded"),
+        base("stall", duration_ms=1200),
+        base("latency", value_ms=420.5),
+        base("latency", value_ms=10, kind="connect", region="cn-east"),
+    ]
+    out = decode(values)
+    assert out.rejected == []
+    assert out.events == [
+        Join("r1", TS, "u1", None),
+        Join("r1", TS, "u1", "ad"),
+        Leave("r1", TS, "u1"),
+        Danmaku("r1", TS, "u1", "想要"),
+        Order("r1", TS, "u1", "o1", 19.9, "paid"),
+        Order("r1", TS, "u1", "o2", 0.0, "refunded"),
+        Stall("r1", TS, "u1", 1200.0),
+        Latency("r1", TS, "u1", 420.5, "e2e", None),
+        Latency("r1", TS, "u1", 10.0, "connect", "cn-east"),
+    ]
+    assert [index for _, index in out.origins] == list(range(len(values)))
+
+
+def test_single_object_has_no_batch_index_and_unknown_fields_are_ignored() -> None:
+    out = decode(base("join", colour="red", nested={"a": [1]}))
+    assert out.events == [Join("r1", TS, "u1", None)]
+    assert out.origins[0][1] is None
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("{not json", NOT_JSON),
+        ("", NOT_JSON),
+        (json.dumps(base("join")) + " trailing", NOT_JSON),
+        (JOIN_BAD_UTF8, NOT_UTF8),
+        (b"\xff\xfe\x00", NOT_UTF8),
+        ('"just a string"', NOT_AN_EVENT),
+        ("42", NOT_AN_EVENT),
+        (base("teleport"), UNKNOWN_TYPE),
+        ({"room_id": "r1", "ts": TS, "user_id": "u1"}, MISSING_FIELD),
+        (base("danmaku"), MISSING_FIELD),
+        ({"type": "join", "room_id": "r1", "user_id": "u1"}, MISSING_FIELD),
+        (base("join", ts=float(TS)), INVALID_FIELD),
+        (base("join", ts=str(TS)), INVALID_FIELD),
+        (base("join", ts=TS // 1000), INVALID_FIELD),  # seconds, not milliseconds
+        (base("join", user_id=7), INVALID_FIELD),
+        (base("join", source="tv"), INVALID_FIELD),
+        (base("order", order_id="o", amount=-0.01), INVALID_FIELD),
+        (base("order", order_id="o", amount=1, status="lost"), INVALID_FIELD),
+        (base("stall", duration_ms=-5), INVALID_FIELD),
+        (base("latency", value_ms=-1), INVALID_FIELD),
+        (base("latency", value_ms=100, kind="p99"), INVALID_FIELD),
+        (STALL + "NaN}", NOT_JSON),
+        (
+            STALL + "Infinity}",
+            NOT_JSON,
+        ),
+        (
+            STALL + "1e999}",
+            INVALID_FIELD,
+        ),
+        (base("join", room_id=""), INVALID_FIELD),
+        (base("join", room_id="r" * 129), INVALID_FIELD),
+    ],
+)
+def test_invalid_messages_are_rejected_with_their_reason(value: object, reason: str) -> None:
+    key = b"r" * 129 if isinstance(value, dict) and value.get("room_id") == "r" * 129 else b"r1"
+    out = decode(value, key=key)
+    assert out.events == []
+    assert [r.reason for r in out.rejected] == [reason]
+    rejected = out.rejected[0]
+    assert rejected.index is None and rejected.payload is None
+    assert rejected.detail
+
+
+def test_a_bad_element_does_not_take_its_batch_neighbours_with_it() -> None:
+    batch = [base("join"), base("order", order_id="o", amount=-1), "oops", base("leave")]
+    out = decode(batch)
+    assert out.events == [Join("r1", TS, "u1", None), Leave("r1", TS, "u1")]
+    assert [(r.reason, r.index) for r in out.rejected] == [(INVALID_FIELD, 1), (NOT_AN_EVENT, 2)]
+    assert json.loads(out.rejected[0].payload or b"")["amount"] == -1
+    assert [index for _, index in out.origins] == [0, 3]
+
+
+def test_room_id_must_match_the_message_key() -> None:
+    out = decode([base("join"), base("join", room_id="other")], key=b"r1")
+    assert out.events == [Join("r1", TS, "u1", None)]
+    assert [(r.reason, r.index) for r in out.rejected] == [(KEY_MISMATCH, 1)]
+    assert decode(base("join"), key=None).rejected[0].reason == KEY_MISMATCH
+
+
+def test_log_files_have_no_keys_to_check() -> None:
+    out = decode_messages([message(base("join"), key=None)], check_key=False)
+    assert len(out.events) == 1 and out.rejected == []
+
+
+def test_an_empty_batch_is_valid_and_holds_nothing() -> None:
+    out = decode([])
+    assert out.events == [] and out.rejected == []

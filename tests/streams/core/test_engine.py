@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.core.engine import EngineConfig, PartitionEngine
+from streams.core.events import Danmaku, Event, Join, Leave, Stall
+from tests.streams.scenarios import CONFIG, T0, interleave, run_live, source_streams, state
+
+
+def online(engine: PartitionEngine) -> dict[str, set[str]]:
+    return {room_id: set(room.joined_at) for room_id, room in engine.rooms.items()}
+
+
+def test_events_wait_for_the_slowest_source_then_apply_in_event_time_order() -> None:
+    engine = PartitionEngine(CONFIG)
+    # The leave (t+2s) arrives before the join (t+1s) it ends: reordered.
+    engine.ingest([Leave("r", T0 + 2_000, "a"), Join("r", T0 + 1_000, "a"), Join("r", T0, "b")])
+    assert online(engine) == {}  # nothing is 5 s old yet
+    engine.ingest([Join("r", T0 + 6_500, "c")])
+    assert engine.watermark == T0 + 1_500
+    assert online(engine) == {"r": {"a", "b"}}  # a's leave (t+2s) is still pending
+    # Chat far ahead does not move the watermark past the joins source.
+    engine.ingest([Danmaku("r", T0 + 60_000, "b", "hi")])
+    assert engine.watermark == T0 + 1_500
+    engine.ingest([Join("r", T0 + 8_000, "d")])
+    assert online(engine) == {"r": {"b"}}
+    assert engine.late == 0
+
+
+def test_a_join_and_leave_out_of_order_within_the_lateness_bound() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.ingest([Join("r", T0 + 3_000, "a"), Leave("r", T0 + 1_000, "a")])
+    engine.flush()
+    # In event time the leave came first (of an earlier session), then the join.
+    assert online(engine) == {"r": {"a"}}
+
+
+def test_late_events_are_counted_and_dropped() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.ingest([Join("r", T0, "a"), Join("r", T0 + 20_000, "b")])
+    engine.ingest([Leave("r", T0 + 1_000, "a")])  # 19 s behind its source: late
+    assert engine.late == 1
+    engine.flush()
+    assert online(engine) == {"r": {"a", "b"}}
+
+
+def test_duplicates_do_not_inflate_viewers_and_unknown_leaves_are_harmless() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.ingest([Join("r", T0, "a"), Join("r", T0, "a"), Leave("r", T0, "ghost")])
+    engine.flush()
+    assert online(engine) == {"r": {"a"}}
+    room = engine.rooms["r"]
+    assert room.peak_online == 1 and room.totals_metrics()["entries"] == 1
+
+
+def test_timestamps_far_from_the_clock_are_rejected_and_do_not_move_it() -> None:
+    engine = PartitionEngine(CONFIG)
+    events: list[Event] = [
+        Join("r", T0, "a"),
+        Join("r", T0 + 3_600_001, "future"),
+        Join("r", T0 - 3_600_001, "past"),
+        Join("r", T0 + 1, "b"),
+    ]
+    assert engine.ingest(events) == [1, 2]
+    assert engine.event_clock == T0 + 1
+    engine.flush()
+    assert online(engine) == {"r": {"a", "b"}}
+
+
+def test_the_wall_clock_admits_a_long_gap_in_live_mode() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.ingest([Join("r", T0, "a")])
+    later = T0 + 2 * 3_600_000
+    assert engine.ingest([Join("r", later, "b")], now_ms=later) == []
+    assert engine.event_clock == later
+
+
+def test_idle_time_advances_the_watermark_and_ticks_rooms() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.ingest([Join("r", T0, "a")])
+    assert online(engine) == {}
+    engine.advance_idle(5_000)
+    assert online(engine) == {"r": {"a"}}
+    engine.advance_idle(10_000)
+    assert engine.rooms["r"].head == (T0 + 10_000) // 1000 - 1
+
+
+def test_in_live_mode_only_lagging_sources_hold_the_watermark() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.ingest([Join("r", T0, "a")], lagging={"joins", "danmaku"})
+    assert engine.watermark is None  # chat has input we have not seen yet
+    engine.ingest([Danmaku("r", T0 + 30_000, "a", "hi")], lagging={"joins", "danmaku"})
+    assert engine.watermark == T0 - 5_000
+    engine.ingest([], lagging={"danmaku"})
+    engine.ingest([Danmaku("r", T0 + 31_000, "a", "hi")], lagging={"danmaku"})
+    assert engine.watermark == T0 + 26_000
+
+
+def test_a_silent_source_stops_holding_the_watermark_offline() -> None:
+    engine = PartitionEngine(EngineConfig(allowed_lateness_ms=5_000, source_idle_ms=60_000))
+    engine.ingest([Stall("r", T0, "a", 100.0)])
+    engine.ingest([Danmaku("r", T0 + 30_000, "a", "x")])
+    assert engine.watermark == T0 - 5_000
+    engine.ingest([Danmaku("r", T0 + 61_000, "a", "x")])
+    assert engine.watermark == T0 + 56_000
+
+
+@given(source_streams(), st.integers(0, 2**16), st.lists(st.integers(1, 12), min_size=1))
+@settings(max_examples=200, deadline=None)
+def test_topic_interleaving_and_batch_boundaries_never_change_the_result(
+    streams: dict[str, list[Event]], seed: int, sizes: list[int]
+) -> None:
+    first = run_live(interleave(streams, seed), [1000])
+    second = run_live(interleave(streams, seed + 1), sizes)
+    assert state(second) == state(first)
+
+
+@given(source_streams(), st.lists(st.integers(1, 10), min_size=1, max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_offline_batch_boundaries_never_change_the_result(
+    streams: dict[str, list[Event]], sizes: list[int]
+) -> None:
+    events = interleave(streams, 0)
+    whole = PartitionEngine(CONFIG)
+    whole.ingest(events)
+    whole.flush()
+    split = PartitionEngine(CONFIG)
+    start, i = 0, 0
+    while start < len(events):
+        size = sizes[i % len(sizes)]
+        split.ingest(events[start : start + size])
+        start, i = start + size, i + 1
+    split.flush()
+    assert state(split) == state(whole)
+
+
+def test_region_latency_windows_empty_out_after_the_last_room_is_gone() -> None:
+    from streams.core.events import Latency
+    from streams.core.room import MetricsConfig
+
+    engine = PartitionEngine(
+        EngineConfig(allowed_lateness_ms=0, metrics=MetricsConfig(room_idle_s=10))
+    )
+    engine.ingest([Latency("r", T0, "a", 300.0, region="east"), Leave("r", T0 + 1_000, "a")])
+    engine.advance_idle(2_000)
+    assert engine.latency.regions["east"].sketch(60).count == 1
+    engine.advance_idle(600_000)  # the room goes after 10 s; ten minutes pass
+    assert engine.rooms == {}
+    assert engine.latency.regions["east"].sketch(60).count == 0
+    assert engine.latency.regions["east"].sketch(300).count == 0

@@ -1,0 +1,246 @@
+"""Detectors through the offline driver: every injected incident, nothing else."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from detectors.alerts import Transition
+from streams.core.pipeline import partition_for
+from streams.logs.backtest import BacktestResult, _run_lanes, run_backtest, score
+from streams.logs.simulate import SCENARIOS, T0, Room, Scenario, generate, labels, steady, write_log
+from streams.logs.split import LogSplitter, Parcel, Part
+from streams.settings import load_settings
+from streams.worker.exporter import PipelineCollector
+from tests.exposition import samples
+
+CONTRACT = {"alert", "state", "room_id", "ts", "severity", "summary", "fingerprint", "details"}
+LIMITS_S = {"traffic_cliff": 60, "spam_flood": 30, "latency_slo": 180, "stall_slo": 180}
+CLI = [sys.executable, "-m", "streams.cli.main"]
+
+
+def night(directory: Path, name: str, seed: int) -> Path:
+    return _written(SCENARIOS[name], seed, directory / f"{name}-{seed}.jsonl.gz")
+
+
+def _written(scenario: Scenario, seed: int, path: Path) -> Path:
+    write_log(generate(scenario, seed), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mixed_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return night(tmp_path_factory.mktemp("mixed"), "mixed", 1)
+
+
+@pytest.fixture(scope="module")
+def mixed(mixed_log: Path) -> BacktestResult:
+    return run_backtest(mixed_log, load_settings(environ={}))
+
+
+def firing(result: BacktestResult, room: str) -> list[Transition]:
+    return [t for t in result.transitions if t.state == "firing" and t.room_id == room]
+
+
+def test_the_mixed_night_meets_the_quality_bar(mixed: BacktestResult) -> None:
+    """Every incident found within its limit, nothing else, dirty input and all."""
+    assert mixed.pipeline is not None and sum(mixed.pipeline.invalid_total.values()) > 0
+    scores = score(mixed.transitions, labels(SCENARIOS["mixed"]))
+    assert set(scores) == set(LIMITS_S)
+    for alert, entry in scores.items():
+        assert (entry.recall, entry.precision) == (1.0, 1.0), alert
+        assert max(entry.delays_s) <= LIMITS_S[alert], (alert, entry.delays_s)
+
+
+def test_alerts_carry_what_an_operator_acts_on(mixed: BacktestResult) -> None:
+    feed_cut = firing(mixed, "room-feedcut")[0]
+    assert any("'feed' collapsed" in hint for hint in feed_cut.details["hints"])
+    outage = firing(mixed, "room-outage")
+    assert not any("collapsed" in hint for t in outage for hint in t.details["hints"])
+    assert any(t.details["silent"] for t in outage)  # the viewers all left: silence announced
+    latency = firing(mixed, "room-latency")[0]
+    assert latency.region == "cn-south"
+    mute = [a for a in mixed.actions if a["room_id"] == "room-spam"]
+    assert mute and all(u.startswith("bot") for u in mute[0]["user_ids"])
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_a_normal_promotion_night_stays_quiet(tmp_path: Path, seed: int) -> None:
+    """Ebbs after promotions, hype bursts, a steady room and a tiny room: no alert."""
+    result = run_backtest(night(tmp_path, "promo-night", seed), load_settings(environ={}))
+    assert [(t.room_id, t.alert, t.summary) for t in result.transitions] == []
+
+
+def test_a_room_going_silent_alone_in_its_partition_still_fires(tmp_path: Path) -> None:
+    settings = load_settings(environ={})
+    silent = "room-quiet-0"
+    busy = next(
+        f"room-busy-{i}"
+        for i in range(100)
+        if partition_for(f"room-busy-{i}", settings.partitions)
+        != partition_for(silent, settings.partitions)
+    )
+    scenario = Scenario(
+        "silent", 1100, (Room(silent, steady(2.0), silent_at=900), Room(busy, steady(2.0)))
+    )
+    result = run_backtest(_written(scenario, 1, tmp_path / "silent.jsonl"), settings)
+    alerts = [t for t in result.transitions if t.state == "firing"]
+    assert {t.room_id for t in alerts} == {silent}
+    assert alerts[0].alert == "traffic_cliff" and alerts[0].ts - (T0 + 900_000) <= 60_000
+    assert any(t.details["silent"] for t in alerts)
+
+
+def test_the_promotion_ebb_is_measured_and_exported(tmp_path: Path) -> None:
+    result = run_backtest(night(tmp_path, "promo-night", 1), load_settings(environ={}))
+    assert result.pipeline is not None
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(result.pipeline))
+    scraped = samples(generate_latest(registry).decode())
+    half_lives = {
+        dict(labels)["room"]: value
+        for (name, labels), value in scraped.items()
+        if name == "livewatch_room_ebb_half_life_seconds"
+    }
+    # room-beauty's arrivals ebb with a 5-minute half-life after its peak at 15 min,
+    # room-snacks' with 7 minutes after 23 min; stays of ~4-5 minutes slow the audience's fall.
+    assert set(half_lives) == {"room-beauty", "room-snacks"}
+    assert 300 <= half_lives["room-beauty"] <= 1200
+    progress = scraped[("livewatch_room_ebb_progress_ratio", (("room", "room-beauty"),))]
+    assert 0.5 < progress <= 1  # 25 minutes into the ebb when the night ends
+
+
+def test_the_cli_writes_the_alert_contract(mixed_log: Path, tmp_path: Path) -> None:
+    out = tmp_path / "alerts.jsonl"
+    done = subprocess.run(
+        [*CLI, "backtest", str(mixed_log), "--alerts-out", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines and all(set(line) >= CONTRACT for line in lines)
+    assert {line["state"] for line in lines} <= {"firing", "resolved"}
+    assert "spam_flood" in done.stdout
+
+
+def test_score_counts_misses_false_alerts_and_delays() -> None:
+    def fired(alert: str, room: str, ts: int) -> Transition:
+        return Transition(alert, "firing", room, ts, "warning", "", "f", {}, None, ts, "")
+
+    incidents = [
+        {"alert": "spam_flood", "room_id": "a", "start": 1_000, "end": 5_000},
+        {"alert": "spam_flood", "room_id": "b", "start": 1_000, "end": 5_000},
+    ]
+    transitions = [
+        fired("spam_flood", "a", 4_000),
+        fired("spam_flood", "a", 6_000),  # the same incident again: not false
+        fired("spam_flood", "c", 2_000),  # no incident there
+        fired("traffic_cliff", "a", 2_000),
+    ]
+    scores = score(transitions, incidents, grace_ms=10_000)
+    spam = scores["spam_flood"]
+    assert (spam.incidents, spam.detected, spam.recall, spam.delays_s) == (2, 1, 0.5, [3.0])
+    assert (spam.alerts, spam.false_alerts) == (3, 1)
+    assert scores["traffic_cliff"].precision == 0.0 and scores["traffic_cliff"].recall is None
+
+
+def test_simulate_then_backtest_with_labels_from_the_command_line(tmp_path: Path) -> None:
+    log, labels_file = tmp_path / "spam.jsonl.gz", tmp_path / "labels.json"
+    subprocess.run(
+        [*CLI, "simulate", "--scenario", "spam", "--seed", "3", "--out", str(log),
+         "--labels-out", str(labels_file)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert json.loads(labels_file.read_text())["incidents"][0]["alert"] == "spam_flood"
+    done = subprocess.run(
+        [*CLI, "backtest", str(log), "--labels", str(labels_file)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    row = next(line for line in done.stdout.splitlines() if line.startswith("spam_flood "))
+    assert row.split()[1:4] == ["1", "1.00", "1.00"]
+
+
+def test_metric_snapshots_every_minute_of_event_time(tmp_path: Path) -> None:
+    scenario = Scenario("two", 300, (Room("room-a", steady(1)), Room("room-b", steady(0.5))))
+    log = _written(scenario, 1, tmp_path / "two.jsonl")
+    out = tmp_path / "metrics.jsonl"
+    subprocess.run(
+        [*CLI, "backtest", str(log), "--metrics-out", str(out),
+         "--set", "detectors.cliff.drop_warning=0.3"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    snapshots = [json.loads(line) for line in out.read_text().splitlines()]
+    stamps = sorted({s["ts"] for s in snapshots})
+    assert stamps == [T0 + k * 60_000 for k in range(1, len(stamps) + 1)] and len(stamps) >= 4
+    assert {s["room_id"] for s in snapshots} == {"room-a", "room-b"}
+    last_a = [s for s in snapshots if s["room_id"] == "room-a"][-1]["metrics"]
+    assert last_a["online_viewers_live"] > 0 and "entries_per_minute_1m" in last_a
+    assert last_a["entries_per_minute_5m"] == pytest.approx(60, rel=0.25)
+
+
+@pytest.mark.parametrize("jobs", [2, 4])
+def test_lanes_share_the_partitions_and_change_nothing(
+    mixed_log: Path, mixed: BacktestResult, jobs: int
+) -> None:
+    shared = run_backtest(mixed_log, load_settings(environ={}), jobs=jobs)
+    assert shared.transitions == mixed.transitions
+    assert shared.actions == mixed.actions
+    assert shared.lines == mixed.lines
+    assert shared.pipeline is not None and mixed.pipeline is not None
+    assert shared.pipeline.events_total == mixed.pipeline.events_total
+    assert shared.pipeline.invalid_total == mixed.pipeline.invalid_total
+    assert shared.pipeline.late_total == mixed.pipeline.late_total
+    assert sorted(shared.pipeline.engines) == sorted(mixed.pipeline.engines)
+
+
+def test_one_absurd_timestamp_changes_nothing_else(
+    mixed_log: Path, mixed: BacktestResult, tmp_path: Path
+) -> None:
+    """A line ten years ahead is rejected by its partition and does not drag the log's
+    clock (which would age every room in every partition to death)."""
+    lines = gzip.decompress(mixed_log.read_bytes()).splitlines()
+    ahead = json.loads(lines[50_000])
+    ahead["ts"] += 10 * 365 * 86_400_000
+    lines.insert(50_001, json.dumps(ahead).encode())
+    log = tmp_path / "absurd.jsonl"
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    result = run_backtest(log, load_settings(environ={}))
+    assert result.transitions == mixed.transitions
+    assert result.pipeline is not None and mixed.pipeline is not None
+    assert result.pipeline.invalid_total - mixed.pipeline.invalid_total == {"ts_out_of_bounds": 1}
+
+
+class _BrokenSplitter(LogSplitter):
+    def parcels(self, path: str) -> Iterator[Parcel]:
+        yield Parcel(1, 1, [], {0: Part(np.array([1]), b"{}", [0])})  # a run without its end
+
+
+def test_a_failing_lane_is_reported_not_waited_for(mixed_log: Path) -> None:
+    settings = load_settings(environ={})
+    lanes = [range(0, 4, 2), range(1, 4, 2)]
+    splitter = _BrokenSplitter(4, 0)
+    with pytest.raises(RuntimeError, match=r"(?s)a backtest lane failed.*IndexError"):
+        _run_lanes(str(mixed_log), settings, settings.engine_config(), splitter, lanes, None)
+
+
+def test_a_log_cut_short_stops_the_lanes_with_a_clear_error(
+    mixed_log: Path, tmp_path: Path
+) -> None:
+    """The lanes are stopped, not waited for, and nothing they leave holds up the exit."""
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(mixed_log.read_bytes()[: 3 << 20])
+    started = time.monotonic()
+    done = subprocess.run(
+        [*CLI, "backtest", str(cut), "--jobs", "4"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0 and "unreadable" in done.stderr
+    assert time.monotonic() - started < 15  # waiting 5 s for each of 4 lanes would take 20

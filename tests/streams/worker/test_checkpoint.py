@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pickle
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.core.engine import PartitionEngine
+from streams.core.events import Event
+from streams.worker.checkpoint import (
+    CHUNK_BYTES,
+    FORMAT_VERSION,
+    Checkpoint,
+    CheckpointError,
+    chunk_key,
+    join_checkpoint,
+    restore_checkpoint,
+    split_checkpoint,
+    take_checkpoint,
+)
+from tests.streams.scenarios import CONFIG, interleave, source_streams, state
+
+
+@given(source_streams(), st.data())
+@settings(max_examples=100, deadline=None)
+def test_a_restored_engine_continues_exactly_like_one_never_stopped(
+    streams: dict[str, list[Event]], data: st.DataObject
+) -> None:
+    events = interleave(streams, 1)
+    cut = data.draw(st.integers(0, len(events)))
+    uninterrupted = PartitionEngine(CONFIG)
+    uninterrupted.ingest(events)
+    uninterrupted.flush()
+
+    before = PartitionEngine(CONFIG)
+    before.ingest(events[:cut])
+    blob = take_checkpoint(before, 3, {"live.joins": cut})
+    restored, checkpoint = restore_checkpoint(blob, CONFIG)
+    assert checkpoint.partition == 3 and checkpoint.offsets == {"live.joins": cut}
+    restored.ingest(events[cut:])
+    restored.flush()
+    assert state(restored) == state(uninterrupted)
+
+
+def test_foreign_or_corrupt_checkpoints_are_refused() -> None:
+    with pytest.raises(CheckpointError, match="unreadable"):
+        restore_checkpoint(b"\x00garbage", CONFIG)
+    future = msgspec.msgpack.encode(Checkpoint(FORMAT_VERSION + 1, 0, {}, b""))
+    with pytest.raises(CheckpointError, match=f"format {FORMAT_VERSION + 1}"):
+        restore_checkpoint(future, CONFIG)
+    not_an_engine = msgspec.msgpack.encode(Checkpoint(FORMAT_VERSION, 0, {}, pickle.dumps([1])))
+    with pytest.raises(CheckpointError, match="does not hold"):
+        restore_checkpoint(not_an_engine, CONFIG)
+
+
+@given(
+    st.lists(st.binary(max_size=3 * CHUNK_BYTES // 2), min_size=1, max_size=4),
+    st.data(),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_crash_while_writing_leaves_the_last_complete_checkpoint(
+    blobs: list[bytes], data: st.DataObject
+) -> None:
+    """Checkpoints written in turn to a compacted topic (latest value per key wins)."""
+    compacted: dict[bytes, bytes] = {}
+    complete: tuple[int, bytes] | None = None
+    for seq, blob in enumerate(blobs):
+        records = split_checkpoint(7, blob, seq)
+        if seq == len(blobs) - 1:  # the last write is cut short anywhere
+            records = records[: data.draw(st.integers(0, len(records)))]
+        compacted.update(records)
+        if records and records[-1][0] == b"7":
+            complete = (seq, blob)
+    if complete is None:
+        with pytest.raises(KeyError):
+            join_checkpoint(7, compacted.get)
+    else:
+        assert join_checkpoint(7, compacted.get) == complete
+
+
+def test_big_states_are_split_below_the_kafka_record_limit() -> None:
+    blob = bytes(range(256)) * (5 * CHUNK_BYTES // 256 + 3)
+    records = split_checkpoint(0, blob, 4)
+    assert len(records) == 7  # 6 chunks and the head
+    assert all(len(value) < 1024 * 1024 - 1024 for _, value in records)
+    assert join_checkpoint(0, dict(records).get) == (4, blob)
+
+
+def test_damaged_chunks_are_refused_rather_than_restored() -> None:
+    blob = b"x" * (CHUNK_BYTES + 10)
+    records = dict(split_checkpoint(2, blob, 0))
+    stale = dict(records)
+    stale[chunk_key(2, 0, 1)] = dict(split_checkpoint(2, b"y" * (CHUNK_BYTES + 10), 2))[
+        chunk_key(2, 0, 1)
+    ]
+    with pytest.raises(CheckpointError, match="belongs to checkpoint 2"):
+        join_checkpoint(2, stale.get)
+    missing = {k: v for k, v in records.items() if k != chunk_key(2, 0, 1)}
+    with pytest.raises(CheckpointError, match="lacks chunk 1"):
+        join_checkpoint(2, missing.get)
+    records[chunk_key(2, 0, 0)] = records[chunk_key(2, 0, 0)][:-1] + b"z"
+    with pytest.raises(CheckpointError, match="digest"):
+        join_checkpoint(2, records.get)
+    records[b"2"] = b"\xc1"
+    with pytest.raises(CheckpointError, match="unreadable"):
+        join_checkpoint(2, records.get)
