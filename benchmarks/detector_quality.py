@@ -3,7 +3,7 @@
     python -m benchmarks.detector_quality [SEED ...]
 
 Runs every `livewatch simulate` scenario for each seed through the backtest and
-scores the alerts against the scenario's labels (streams.logs.backtest.score):
+scores the alerts against the scenario's labels (streams.logs.scoring.score):
 promo-night must stay quiet; cliff, spam, latency and mixed hold incidents.
 """
 
@@ -13,7 +13,8 @@ import sys
 import time
 from collections import defaultdict
 
-from streams.logs.backtest import Score, run_backtest, score
+from streams.logs.backtest import run_backtest
+from streams.logs.scoring import Score, score
 from streams.logs.simulate import SCENARIOS, generate, labels, write_log
 from streams.settings import load_settings
 

@@ -11,7 +11,8 @@ import sys
 import time
 import tracemalloc
 
-from streams.core.engine import EngineConfig, PartitionEngine
+from streams.core.config import EngineConfig
+from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Event, Join, Latency, Stall
 from streams.worker.checkpoint import take_checkpoint
 

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.core.decode import RawMessage, decode_messages
 from streams.dev.broker import LocalKafka, free_port
 from streams.dev.demo import scrape, start_worker, stop_process, wait_for_metrics
-from streams.kafka.client import ensure_topics
+from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, env_name, load_settings
 
 T0 = 1_764_000_000_000
@@ -87,7 +87,7 @@ async def produce(settings: Settings, records: list[tuple[str, bytes, bytes]]) -
 
 async def bare_consumer(settings: Settings, expected: int) -> float:
     consumer = AIOKafkaConsumer(
-        *settings.source_topics,
+        *settings.source_topics.values(),
         bootstrap_servers=settings.bootstrap_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -18,7 +18,8 @@ from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 
-Severity = Literal["warning", "critical"]
+from detectors.config import LifecycleConfig, Severity
+
 SEVERITY_RANK: Final = {"warning": 1, "critical": 2}
 
 RUNBOOKS: Final = {
@@ -74,16 +75,6 @@ class Transition(msgspec.Struct, frozen=True, omit_defaults=False):
     started_at: int
     """Event time the condition was first seen, ms."""
     runbook: str
-
-
-@dataclass(frozen=True, slots=True)
-class LifecycleConfig:
-    for_s: float = 0.0
-    """A finding must hold this long before the alert fires."""
-    resolve_after_s: float = 60.0
-    """An alert resolves after this long without a finding."""
-    cooldown_s: float = 300.0
-    """After resolving, the same key stays quiet this long."""
 
 
 def fingerprint(key: AlertKey) -> str:

@@ -17,6 +17,7 @@ the alert clears when the level recovers to `recover_ratio` of it, or after
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Final
@@ -24,30 +25,14 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from detectors.alerts import Finding, Severity
+from detectors.alerts import Finding
+from detectors.config import CliffConfig, Severity
 
 SIGNALS: Final = ("online", "entries", "activity")
-
-
-@dataclass(frozen=True, slots=True)
-class CliffConfig:
-    step_s: int = 5
-    short_s: int = 30
-    baseline_s: int = 300
-    """The trend is fitted over this long: recent enough to follow an ebb that began lately."""
-    count_bucket_s: int = 30
-    gap_s: int = 60
-    min_half_life_s: float = 120.0
-    drop_warning: float = 0.4
-    drop_critical: float = 0.75
-    activity_drop: float = 0.9
-    """All events together fire only on a near-silence: chat bursts and stall storms
-    come and go without the audience changing."""
-    recover_ratio: float = 0.75
-    settle_after_s: int = 1200
-    min_online: float = 50.0
-    min_short_count: float = 25.0
-    z: float = 4.0
+CHANNEL_RECENT_S: Final = 15
+"""A traffic channel's share of entries in the last seconds of a cliff..."""
+CHANNEL_BEFORE_S: Final = 240
+"""...against its share over the minutes before them (`channel_hints`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,3 +200,30 @@ def _finding(
     return Finding(
         severity, f"{lead}: " + "; ".join(parts), details, kind="silent" if silent else "fall"
     )
+
+
+def qoe_hint(latency_p95_s: float | None, stall_ratio: float | None) -> str:
+    """A cliff while playback quality degrades: viewers may be leaving a bad stream."""
+    return (
+        f"QoE degrading too: latency p95 {latency_p95_s or 0:.2f} s, stall ratio "
+        f"{stall_ratio or 0:.1%} over the last minute"
+    )
+
+
+def channel_hints(
+    channels: Sequence[str], before: Sequence[float], recent: Sequence[float]
+) -> list[str]:
+    """Traffic channels whose share of entries collapsed: one channel cut off (a feed
+    stopped sending viewers), not the whole room falling. `before` and `recent` are
+    entries per channel over `CHANNEL_BEFORE_S` and the last `CHANNEL_RECENT_S`."""
+    if not (sum(before) and sum(recent)):
+        return []
+    hints = []
+    for channel, earlier, now in zip(channels, before, recent, strict=True):
+        share_before, share_now = earlier / sum(before), now / sum(recent)
+        if share_before >= 0.2 and share_now <= 0.4 * share_before:
+            hints.append(
+                f"traffic source '{channel}' collapsed: {share_before:.0%} of entries "
+                f"before, {share_now:.0%} in the last {CHANNEL_RECENT_S}s"
+            )
+    return hints

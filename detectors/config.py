@@ -1,18 +1,110 @@
-"""All detector settings in one typed, documented place (defaults: docs/detectors.md)."""
+"""All detector settings in one typed, documented place (defaults: docs/detectors.md).
+
+Plain values only and no import of the detectors themselves: the detectors,
+the engine and the settings all read their configuration from here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from detectors.alerts import LifecycleConfig
-from detectors.cliff import CliffConfig
-from detectors.ebb import EbbConfig
-from detectors.slo import BurnWindow, SloConfig
-from detectors.spam import SpamConfig
+Severity = Literal["warning", "critical"]
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfig:
+    for_s: float = 0.0
+    """A finding must hold this long before the alert fires."""
+    resolve_after_s: float = 60.0
+    """An alert resolves after this long without a finding."""
+    cooldown_s: float = 300.0
+    """After resolving, the same key stays quiet this long."""
+
+
+@dataclass(frozen=True, slots=True)
+class CliffConfig:
+    step_s: int = 5
+    short_s: int = 30
+    baseline_s: int = 300
+    """The trend is fitted over this long: recent enough to follow an ebb that began lately."""
+    count_bucket_s: int = 30
+    gap_s: int = 60
+    min_half_life_s: float = 120.0
+    drop_warning: float = 0.4
+    drop_critical: float = 0.75
+    activity_drop: float = 0.9
+    """All events together fire only on a near-silence: chat bursts and stall storms
+    come and go without the audience changing."""
+    recover_ratio: float = 0.75
+    settle_after_s: int = 1200
+    min_online: float = 50.0
+    min_short_count: float = 25.0
+    z: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class EbbConfig:
+    step_s: int = 5
+    history_s: int = 3600
+    pre_window_s: int = 1800
+    min_rise: float = 1.5
+    """The peak must be this many times the pre-promotion level."""
+    min_peak: float = 50.0
+    min_elapsed_s: int = 180
+    """Fit only once the ebb has run this long."""
+    estimate_every_s: int = 60
+    min_half_life_s: float = 120.0
+    """A faster fall is a cliff (the cliff detector's bound), not an ebb."""
+
+
+@dataclass(frozen=True, slots=True)
+class BurnWindow:
+    long_s: int
+    short_s: int
+    burn_rate: float
+    severity: Severity
+
+
+@dataclass(frozen=True, slots=True)
+class SloConfig:
+    objective: float = 0.95
+    """Share of good events the objective requires."""
+    windows: tuple[BurnWindow, ...] = (
+        BurnWindow(120, 10, 14.4, "critical"),
+        BurnWindow(720, 60, 6.0, "warning"),
+    )
+    min_long_events: float = 100
+    """Volume gate: fewer events than this in the long window never alert."""
+    min_short_events: float = 10
+
+    @property
+    def budget(self) -> float:
+        return 1.0 - self.objective
+
+    @property
+    def horizon_s(self) -> int:
+        return max(w.long_s for w in self.windows)
+
+
+@dataclass(frozen=True, slots=True)
+class SpamConfig:
+    window_s: int = 30
+    min_distinct_chars: int = 5
+    """Messages with fewer distinct characters (normalized) carry no content: hype."""
+    min_cluster_messages: int = 10
+    few_accounts: int = 3
+    fresh_share: float = 0.6
+    min_fresh_accounts: int = 8
+    contact_messages: int = 5
+    """This many messages with contact ids or links in the window is a flood by itself."""
+    per_user_messages: int = 20
+    """Twitch's limit for ordinary users: 20 messages per 30 s."""
+    critical_messages: int = 50
+    max_mute: int = 50
 
 
 def _stall_slo() -> SloConfig:

@@ -13,27 +13,15 @@ fall-off is and whether it is settling.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors.config import EbbConfig
+
 _HALF_LIVES = np.geomspace(30.0, 7200.0, 64)
-
-
-@dataclass(frozen=True, slots=True)
-class EbbConfig:
-    step_s: int = 5
-    history_s: int = 3600
-    pre_window_s: int = 1800
-    min_rise: float = 1.5
-    """The peak must be this many times the pre-promotion level."""
-    min_peak: float = 50.0
-    min_elapsed_s: int = 180
-    """Fit only once the ebb has run this long."""
-    estimate_every_s: int = 60
-    min_half_life_s: float = 120.0
-    """A faster fall is a cliff (the cliff detector's bound), not an ebb."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +112,13 @@ def fit_decay(values: npt.NDArray[np.float64], step_s: float) -> tuple[float, fl
         return None
     best = int(np.argmin(np.where(valid, sse, np.inf)))
     return float(_HALF_LIVES[best]), float(floor[best])
+
+
+def ebb_hint(ebb: EbbEstimate) -> str:
+    """A cliff soon after a promotion peak: the ebb explains a slow fall, not this one."""
+    stamp = time.strftime("%H:%M", time.gmtime(ebb.peak_second))
+    return (
+        f"a promotion peak of {ebb.peak:,.0f} viewers at {stamp} UTC is ebbing "
+        f"(half-life {ebb.half_life_s / 60:.1f} min, floor {ebb.floor_ratio:.1f}x the "
+        "level before it): an ebb explains a slow fall, not one this fast"
+    )

@@ -18,36 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.alerts import Finding, Severity
-
-
-@dataclass(frozen=True, slots=True)
-class BurnWindow:
-    long_s: int
-    short_s: int
-    burn_rate: float
-    severity: Severity
-
-
-@dataclass(frozen=True, slots=True)
-class SloConfig:
-    objective: float = 0.95
-    """Share of good events the objective requires."""
-    windows: tuple[BurnWindow, ...] = (
-        BurnWindow(120, 10, 14.4, "critical"),
-        BurnWindow(720, 60, 6.0, "warning"),
-    )
-    min_long_events: float = 100
-    """Volume gate: fewer events than this in the long window never alert."""
-    min_short_events: float = 10
-
-    @property
-    def budget(self) -> float:
-        return 1.0 - self.objective
-
-    @property
-    def horizon_s(self) -> int:
-        return max(w.long_s for w in self.windows)
+from detectors.alerts import Finding
+from detectors.config import SloConfig
 
 
 @dataclass
@@ -143,6 +115,27 @@ class BurnRate:
                     },
                 )
         return None
+
+
+def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
+    """A latency burn (detectors.slo) in one region as an alert."""
+    details = found.details
+    summary = (
+        f"{details['bad_share_long']:.0%} of latency samples in {region} over "
+        f"{slo_ms:.0f} ms (burn {details['burn_rate_long']}x "
+        f"over {details['window_long_s'] // 60} min)"
+    )
+    return Finding(found.severity, summary, {**details, "region": region})
+
+
+def stall_finding(found: Finding) -> Finding:
+    """A stall burn (detectors.slo) as an alert."""
+    details = found.details
+    summary = (
+        f"stalls took {details['bad_share_long']:.1%} of watch time "
+        f"(burn {details['burn_rate_long']}x over {details['window_long_s'] // 60} min)"
+    )
+    return Finding(found.severity, summary, details)
 
 
 def _wrapped(first: int, stop: int, size: int) -> list[tuple[int, int]]:

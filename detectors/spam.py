@@ -22,7 +22,8 @@ from typing import Final
 
 import numpy as np
 
-from detectors.alerts import Finding, Severity
+from detectors.alerts import Finding
+from detectors.config import Severity, SpamConfig
 from detectors.text import analyze, sanitize_sample
 
 _PRIME: Final = (1 << 61) - 1
@@ -31,23 +32,6 @@ _HASHES: Final = 16
 _A: Final = _RNG.integers(1, _PRIME, _HASHES, dtype=np.int64).astype(object)
 _B: Final = _RNG.integers(0, _PRIME, _HASHES, dtype=np.int64).astype(object)
 _BANDS: Final = 8  # 8 bands of 2 hashes: pairs with Jaccard 0.5 collide with p ~ 0.9
-
-
-@dataclass(frozen=True, slots=True)
-class SpamConfig:
-    window_s: int = 30
-    min_distinct_chars: int = 5
-    """Messages with fewer distinct characters (normalized) carry no content: hype."""
-    min_cluster_messages: int = 10
-    few_accounts: int = 3
-    fresh_share: float = 0.6
-    min_fresh_accounts: int = 8
-    contact_messages: int = 5
-    """This many messages with contact ids or links in the window is a flood by itself."""
-    per_user_messages: int = 20
-    """Twitch's limit for ordinary users: 20 messages per 30 s."""
-    critical_messages: int = 50
-    max_mute: int = 50
 
 
 @dataclass(slots=True)

@@ -2,6 +2,12 @@
 
 Validated once at start; a bad value stops the worker with a message naming the
 setting, never later in the middle of processing.
+
+Each component owns its configuration type; settings hold the values and build
+the core's (`engine_config()`: streams.core.config, with the detectors' from
+the `[detectors]` table) only when asked. The notifier turns its own `[notify]`
+table into its config (streams.notify.config) when it starts, and refuses it
+there with the same kind of error.
 """
 
 from __future__ import annotations
@@ -15,10 +21,8 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from detectors.config import DetectorSettings
-from streams.core.engine import EngineConfig
-from streams.core.room import MetricsConfig
-from streams.notify.config import NotifyConfig
-from streams.worker.exporter import ExportConfig
+from streams.core.config import EngineConfig, MetricsConfig
+from streams.core.events import SOURCE_OF_TYPE, SOURCES
 
 ENV_PREFIX: Final = "LIVEWATCH_"
 
@@ -98,7 +102,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
 
     def __post_init__(self) -> None:
         DetectorSettings.from_table(self.detectors)  # refuse bad detector settings at start
-        NotifyConfig.from_table(self.notify)
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
         if self.security_protocol.startswith("SASL") and not (
@@ -126,26 +129,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
         return self.topic_prefix + name
 
     @property
-    def source_topics(self) -> tuple[str, ...]:
-        names = (
-            self.topic_joins,
-            self.topic_danmaku,
-            self.topic_orders,
-            self.topic_stalls,
-            self.topic_latency,
-        )
-        return tuple(self.topic(n) for n in names)
+    def source_topics(self) -> dict[str, str]:
+        """Source -> its topic: the setting `topic_<source>`, prefixed."""
+        return {source: self.topic(getattr(self, f"topic_{source}")) for source in SOURCES}
 
     def topic_for_type(self, event_type: str) -> str:
-        name = {
-            "join": self.topic_joins,
-            "leave": self.topic_joins,
-            "danmaku": self.topic_danmaku,
-            "order": self.topic_orders,
-            "stall": self.topic_stalls,
-            "latency": self.topic_latency,
-        }[event_type]
-        return self.topic(name)
+        return self.source_topics[SOURCE_OF_TYPE[event_type]]
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -160,10 +149,6 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
             ),
             detectors=DetectorSettings.from_table(self.detectors),
         )
-
-    def export_config(self) -> ExportConfig:
-        pinned = frozenset(r.strip() for r in self.pinned_rooms.split(",") if r.strip())
-        return ExportConfig(top_rooms=self.top_rooms, pinned_rooms=pinned)
 
     def read_sasl_password(self) -> str | None:
         if self.sasl_password_file:

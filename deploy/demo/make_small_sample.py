@@ -15,7 +15,7 @@ OUT = Path(__file__).resolve().parents[2] / "streams" / "samples" / "demo-small.
 START_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z
 DURATION_S = 120
 ROOMS = {"room-beauty": 3.0, "room-snacks": 1.5, "room-phones": 0.6}  # joins per second
-SOURCES = ["feed", "follow", "search", "ad", "share", "other"]
+CHANNELS = ["feed", "follow", "search", "ad", "share", "other"]
 REGIONS = ["cn-east", "cn-north", "cn-south"]
 
 
@@ -27,7 +27,7 @@ def room_events(rng: np.random.Generator, room: str, rate: float) -> list[dict[s
         user = f"{room[5:]}-u{n}"
         join = START_MS + int(arrival * 1000)
         stay = float(rng.lognormal(np.log(60), 0.9))
-        source = SOURCES[int(rng.choice(6, p=[0.5, 0.15, 0.1, 0.1, 0.1, 0.05]))]
+        source = CHANNELS[int(rng.choice(6, p=[0.5, 0.15, 0.1, 0.1, 0.1, 0.05]))]
         events.append(
             {"type": "join", "room_id": room, "ts": join, "user_id": user, "source": source}
         )

@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka.errors import KafkaConnectionError
 
 from streams.dev.broker import KafkaError
-from streams.kafka.client import TopicLayoutError
+from streams.kafka.topics import TopicLayoutError
 from streams.logs.files import EventLogError
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -40,8 +40,8 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from streams.kafka.client import ensure_topics
-    from streams.worker.app import create_worker
+    from streams.kafka.topics import ensure_topics
+    from streams.worker.app import Worker
 
     settings = _settings(
         args,
@@ -50,7 +50,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
     )
     partitions = asyncio.run(ensure_topics(settings))
-    worker = create_worker(settings, partitions)
+    worker = Worker(settings, partitions)
     faust.Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
 
@@ -80,11 +80,13 @@ def _wait_for_signal() -> None:
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
-    from streams.kafka.client import ensure_topics
+    from streams.kafka.topics import ensure_topics
 
     settings = _settings(args)
     partitions = asyncio.run(ensure_topics(settings))
-    print(f"topics ready, {partitions} partitions each: {', '.join(settings.source_topics)}")
+    print(
+        f"topics ready, {partitions} partitions each: {', '.join(settings.source_topics.values())}"
+    )
     return 0
 
 
@@ -222,7 +224,7 @@ def _read_labels(labels_path: str) -> list[dict[str, Any]]:
 
 
 def _score_lines(incidents: list[dict[str, Any]], transitions: list[Any]) -> list[str]:
-    from streams.logs.backtest import score
+    from streams.logs.scoring import score
 
     lines = [
         f"{'alert':14} {'incidents':>9} {'recall':>7} {'precision':>9} {'delay s med/max':>16}"

@@ -58,7 +58,7 @@ class Rejected:
 
     reason: str
     detail: str
-    source: RawMessage
+    message: RawMessage
     index: int | None = None
     """Position inside a batched (array) message, None for the whole message."""
     payload: bytes | None = None
@@ -171,13 +171,13 @@ def _decode_elements(
             _accept(result, message, check_key, index, out)
 
 
-def decode_log_lines(lines: list[bytes], numbers: Iterable[int], source: str) -> Decoded:
+def decode_log_lines(lines: list[bytes], numbers: Iterable[int], log: str) -> Decoded:
     """Lines of an event log, with their line `numbers`, as one Decoded.
 
     One event per line is the common case and is decoded directly; anything else
     (arrays, bad lines) goes through `decode_message` for its verdict.
     """
-    out = Decoded(log=source)
+    out = Decoded(log=log)
     events, origins, decode = out.events, out.origins, _event_decoder.decode
     try:
         events += map(decode, lines)  # all good, the common case: no Python step per line
@@ -190,7 +190,7 @@ def decode_log_lines(lines: list[bytes], numbers: Iterable[int], source: str) ->
             event = decode(line)
         except (msgspec.DecodeError, UnicodeDecodeError):
             if line := line.strip():
-                decode_message(RawMessage(source, 0, number, None, line), out, check_key=False)
+                decode_message(RawMessage(log, 0, number, None, line), out, check_key=False)
             continue
         events.append(event)
         origins.append(number)

@@ -13,38 +13,13 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Collection
-from dataclasses import dataclass, field
-from typing import Any, Final, get_args
+from typing import Any, Final
 
-from detectors.config import DetectorSettings
-from streams.core.events import EVENT_TYPES, Event, Latency
+from streams.core.config import EngineConfig
+from streams.core.events import EVENT_TYPES, SOURCE_OF_CLASS, TYPE_OF_CLASS, Event, Latency
 from streams.core.latency import LatencySamples, LatencyStats
-from streams.core.room import MetricsConfig, RoomState
+from streams.core.room import RoomState
 from streams.core.watch import PartitionWatch
-
-SOURCE_OF_TYPE: Final = {
-    "join": "joins",
-    "leave": "joins",
-    "danmaku": "danmaku",
-    "order": "orders",
-    "stall": "stalls",
-    "latency": "latency",
-}
-SOURCES: Final = ("joins", "danmaku", "orders", "stalls", "latency")
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    allowed_lateness_ms: int = 5_000
-    """Events up to this far behind their source's newest event are reordered."""
-    max_clock_skew_ms: int = 86_400_000
-    """Events further than this from the partition's event clock are rejected."""
-    source_idle_ms: int = 60_000
-    """Offline: a source this far behind the newest event no longer holds the watermark."""
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    detectors: DetectorSettings = field(default_factory=DetectorSettings)
-    snapshot_every_s: int | None = None
-    """Offline analysis: keep every room's metrics each this many seconds of event time."""
 
 
 class PartitionEngine:
@@ -310,15 +285,7 @@ def snapshot(
 
 _TS: Final = operator.attrgetter("ts")
 _TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}
-
-
-TYPE_OF_CLASS: Final[dict[type, str]] = {cls: cls.__struct_config__.tag for cls in get_args(Event)}
 _RANK_OF_CLASS: Final = {cls: _TYPE_RANK[tag] for cls, tag in TYPE_OF_CLASS.items()}
-SOURCE_OF_CLASS: Final = {cls: SOURCE_OF_TYPE[tag] for cls, tag in TYPE_OF_CLASS.items()}
-
-
-def event_type(event: Event) -> str:
-    return event.__struct_config__.tag  # type: ignore[return-value]
 
 
 def _application_order(event: Event) -> int:

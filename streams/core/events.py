@@ -6,7 +6,7 @@ from checks that need state (the partition's event clock, the message key).
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 
@@ -20,7 +20,8 @@ RoomId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ROOM_ID_LENGTH
 # numbers that overflow a double, the bounds refuse negatives.
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)]
 
-TrafficSource = Literal["feed", "follow", "search", "ad", "share", "other"]
+Channel = Literal["feed", "follow", "search", "ad", "share", "other"]
+"""Where a viewer came from: the traffic channel of a join (its JSON field is `source`)."""
 OrderStatus = Literal["paid", "refunded"]
 LatencyKind = Literal["e2e", "connect", "first_frame"]
 
@@ -33,7 +34,7 @@ class BaseEvent(msgspec.Struct, tag_field="type", frozen=True, gc=False):
 
 
 class Join(BaseEvent, tag="join", frozen=True, gc=False):
-    source: TrafficSource | None = None
+    channel: Channel | None = msgspec.field(default=None, name="source")
 
 
 class Leave(BaseEvent, tag="leave", frozen=True, gc=False):
@@ -62,4 +63,23 @@ class Latency(BaseEvent, tag="latency", frozen=True, gc=False):
 
 Event = Join | Leave | Danmaku | Order | Stall | Latency
 
-EVENT_TYPES: Final[tuple[str, ...]] = ("join", "leave", "danmaku", "order", "stall", "latency")
+SOURCE_OF_TYPE: Final[dict[str, str]] = {
+    "join": "joins",
+    "leave": "joins",
+    "danmaku": "danmaku",
+    "order": "orders",
+    "stall": "stalls",
+    "latency": "latency",
+}
+"""The one table of inputs: each event type arrives from one source, and each
+source is one topic, named by the setting `topic_<source>` (docs/events.md)."""
+EVENT_TYPES: Final[tuple[str, ...]] = tuple(SOURCE_OF_TYPE)
+SOURCES: Final[tuple[str, ...]] = tuple(dict.fromkeys(SOURCE_OF_TYPE.values()))
+TYPE_OF_CLASS: Final[dict[type, str]] = {cls: cls.__struct_config__.tag for cls in get_args(Event)}
+SOURCE_OF_CLASS: Final[dict[type, str]] = {
+    cls: SOURCE_OF_TYPE[t] for cls, t in TYPE_OF_CLASS.items()
+}
+
+
+def event_type(event: Event) -> str:
+    return event.__struct_config__.tag  # type: ignore[return-value]

@@ -9,9 +9,10 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from streams.core.config import MetricsConfig
 from streams.core.events import Latency
 from streams.core.rolling import WindowedSketch
-from streams.core.room import WINDOWS, MetricsConfig
+from streams.core.room import WINDOWS
 
 HISTOGRAM_BOUNDS_SECONDS: Final = (
     0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,

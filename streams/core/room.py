@@ -9,12 +9,12 @@ Definitions and sources of every metric: docs/metrics.md.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from streams.core.config import MetricsConfig
 from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
 from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
 
@@ -24,21 +24,10 @@ LATENCY_SAMPLES, LATENCY_WITHIN_SLO = 8, 9
 _RING_FIELDS: Final = 10
 # Fields of the ring indexed by the second a session *started*.
 JOINS, GONE_BEFORE_BOUNCE, GONE_BEFORE_1M, GONE_BEFORE_5M = range(4)
-TRAFFIC_SOURCES: Final = ("feed", "follow", "search", "ad", "share", "other", "unknown")
+CHANNELS: Final = ("feed", "follow", "search", "ad", "share", "other", "unknown")
+"""Traffic channels of entries (a join's `source`), 'unknown' when not given."""
 WINDOWS: Final = (60, 300)
 """Sliding windows, seconds."""
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    session_timeout_s: int = 300
-    """A viewer with no event for this long has left (no `leave` arrived)."""
-    bounce_s: int = 10
-    """Sessions shorter than this are bounces."""
-    latency_slo_ms: float = 600.0
-    room_idle_s: int = 900
-    """A room with nobody online and no event for this long is dropped."""
-    expiry_scan_every_s: int = 5
 
 
 class RoomState:
@@ -53,7 +42,7 @@ class RoomState:
         longest = max(WINDOWS)
         self.ring = SecondRing(_RING_FIELDS, longest, second)
         self.by_join = SecondRing(4, longest * 2, second)
-        self.sources = SecondRing(len(TRAFFIC_SOURCES), longest, second)
+        self.channels = SecondRing(len(CHANNELS), longest, second)
         self.joined_at: dict[str, int] = {}
         """Online viewers: user -> ms their session started."""
         self.last_seen: dict[str, int] = {}
@@ -68,7 +57,7 @@ class RoomState:
         # Totals since the room went live.
         self.peak_online = 0
         self.totals = [0.0] * _RING_FIELDS
-        self.entries_by_source = dict.fromkeys(TRAFFIC_SOURCES, 0)
+        self.entries_by_channel = dict.fromkeys(CHANNELS, 0)
         self.viewers_ever: set[str] = set()
         self.chatters_ever: set[str] = set()
         self.buyers_ever: set[str] = set()
@@ -82,7 +71,7 @@ class RoomState:
         self.arrive(second)
         user = event.user_id
         if isinstance(event, Join):
-            self._join(user, event.ts, second, event.source or "unknown")
+            self._join(user, event.ts, second, event.channel or "unknown")
         elif isinstance(event, Leave):
             if user in self.joined_at:
                 self._end_session(user, event.ts, second)
@@ -135,15 +124,15 @@ class RoomState:
         self.ring.add(field, second, value)
         self.totals[field] += value
 
-    def _join(self, user: str, ts: int, second: int, source: str) -> None:
+    def _join(self, user: str, ts: int, second: int, channel: str) -> None:
         if user in self.joined_at:  # a duplicate, or a join without the leave before it
             self._seen(user, ts)
             return
         self._start_session(user, ts)
         self._count(ENTRIES, second)
         self.by_join.add(JOINS, second)
-        self.sources.add(TRAFFIC_SOURCES.index(source), second)
-        self.entries_by_source[source] += 1
+        self.channels.add(CHANNELS.index(channel), second)
+        self.entries_by_channel[channel] += 1
 
     def refresh(self, user: str, ts: int, second: int) -> None:
         """Any event shows the viewer is here; one not online starts a session."""
@@ -191,7 +180,7 @@ class RoomState:
         if second <= self.head:
             return
         self.head = second
-        for ring in (self.ring, self.by_join, self.sources):
+        for ring in (self.ring, self.by_join, self.channels):
             ring.advance(second)
         for seen in (self.departed, self.chatters, self.buyers, self.stalled):
             seen.advance(second)

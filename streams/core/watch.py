@@ -10,7 +10,6 @@ an outbox for the driver: the worker sends them to Kafka, backtest to a file.
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,17 +17,23 @@ from typing import Any
 import msgspec
 
 from detectors.alerts import AlertKey, AlertTracker, Finding, Transition
-from detectors.cliff import CliffDetector
+from detectors.cliff import (
+    CHANNEL_BEFORE_S,
+    CHANNEL_RECENT_S,
+    CliffDetector,
+    channel_hints,
+    qoe_hint,
+)
 from detectors.config import DetectorConfig, DetectorSettings
-from detectors.ebb import EbbTracker
-from detectors.slo import BurnRate
+from detectors.ebb import EbbTracker, ebb_hint
+from detectors.slo import BurnRate, latency_finding, stall_finding
 from detectors.spam import SpamDetector
 from streams.core.events import Danmaku, Event
 from streams.core.latency import LatencySamples
 from streams.core.room import (
+    CHANNELS,
     ENTRIES,
     STALL_SECONDS,
-    TRAFFIC_SOURCES,
     VIEWER_SECONDS,
     RoomState,
 )
@@ -144,27 +149,14 @@ class PartitionWatch:
         for region, burn in list(watch.latency.items()):
             found = burn.evaluate(second)
             if found is not None:
-                share = found.details["bad_share_long"]
-                summary = (
-                    f"{share:.0%} of latency samples in {region} over "
-                    f"{self.latency_slo_ms:.0f} ms (burn {found.details['burn_rate_long']}x "
-                    f"over {found.details['window_long_s'] // 60} min)"
-                )
-                findings[AlertKey("latency_slo", room_id, region)] = Finding(
-                    found.severity, summary, {**found.details, "region": region}
+                findings[AlertKey("latency_slo", room_id, region)] = latency_finding(
+                    found, region, self.latency_slo_ms
                 )
             elif burn.is_silent(second):
                 del watch.latency[region]  # silent region: bounded memory
         stall = watch.stall.evaluate(second)
         if stall is not None:
-            summary = (
-                f"stalls took {stall.details['bad_share_long']:.1%} of watch time "
-                f"(burn {stall.details['burn_rate_long']}x over "
-                f"{stall.details['window_long_s'] // 60} min)"
-            )
-            findings[AlertKey("stall_slo", room_id)] = Finding(
-                stall.severity, summary, stall.details
-            )
+            findings[AlertKey("stall_slo", room_id)] = stall_finding(stall)
         for transition in self.tracker.update(now_ms, findings, scope=room_id):
             self.transitions.append(transition)
             if transition.alert == "spam_flood" and transition.state == "firing" and mute:
@@ -186,33 +178,15 @@ class PartitionWatch:
         p95 = latest["latency_p95_seconds"]
         stall_ratio = latest["stall_ratio"]
         if firing & {"latency_slo", "stall_slo"} or (p95 or 0) * 1000 > self.latency_slo_ms:
-            hints.append(
-                f"QoE degrading too: latency p95 {p95 or 0:.2f} s, stall ratio "
-                f"{stall_ratio or 0:.1%} over the last minute"
-            )
-        short, before = 15, 240
-        sources = room.sources
-        count = len(TRAFFIC_SOURCES)
-        earlier = [sources.window_ending(i, before, second - short) for i in range(count)]
-        recent = [sources.window_ending(i, short, second) for i in range(count)]
-        if sum(earlier) and sum(recent):
-            # A share that collapsed: one source cut off, not the whole room falling.
-            for index, source in enumerate(TRAFFIC_SOURCES):
-                share_before = earlier[index] / sum(earlier)
-                share_now = recent[index] / sum(recent)
-                if share_before >= 0.2 and share_now <= 0.4 * share_before:
-                    hints.append(
-                        f"traffic source '{source}' collapsed: {share_before:.0%} of entries "
-                        f"before, {share_now:.0%} in the last {short}s"
-                    )
+            hints.append(qoe_hint(p95, stall_ratio))
+        ring, recent_s = room.channels, CHANNEL_RECENT_S
+        count = len(CHANNELS)
+        before = [ring.window_ending(i, CHANNEL_BEFORE_S, second - recent_s) for i in range(count)]
+        recent = [ring.window_ending(i, recent_s, second) for i in range(count)]
+        hints += channel_hints(CHANNELS, before, recent)
         ebb = watch.ebb.estimate
         if ebb is not None and second - ebb.peak_second <= watch.config.promotion_lookback_s:
-            stamp = time.strftime("%H:%M", time.gmtime(ebb.peak_second))
-            hints.append(
-                f"a promotion peak of {ebb.peak:,.0f} viewers at {stamp} UTC is ebbing "
-                f"(half-life {ebb.half_life_s / 60:.1f} min, floor {ebb.floor_ratio:.1f}x the "
-                "level before it): an ebb explains a slow fall, not one this fast"
-            )
+            hints.append(ebb_hint(ebb))
         return hints
 
     def room_metrics(self, room_id: str) -> dict[str, float | None]:

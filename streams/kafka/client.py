@@ -1,13 +1,9 @@
-"""Connection options for aiokafka clients and the Faust app, from Settings."""
+"""Connection options for every Kafka client livewatch makes (aiokafka's and Faust's)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from streams.settings import Settings
@@ -30,53 +26,3 @@ def client_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.sasl_username
         options["sasl_plain_password"] = settings.read_sasl_password()
     return options
-
-
-class TopicLayoutError(RuntimeError):
-    pass
-
-
-async def ensure_topics(settings: Settings) -> int:
-    """Create missing topics; insist the source topics are co-partitioned.
-
-    One room's events must land in the same partition number of every source
-    topic, because one worker owns that partition number's state.
-    """
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
-        wanted = (
-            *settings.source_topics,
-            settings.topic(settings.topic_deadletter),
-            settings.topic(settings.topic_alerts),
-            settings.topic(settings.topic_actions),
-        )
-        existing = set(await admin.list_topics())
-        missing = [t for t in wanted if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                await admin.create_topics(
-                    [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
-                )
-        counts = await _partition_counts(admin, settings.source_topics)
-        if len(set(counts.values())) != 1 or 0 in counts.values():
-            raise TopicLayoutError(
-                "source topics must have the same number of partitions, found "
-                + ", ".join(f"{t}={n}" for t, n in sorted(counts.items()))
-            )
-        return counts[settings.source_topics[0]]
-    finally:
-        await admin.close()
-
-
-async def _partition_counts(
-    admin: AIOKafkaAdminClient, topics: tuple[str, ...], wait_s: float = 30.0
-) -> dict[str, int]:
-    """Partition count per topic, waiting for just-created topics to show up."""
-    deadline = asyncio.get_running_loop().time() + wait_s
-    while True:
-        described = await admin.describe_topics(list(topics))
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
-        if 0 not in counts.values() or asyncio.get_running_loop().time() > deadline:
-            return counts
-        await asyncio.sleep(0.2)

@@ -29,8 +29,8 @@ _encoder = msgspec.json.Encoder()
 
 
 def dead_letter(rejected: Rejected, max_payload_bytes: int) -> DeadLetter:
-    source = rejected.source
-    raw = rejected.payload if rejected.payload is not None else (source.value or b"")
+    message = rejected.message
+    raw = rejected.payload if rejected.payload is not None else (message.value or b"")
     clipped = raw[:max_payload_bytes]
     try:
         raw.decode("utf-8")
@@ -41,11 +41,11 @@ def dead_letter(rejected: Rejected, max_payload_bytes: int) -> DeadLetter:
     return DeadLetter(
         reason=rejected.reason,
         detail=rejected.detail[:1000],
-        topic=source.topic,
-        partition=source.partition,
-        offset=source.offset,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
         index=rejected.index,
-        key=source.key.decode("utf-8", "replace")[:256] if source.key is not None else None,
+        key=message.key.decode("utf-8", "replace")[:256] if message.key is not None else None,
         payload=payload,
         payload_encoding=encoding,
         payload_truncated=len(raw) > max_payload_bytes,

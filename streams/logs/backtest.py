@@ -23,7 +23,7 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from typing import IO, Any, Final
@@ -31,19 +31,15 @@ from typing import IO, Any, Final
 import msgspec
 
 from detectors.alerts import Transition
-from streams.core.decode import Decoded, decode_log_lines
-from streams.core.engine import EngineConfig
-from streams.core.pipeline import Pipeline
+from streams.core.config import EngineConfig
+from streams.core.pipeline import Output, Pipeline
 from streams.logs.split import LogSplitter, Parcel
 from streams.settings import Settings
 
 
 @dataclass
-class BacktestResult:
+class BacktestResult(Output):
     lines: int = 0
-    transitions: list[Transition] = field(default_factory=list)
-    actions: list[dict[str, Any]] = field(default_factory=list)
-    snapshots: list[dict[str, Any]] = field(default_factory=list)
     pipeline: Pipeline | None = None
 
 
@@ -77,8 +73,8 @@ def run_backtest(
 class Lane:
     """Drives some partitions through the worker's Pipeline from their parcels."""
 
-    def __init__(self, source: str, settings: Settings, config: EngineConfig) -> None:
-        self.source = source
+    def __init__(self, path: str, settings: Settings, config: EngineConfig) -> None:
+        self.path = path
         self.idle_ms = int(settings.idle_after_s * 1000)
         self.pipeline = Pipeline(config)
         self.result = BacktestResult(pipeline=self.pipeline)
@@ -86,33 +82,25 @@ class Lane:
     def feed(self, parcel: Parcel) -> None:
         pipeline = self.pipeline
         self.result.lines = parcel.lines_read
-        if parcel.rejected:
-            pipeline.ingest(0, Decoded(rejected=parcel.rejected, log=self.source))
+        pipeline.reject(parcel.rejected)
         parts = {
             p: (part.lines(), part.numbers.tolist(), part.cuts) for p, part in parcel.parts.items()
         }
         for run in range(len(parcel.clock_moves) + 1):
             if run:
-                self._drain()
-                _advance_idle(pipeline, parcel.clock_moves[run - 1] * 1000 - self.idle_ms)
+                self.result.extend(pipeline.drain())
+                pipeline.advance_to(parcel.clock_moves[run - 1] * 1000 - self.idle_ms)
             for partition, (lines, numbers, cuts) in parts.items():
                 start, stop = cuts[run], cuts[run + 1]
                 if stop > start:
-                    decoded = decode_log_lines(lines[start:stop], numbers[start:stop], self.source)
-                    pipeline.ingest(partition, decoded)
+                    pipeline.process_lines(
+                        partition, lines[start:stop], numbers[start:stop], self.path
+                    )
 
     def finish(self) -> BacktestResult:
         self.pipeline.flush()
-        self._drain()
+        self.result.extend(self.pipeline.drain())
         return self.result
-
-    def _drain(self) -> None:
-        for engine in self.pipeline.engines.values():
-            transitions, actions = engine.watch.drain()
-            self.result.transitions += transitions
-            self.result.actions += actions
-            self.result.snapshots += engine.snapshots
-            engine.snapshots = []
 
 
 _PARCELS_QUEUED: Final = 8
@@ -264,13 +252,8 @@ def _merge(parts: list[BacktestResult], config: EngineConfig) -> BacktestResult:
     merged = BacktestResult(lines=parts[0].lines, pipeline=pipeline)
     for part in parts:
         assert part.pipeline is not None
-        pipeline.engines.update(part.pipeline.engines)
-        pipeline.events_total.update(part.pipeline.events_total)
-        pipeline.invalid_total.update(part.pipeline.invalid_total)
-        pipeline.late_total += part.pipeline.late_total
-        merged.transitions += part.transitions
-        merged.actions += part.actions
-        merged.snapshots += part.snapshots
+        pipeline.merge(part.pipeline)
+        merged.extend(part)
     return merged
 
 
@@ -279,71 +262,7 @@ def _sort(result: BacktestResult) -> None:
     result.snapshots.sort(key=lambda s: (s["ts"], s["room_id"]))
 
 
-def _advance_idle(pipeline: Pipeline, until_ms: int) -> None:
-    """Partitions whose clock is behind `until_ms` (nothing seen lately) move up to it."""
-    for engine in pipeline.engines.values():
-        clock = engine.event_clock
-        if clock is not None and clock < until_ms:
-            engine.advance_idle(until_ms - clock)
-
-
 def write_alerts(transitions: list[Transition], out: IO[bytes]) -> None:
     encoder = msgspec.json.Encoder()
     for transition in transitions:
         out.write(encoder.encode(transition) + b"\n")
-
-
-@dataclass
-class Score:
-    """How the firing alerts of one type compare with the labelled incidents."""
-
-    incidents: int = 0
-    detected: int = 0
-    alerts: int = 0
-    false_alerts: int = 0
-    delays_s: list[float] = field(default_factory=list)
-
-    @property
-    def recall(self) -> float | None:
-        return self.detected / self.incidents if self.incidents else None
-
-    @property
-    def precision(self) -> float | None:
-        return (self.alerts - self.false_alerts) / self.alerts if self.alerts else None
-
-
-def score(
-    transitions: list[Transition], incidents: list[dict[str, Any]], grace_ms: int = 300_000
-) -> dict[str, Score]:
-    """Recall, precision and detection delay per alert type.
-
-    An incident is detected by the first alert of its type and room firing in
-    [start, end + grace]; an alert matching no incident is a false alert (an
-    alert firing again for the same incident, e.g. escalating, is not).
-    """
-    scores: dict[str, Score] = {}
-    firing = [t for t in transitions if t.state == "firing"]
-    for incident in incidents:
-        entry = scores.setdefault(incident["alert"], Score())
-        entry.incidents += 1
-        hits = [
-            t.ts
-            for t in firing
-            if t.alert == incident["alert"]
-            and t.room_id == incident["room_id"]
-            and incident["start"] <= t.ts <= incident["end"] + grace_ms
-        ]
-        if hits:
-            entry.detected += 1
-            entry.delays_s.append((min(hits) - incident["start"]) / 1000)
-    for t in firing:
-        entry = scores.setdefault(t.alert, Score())
-        entry.alerts += 1
-        if not any(
-            i["alert"] == t.alert
-            and i["room_id"] == t.room_id
-            and i["start"] <= t.ts <= i["end"] + grace_ms
-            for i in incidents
-        ):
-            entry.false_alerts += 1
-    return scores

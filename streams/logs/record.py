@@ -57,7 +57,7 @@ async def record(
 ) -> RecordStats:
     stats = RecordStats()
     consumer = AIOKafkaConsumer(
-        *settings.source_topics,
+        *settings.source_topics.values(),
         **client_options(settings),
         group_id=f"livewatch-record-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,

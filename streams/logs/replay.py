@@ -12,7 +12,8 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from streams.core.events import EVENT_TYPES
-from streams.kafka.client import client_options, ensure_topics
+from streams.kafka.client import client_options
+from streams.kafka.topics import ensure_topics
 from streams.logs.files import open_log, read_lines, route
 from streams.settings import Settings
 

@@ -26,8 +26,8 @@ T0: Final = 1_764_000_000_000
 """Event time of second 0 of every scenario (2025-11-24 16:00 UTC), ms."""
 REGIONS: Final = ("cn-east", "cn-north", "cn-south", "cn-west")
 REGION_WEIGHTS: Final = (0.35, 0.3, 0.2, 0.15)
-SOURCES: Final = ("feed", "follow", "search", "ad", "share")
-SOURCE_WEIGHTS: Final = (0.55, 0.25, 0.08, 0.07, 0.05)
+CHANNELS: Final = ("feed", "follow", "search", "ad", "share")
+CHANNEL_WEIGHTS: Final = (0.55, 0.25, 0.08, 0.07, 0.05)
 ORGANIC_CHAT: Final = (
     "这个多少钱", "主播好美", "有优惠吗", "链接在哪", "几号链接", "能便宜点吗", "发货快吗",
     "已下单", "质量怎么样", "尺码偏大吗", "来了来了", "主播辛苦了", "1", "666", "好看",
@@ -189,7 +189,7 @@ def _room_events(room: Room, seconds: int, rng: np.random.Generator, out: _Lines
         counts[room.outage[0] : room.outage[1]] = 0
     joined_s = np.repeat(second, counts)
     join = (T0 + (joined_s + rng.random(len(joined_s))) * 1000).astype(np.int64)
-    source = rng.choice(len(SOURCES), len(join), p=SOURCE_WEIGHTS)
+    source = rng.choice(len(CHANNELS), len(join), p=CHANNEL_WEIGHTS)
     if room.feed_cut_at is not None:
         keep = ~((source == 0) & (joined_s >= room.feed_cut_at))
         join, source = join[keep], source[keep]
@@ -213,7 +213,7 @@ def _room_events(room: Room, seconds: int, rng: np.random.Generator, out: _Lines
         ts = join[idx] + (rng.random(len(idx)) * duration[idx]).astype(np.int64)
         return idx, ts
 
-    source_names = [SOURCES[s] for s in source]
+    source_names = [CHANNELS[s] for s in source]
     before_stop = join < stop
     out.add(
         join[before_stop],

@@ -29,8 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from streams.core.decode import Rejected, decode_log_lines, is_event
-from streams.core.engine import event_type
-from streams.core.pipeline import partition_for
+from streams.core.events import event_type
+from streams.kafka.topics import partition_for
 from streams.logs.files import Routing, read_chunks, route_lines
 
 _ts: Final = operator.attrgetter("ts")
@@ -86,14 +86,12 @@ class LogSplitter:
             parcel.lines_read, parcel.file_bytes_read = first + len(lines) - 1, file_bytes_read
             yield parcel
 
-    def split(self, lines: list[bytes], numbers: Sequence[int], source: str) -> Parcel:
+    def split(self, lines: list[bytes], numbers: Sequence[int], log: str) -> Parcel:
         parcel = Parcel()
         found = route_lines(lines)
         checked: npt.NDArray[np.bool_] | None = None
         if None in found:
-            lines, numbers, routes, checked = self._unroutable(
-                lines, numbers, found, source, parcel
-            )
+            lines, numbers, routes, checked = self._unroutable(lines, numbers, found, log, parcel)
         else:
             routes = cast(list[Routing], found)
         count = len(routes)
@@ -122,7 +120,7 @@ class LogSplitter:
         lines: list[bytes],
         numbers: Sequence[int],
         routes: list[Routing | None],
-        source: str,
+        log: str,
         parcel: Parcel,
     ) -> tuple[list[bytes], list[int], list[Routing], npt.NDArray[np.bool_]]:
         """Decode the lines that did not route in full: rejects go into the parcel,
@@ -140,7 +138,7 @@ class LogSplitter:
             checked += [False] * (index - start)
             if index == len(routes):
                 break
-            decoded = decode_log_lines([lines[index]], [numbers[index]], source)
+            decoded = decode_log_lines([lines[index]], [numbers[index]], log)
             parcel.rejected += decoded.rejected
             for event in decoded.events:
                 kept_lines.append(msgspec.json.encode(event))

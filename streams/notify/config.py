@@ -31,6 +31,7 @@ import msgspec
 
 from detectors.alerts import Transition
 from streams.notify.formats import Kind
+from streams.settings import SettingsError
 
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
 Rate = Annotated[float, msgspec.Meta(gt=0)]
@@ -44,7 +45,7 @@ DEFAULT_LIMITS: Final[dict[str, tuple[float | None, float | None]]] = {
 }
 
 
-class NotifyConfigError(ValueError):
+class NotifyConfigError(SettingsError):
     pass
 
 

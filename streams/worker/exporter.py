@@ -39,6 +39,7 @@ from streams.core.room import (
     RoomState,
 )
 from streams.core.sketch import LatencySketch
+from streams.settings import Settings
 
 MAX_LABEL_LENGTH: Final = 128
 _UNPRINTABLE = re.compile(
@@ -99,6 +100,11 @@ class ExportConfig:
     """Rooms with per-room series: the most watched, by online viewers."""
     pinned_rooms: frozenset[str] = frozenset()
     """Rooms that always have per-room series."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ExportConfig:
+        pinned = frozenset(r.strip() for r in settings.pinned_rooms.split(",") if r.strip())
+        return cls(top_rooms=settings.top_rooms, pinned_rooms=pinned)
 
 
 class PipelineCollector(Collector):
@@ -188,7 +194,7 @@ class PipelineCollector(Collector):
         )
         sources = CounterMetricFamily(
             "livewatch_room_entries_by_source",
-            "Viewer entries since the room went live, by traffic source.",
+            "Viewer entries since the room went live, by traffic channel (a join's source).",
             labels=["room", "source"],
         )
         windowed = {
@@ -207,8 +213,8 @@ class PipelineCollector(Collector):
             seen_labels.add(label)
             online.add_metric([label], room.online)
             peak.add_metric([label], room.peak_online)
-            for source, count in room.entries_by_source.items():
-                sources.add_metric([label, source], count)
+            for channel, count in room.entries_by_channel.items():
+                sources.add_metric([label, channel], count)
             for seconds, window in WINDOW_LABELS.items():
                 for name, value in room.metrics(seconds).items():
                     if value is not None and name in windowed:

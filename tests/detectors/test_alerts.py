@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from detectors.alerts import AlertKey, AlertTracker, Finding, LifecycleConfig, fingerprint
+from detectors.alerts import AlertKey, AlertTracker, Finding, fingerprint
+from detectors.config import LifecycleConfig
 
 KEY = AlertKey("latency_slo", "room-1", "cn-east")
 WARN = Finding("warning", "p95 high", {"burn": 7})

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from detectors.cliff import CliffConfig, CliffDetector
+from detectors.cliff import CliffDetector
+from detectors.config import CliffConfig
 
 STEP = CliffConfig().step_s
 

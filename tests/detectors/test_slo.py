@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from detectors.slo import BurnRate, SloConfig
+from detectors.config import SloConfig
+from detectors.slo import BurnRate
 
 
 def first_alert(bad_share: dict[int, float], seconds: int, per_second: float = 20) -> int | None:

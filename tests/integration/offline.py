@@ -8,9 +8,9 @@ import urllib.request
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.core.decode import RawMessage
-from streams.core.engine import EngineConfig
-from streams.core.pipeline import Pipeline, partition_for
+from streams.core.config import EngineConfig
+from streams.core.pipeline import Pipeline
+from streams.kafka.topics import partition_for
 from streams.logs.files import read_lines
 from streams.worker.exporter import PipelineCollector
 from streams.worker.health import HealthCollector, WorkerHealth
@@ -21,17 +21,16 @@ from tests.exposition import samples as parse
 def offline_exposition(path: str | os.PathLike[str], partitions: int, lateness_ms: int) -> str:
     """The sample through the pipeline without Kafka, partitioned as Kafka does."""
     pipeline = Pipeline(EngineConfig(allowed_lateness_ms=lateness_ms))
-    by_partition: dict[int, list[RawMessage]] = {}
+    by_partition: dict[int, tuple[list[bytes], list[int]]] = {}
     for number, line in read_lines(path):
         room = msgspec.json.decode(line)["room_id"]
-        partition = partition_for(room, partitions)
-        by_partition.setdefault(partition, []).append(
-            RawMessage("file", partition, number, None, line)
-        )
-    for partition, messages in by_partition.items():
-        pipeline.process(partition, messages, check_key=False)
+        lines, numbers = by_partition.setdefault(partition_for(room, partitions), ([], []))
+        lines.append(line)
+        numbers.append(number)
+    for partition, (lines, numbers) in by_partition.items():
+        pipeline.process_lines(partition, lines, numbers, str(path))
         # The worker, once every source is caught up, holds the watermark at clock - lateness.
-        pipeline.engine(partition).settle(())
+        pipeline.settle(partition, ())
     registry = CollectorRegistry()
     registry.register(PipelineCollector(pipeline))
     return generate_latest(registry).decode()

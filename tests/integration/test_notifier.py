@@ -16,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from detectors.alerts import Transition
 from streams.dev.broker import die_with_parent, free_port
-from streams.kafka.client import client_options, ensure_topics
+from streams.kafka.client import client_options
+from streams.kafka.topics import ensure_topics
 from streams.settings import env_name, load_settings
 from tests.webhook_server import PlatformServer, platform_server
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.core.pipeline import partition_for
 from streams.dev.demo import scrape
+from streams.kafka.topics import partition_for
 from streams.settings import Settings
 from tests.conftest import RunningWorker
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.core.engine import EngineConfig
+from streams.core.config import EngineConfig
 from streams.dev.demo import SAMPLE, scrape
 from streams.kafka.client import client_options
 from streams.logs.files import read_lines
@@ -76,7 +76,9 @@ async def source_offsets(settings: Settings) -> tuple[Offsets, Offsets]:
     await consumer.start()
     try:
         tps = [
-            TopicPartition(t, p) for t in settings.source_topics for p in range(settings.partitions)
+            TopicPartition(t, p)
+            for t in settings.source_topics.values()
+            for p in range(settings.partitions)
         ]
         ends = await consumer.end_offsets(tps)
         committed = {tp: (await consumer.committed(tp)) or 0 for tp in tps}

@@ -6,8 +6,19 @@ import random
 
 from hypothesis import strategies as st
 
-from streams.core.engine import SOURCE_OF_TYPE, EngineConfig, PartitionEngine, event_type
-from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
+from streams.core.config import EngineConfig
+from streams.core.engine import PartitionEngine
+from streams.core.events import (
+    SOURCE_OF_TYPE,
+    Danmaku,
+    Event,
+    Join,
+    Latency,
+    Leave,
+    Order,
+    Stall,
+    event_type,
+)
 
 T0 = 1_764_000_000_000
 CONFIG = EngineConfig(allowed_lateness_ms=5_000, max_clock_skew_ms=3_600_000)

@@ -9,13 +9,13 @@ from streams.settings import SettingsError, load_settings
 
 def test_defaults_name_the_contract_topics() -> None:
     settings = load_settings(environ={})
-    assert settings.source_topics == (
-        "live.joins",
-        "live.danmaku",
-        "live.orders",
-        "live.stalls",
-        "live.latency",
-    )
+    assert settings.source_topics == {
+        "joins": "live.joins",
+        "danmaku": "live.danmaku",
+        "orders": "live.orders",
+        "stalls": "live.stalls",
+        "latency": "live.latency",
+    }
     assert settings.topic(settings.topic_deadletter) == "live.deadletter"
     assert settings.topic_for_type("leave") == "live.joins"
 
@@ -29,7 +29,7 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     assert settings.partitions == 16
     assert settings.metrics_port == 9100
     assert settings.log_level == "info"
-    assert settings.source_topics[0] == "prod.live.joins"
+    assert settings.source_topics["joins"] == "prod.live.joins"
 
 
 @pytest.mark.parametrize(
@@ -86,17 +86,9 @@ def test_the_password_never_shows_in_the_settings_repr() -> None:
     assert "hunter2" not in repr(settings) and "sasl_username='livewatch'" in repr(settings)
 
 
-def test_metric_settings_reach_the_engine_and_exporter() -> None:
-    settings = load_settings(
-        environ={
-            "LIVEWATCH_SESSION_TIMEOUT_S": "120",
-            "LIVEWATCH_TOP_ROOMS": "5",
-            "LIVEWATCH_PINNED_ROOMS": "room-a, room-b,",
-        }
-    )
+def test_metric_settings_reach_the_engine() -> None:
+    settings = load_settings(environ={"LIVEWATCH_SESSION_TIMEOUT_S": "120"})
     assert settings.engine_config().metrics.session_timeout_s == 120
-    assert settings.export_config().top_rooms == 5
-    assert settings.export_config().pinned_rooms == {"room-a", "room-b"}
 
 
 def test_detector_settings_come_from_the_config_file_per_category_and_room(tmp_path: Path) -> None:

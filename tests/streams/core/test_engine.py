@@ -3,7 +3,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.engine import EngineConfig, PartitionEngine
+from streams.core.config import EngineConfig, MetricsConfig
+from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Event, Join, Leave, Stall
 from tests.streams.scenarios import CONFIG, T0, interleave, run_live, source_streams, state
 
@@ -137,7 +138,6 @@ def test_offline_batch_boundaries_never_change_the_result(
 
 def test_region_latency_windows_empty_out_after_the_last_room_is_gone() -> None:
     from streams.core.events import Latency
-    from streams.core.room import MetricsConfig
 
     engine = PartitionEngine(
         EngineConfig(allowed_lateness_ms=0, metrics=MetricsConfig(room_idle_s=10))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from streams.core.config import MetricsConfig
 from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
-from streams.core.room import MetricsConfig, RoomState
+from streams.core.room import RoomState
 
 S0 = 1_764_000_000  # epoch seconds of the scenario's second 0
 
@@ -80,7 +81,7 @@ def test_one_minute_window_after_the_first_minute(room: RoomState) -> None:
     assert m["latency_p50_seconds"] == pytest.approx(0.5, rel=0.01)
     assert m["latency_p99_seconds"] == pytest.approx(0.7, rel=0.01)
     assert room.online == 2 and room.peak_online == 3
-    assert room.entries_by_source["feed"] == 2 and room.entries_by_source["ad"] == 1
+    assert room.entries_by_channel["feed"] == 2 and room.entries_by_channel["ad"] == 1
 
 
 def test_windows_slide_on_without_events(room: RoomState) -> None:

@@ -6,7 +6,7 @@ import msgspec
 
 from streams.core.decode import MISSING_FIELD, NOT_JSON
 from streams.core.events import Event, Join, Latency
-from streams.core.pipeline import partition_for
+from streams.kafka.topics import partition_for
 from streams.logs.split import LogSplitter
 
 T0 = 1_764_000_000_000
@@ -62,7 +62,7 @@ def test_lines_that_do_not_route_are_rejected_or_split_into_their_events() -> No
     batch = [Join("room-a", T0, "u1"), Join("room-b", T0 + 2_000, "u2")]
     lines = [b"not json", b"", msgspec.json.encode(batch), b'{"type": "join"}']
     parcel = LogSplitter(4, SKEW_MS).split(lines, [1, 2, 3, 4], "log")
-    rejected = [(r.reason, r.source.offset) for r in parcel.rejected]
+    rejected = [(r.reason, r.message.offset) for r in parcel.rejected]
     assert rejected == [(NOT_JSON, 1), (MISSING_FIELD, 4)]
     routed = {
         line: number

@@ -4,9 +4,10 @@ import json
 
 from prometheus_client import CollectorRegistry, generate_latest
 
+from streams.core.config import EngineConfig
 from streams.core.decode import RawMessage
-from streams.core.engine import EngineConfig
 from streams.core.pipeline import Pipeline
+from streams.settings import load_settings
 from streams.worker.exporter import ExportConfig, PipelineCollector, sanitize_label_value
 from tests.exposition import Samples
 from tests.exposition import samples as parse
@@ -106,3 +107,12 @@ def test_only_the_top_rooms_and_pinned_rooms_get_series_but_all_count_in_aggrega
     assert got[("livewatch_online_viewers", ())] == 6
     assert got[("livewatch_rooms", ())] == 3
     assert got[("livewatch_per_minute", (("event", "entry"), ("window", "1m")))] == 6
+
+
+def test_export_settings_come_from_the_settings() -> None:
+    settings = load_settings(
+        environ={"LIVEWATCH_TOP_ROOMS": "5", "LIVEWATCH_PINNED_ROOMS": "room-a, room-b,"}
+    )
+    config = ExportConfig.from_settings(settings)
+    assert config.top_rooms == 5
+    assert config.pinned_rooms == {"room-a", "room-b"}

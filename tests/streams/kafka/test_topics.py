@@ -5,9 +5,10 @@ import uuid
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 from streams.dev.broker import LocalKafka
-from streams.kafka.client import TopicLayoutError, ensure_topics
+from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_for
 from streams.settings import load_settings
 
 pytestmark = pytest.mark.kafka
@@ -33,10 +34,17 @@ def test_topics_with_different_partition_counts_are_refused(kafka: LocalKafka) -
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(settings.source_topics[1], 2, 1)])
+            await admin.create_topics([NewTopic(settings.source_topics["danmaku"], 2, 1)])
         finally:
             await admin.close()
 
     asyncio.run(create_mismatched())
     with pytest.raises(TopicLayoutError, match="same number of partitions"):
         asyncio.run(ensure_topics(settings))
+
+
+def test_rooms_map_to_the_partitions_kafkas_default_partitioner_picks() -> None:
+    partitions = list(range(8))
+    for room in ["room-0", "直播间-7", "x" * 128, "a"]:
+        expected = DefaultPartitioner()(room.encode(), partitions, partitions)
+        assert partition_for(room, 8) == expected

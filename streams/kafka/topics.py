@@ -1,0 +1,68 @@
+"""livewatch's topics: creating them, their co-partitioning, and where a room's events go."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
+
+from streams.kafka.client import client_options
+from streams.settings import Settings
+
+
+def partition_for(room_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for a room's key."""
+    return (int(murmur2(room_id.encode())) & 0x7FFFFFFF) % partitions
+
+
+class TopicLayoutError(RuntimeError):
+    pass
+
+
+async def ensure_topics(settings: Settings) -> int:
+    """Create missing topics; insist the source topics are co-partitioned.
+
+    One room's events must land in the same partition number of every source
+    topic, because one worker owns that partition number's state.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        wanted = (
+            *settings.source_topics.values(),
+            settings.topic(settings.topic_deadletter),
+            settings.topic(settings.topic_alerts),
+            settings.topic(settings.topic_actions),
+        )
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+                await admin.create_topics(
+                    [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
+                )
+        counts = await _partition_counts(admin, tuple(settings.source_topics.values()))
+        if len(set(counts.values())) != 1 or 0 in counts.values():
+            raise TopicLayoutError(
+                "source topics must have the same number of partitions, found "
+                + ", ".join(f"{t}={n}" for t, n in sorted(counts.items()))
+            )
+        return next(iter(counts.values()))
+    finally:
+        await admin.close()
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, topics: tuple[str, ...], wait_s: float = 30.0
+) -> dict[str, int]:
+    """Partition count per topic, waiting for just-created topics to show up."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        described = await admin.describe_topics(list(topics))
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        if 0 not in counts.values() or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.2)
