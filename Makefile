@@ -36,6 +36,7 @@ test: kafka-jars lint typecheck
 lint: install
 	$(BIN)/ruff check streams detectors tests deploy benchmarks grafana
 	$(BIN)/ruff format --check streams detectors tests deploy benchmarks grafana
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

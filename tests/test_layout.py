@@ -28,7 +28,7 @@ every other command start without loading Faust, Kafka and the engine."""
 
 @pytest.fixture(scope="module")
 def graph() -> grimp.ImportGraph:
-    return grimp.build_graph(*PACKAGES)
+    return grimp.build_graph(*PACKAGES, cache_dir=None)
 
 
 def longest_chain(graph: grimp.ImportGraph) -> list[str]:

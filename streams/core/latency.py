@@ -11,8 +11,7 @@ import numpy.typing as npt
 
 from streams.core.config import MetricsConfig
 from streams.core.events import Latency
-from streams.core.rolling import WindowedSketch
-from streams.core.room import WINDOWS
+from streams.core.rolling import WINDOWS, WindowedSketch
 
 HISTOGRAM_BOUNDS_SECONDS: Final = (
     0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,

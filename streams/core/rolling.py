@@ -7,10 +7,15 @@ sum over the last N seconds is one numpy sum, whatever happened before.
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 import numpy.typing as npt
 
 from streams.core.sketch import BUCKETS, LatencySketch, bucket_indexes
+
+WINDOWS: Final = (60, 300)
+"""The sliding windows of room and region metrics, seconds."""
 
 
 class SecondRing:

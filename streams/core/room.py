@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from streams.core.config import MetricsConfig
 from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
-from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
+from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
 
 # Fields of the per-second ring, indexed by the second events happened in.
 ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS, VIEWER_SECONDS = range(8)
@@ -26,8 +26,6 @@ _RING_FIELDS: Final = 10
 JOINS, GONE_BEFORE_BOUNCE, GONE_BEFORE_1M, GONE_BEFORE_5M = range(4)
 CHANNELS: Final = ("feed", "follow", "search", "ad", "share", "other", "unknown")
 """Traffic channels of entries (a join's `source`), 'unknown' when not given."""
-WINDOWS: Final = (60, 300)
-"""Sliding windows, seconds."""
 
 
 class RoomState:

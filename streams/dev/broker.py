@@ -23,6 +23,9 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError as ClientError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J2_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
@@ -247,9 +250,6 @@ class LocalKafka:
 
 async def answers_metadata(bootstrap: str, timeout_ms: int = 3000) -> bool:
     """True once a broker at `bootstrap` answers a metadata request."""
-    from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError as ClientError
-
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
     try:
         await admin.start()

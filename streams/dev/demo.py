@@ -28,7 +28,9 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.dev.broker import LocalKafka, die_with_parent
+from streams.logs.backtest import run_backtest
 from streams.logs.replay import replay
+from streams.logs.report import REPORT_EVERY_S, write_report
 from streams.settings import Settings, env_name, load_settings
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -223,9 +225,6 @@ def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT)
 
 def _write_report(sample: Path, report: str) -> None:
     """The offline view of the same night: the backtest and its HTML report."""
-    from streams.logs.backtest import run_backtest
-    from streams.logs.report import REPORT_EVERY_S, write_report
-
     settings = load_settings(environ={})
     result = run_backtest(sample, settings, snapshot_every_s=REPORT_EVERY_S)
     incidents = json.loads(NIGHT_LABELS.read_text())["incidents"] if sample == NIGHT else None

@@ -1,4 +1,4 @@
-"""livewatch's topics: creating them, their co-partitioning, and where a room's events go."""
+"""livewatch's topics: creating them and checking they are co-partitioned."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
 
 from streams.kafka.client import client_options
 from streams.settings import Settings
-
-
-def partition_for(room_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for a room's key."""
-    return (int(murmur2(room_id.encode())) & 0x7FFFFFFF) % partitions
 
 
 class TopicLayoutError(RuntimeError):

@@ -32,7 +32,7 @@ import msgspec
 
 from detectors.alerts import Transition
 from streams.core.config import EngineConfig
-from streams.core.pipeline import Output, Pipeline
+from streams.core.engine import Output, Pipeline
 from streams.logs.split import LogSplitter, Parcel
 from streams.settings import Settings
 

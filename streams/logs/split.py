@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from streams.core.decode import Rejected, decode_log_lines, is_event
 from streams.core.events import event_type
-from streams.kafka.topics import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.logs.files import Routing, read_chunks, route_lines
 
 _ts: Final = operator.attrgetter("ts")

@@ -30,7 +30,7 @@ from faust.types import TP, EventT, StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.core.decode import RawMessage, Rejected
-from streams.core.pipeline import Pipeline
+from streams.core.engine import Pipeline
 from streams.kafka.client import client_options
 from streams.kafka.deadletter import encode_dead_letter
 from streams.settings import Settings

@@ -23,9 +23,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from streams.core.decode import INVALID_REASONS
+from streams.core.engine import Pipeline
 from streams.core.events import EVENT_TYPES
 from streams.core.latency import HISTOGRAM_BOUNDS_SECONDS
-from streams.core.pipeline import Pipeline
+from streams.core.rolling import WINDOWS
 from streams.core.room import (
     DANMAKU,
     ENTRIES,
@@ -35,7 +36,6 @@ from streams.core.room import (
     STALL_SECONDS,
     STALLS,
     VIEWER_SECONDS,
-    WINDOWS,
     RoomState,
 )
 from streams.core.sketch import LatencySketch

@@ -9,8 +9,8 @@ import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.core.config import EngineConfig
-from streams.core.pipeline import Pipeline
-from streams.kafka.topics import partition_for
+from streams.core.engine import Pipeline
+from streams.kafka.partitioner import partition_for
 from streams.logs.files import read_lines
 from streams.worker.exporter import PipelineCollector
 from streams.worker.health import HealthCollector, WorkerHealth

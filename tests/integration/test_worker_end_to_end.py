@@ -14,7 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.dev.demo import scrape
-from streams.kafka.topics import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
 from tests.conftest import RunningWorker
 

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.core.config import EngineConfig, MetricsConfig
-from streams.core.engine import PartitionEngine
+from streams.core.decode import TS_OUT_OF_BOUNDS, RawMessage
+from streams.core.engine import PartitionEngine, Pipeline
 from streams.core.events import Danmaku, Event, Join, Leave, Stall
 from tests.streams.scenarios import CONFIG, T0, interleave, run_live, source_streams, state
 
@@ -149,3 +152,99 @@ def test_region_latency_windows_empty_out_after_the_last_room_is_gone() -> None:
     assert engine.rooms == {}
     assert engine.latency.regions["east"].sketch(60).count == 0
     assert engine.latency.regions["east"].sketch(300).count == 0
+
+
+# The pipeline: the one processing path over the partitions' engines.
+
+
+def test_out_of_bounds_events_are_rejected_with_their_origin_and_not_counted_as_valid() -> None:
+    pipeline = Pipeline(EngineConfig(max_clock_skew_ms=60_000))
+    batch = [
+        {"type": "join", "room_id": "r", "ts": T0, "user_id": "a"},
+        {"type": "join", "room_id": "r", "ts": T0 - 120_000, "user_id": "b"},
+    ]
+    message = RawMessage("live.joins", 2, 40, b"r", json.dumps(batch).encode())
+    rejected = pipeline.process(2, [message])
+    assert [(r.reason, r.index, r.message.offset) for r in rejected] == [(TS_OUT_OF_BOUNDS, 1, 40)]
+    assert json.loads(rejected[0].payload or b"")["user_id"] == "b"
+    assert pipeline.events_total["join"] == 1
+    assert pipeline.invalid_total[TS_OUT_OF_BOUNDS] == 1
+
+
+def test_late_counts_survive_a_revoked_partition() -> None:
+    pipeline = Pipeline(EngineConfig(allowed_lateness_ms=1_000))
+    events = [
+        {"type": "join", "room_id": "r", "ts": T0 + 10_000, "user_id": "a"},
+        {"type": "leave", "room_id": "r", "ts": T0, "user_id": "a"},
+    ]
+    pipeline.process(
+        0, [RawMessage("t", 0, i, b"r", json.dumps(e).encode()) for i, e in enumerate(events)]
+    )
+    assert pipeline.late_total == 1
+    pipeline.revoke(0)
+    assert pipeline.late_total == 1 and pipeline.engines == {}
+
+
+def _flood(count: int) -> list[dict[str, object]]:
+    """Fresh accounts advertising a contact id: a spam flood by itself (detectors/spam.py)."""
+    events: list[dict[str, object]] = []
+    for i in range(count):
+        user = f"bot{i}"
+        events.append({"type": "join", "room_id": "r", "ts": T0 + i * 1_000, "user_id": user})
+        text = f"加微信 wx{i:04d}abc 领福利"
+        events.append(
+            {"type": "danmaku", "room_id": "r", "ts": T0 + i * 1_000 + 500, "user_id": user,
+             "text": text}
+        )  # fmt: skip
+    return events
+
+
+def test_drain_hands_over_transitions_actions_and_snapshots_once() -> None:
+    pipeline = Pipeline(EngineConfig(allowed_lateness_ms=0, snapshot_every_s=10))
+    lines = [json.dumps(e).encode() for e in _flood(30)]
+    pipeline.process_lines(0, lines, range(1, len(lines) + 1), "night.jsonl")
+    pipeline.flush()
+    out = pipeline.drain()
+    assert [(t.alert, t.state) for t in out.transitions][:1] == [("spam_flood", "firing")]
+    assert out.actions and out.actions[0]["action"] == "mute"
+    assert out.snapshots and all(s["ts"] % 10_000 == 0 for s in out.snapshots)
+    again = pipeline.drain()
+    assert (again.transitions, again.actions, again.snapshots) == ([], [], [])
+
+
+def test_messages_and_log_lines_take_the_same_path() -> None:
+    events = _flood(30)
+    from_kafka, from_log = Pipeline(EngineConfig()), Pipeline(EngineConfig())
+    messages = [RawMessage("t", 0, i, b"r", json.dumps(e).encode()) for i, e in enumerate(events)]
+    from_kafka.process(0, messages)
+    lines = [json.dumps(e).encode() for e in events]
+    from_log.process_lines(0, lines, range(len(lines)), "night.jsonl")
+    for pipeline in (from_kafka, from_log):
+        pipeline.flush()
+    assert from_kafka.drain() == from_log.drain()
+    assert from_kafka.events_total == from_log.events_total == {"join": 30, "danmaku": 30}
+
+
+def test_silent_partitions_move_up_to_the_log_clock() -> None:
+    pipeline = Pipeline(EngineConfig(allowed_lateness_ms=0))
+    join = {"type": "join", "room_id": "r", "ts": T0, "user_id": "a"}
+    pipeline.process(0, [RawMessage("t", 0, 0, b"r", json.dumps(join).encode())])
+    pipeline.advance_to(T0 + 60_000)
+    assert pipeline.engines[0].event_clock == T0 + 60_000
+    assert pipeline.watermarks() == {0: T0 + 60_000}
+    pipeline.advance_to(T0 + 1_000)  # never backwards
+    assert pipeline.engines[0].event_clock == T0 + 60_000
+
+
+def test_merged_pipelines_keep_every_partition_and_count() -> None:
+    config = EngineConfig()
+    lanes = [Pipeline(config), Pipeline(config)]
+    for partition, (lane, key) in enumerate(zip(lanes, (b"r0", None), strict=True)):
+        join = {"type": "join", "room_id": f"r{partition}", "ts": T0, "user_id": "a"}
+        lane.process(partition, [RawMessage("t", partition, 0, key, json.dumps(join).encode())])
+    merged = Pipeline(config)
+    for lane in lanes:
+        merged.merge(lane)
+    assert sorted(merged.engines) == [0, 1]
+    assert merged.events_total == {"join": 1}
+    assert merged.invalid_total == {"key_mismatch": 1}

@@ -5,10 +5,9 @@ import uuid
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import DefaultPartitioner
 
 from streams.dev.broker import LocalKafka
-from streams.kafka.topics import TopicLayoutError, ensure_topics, partition_for
+from streams.kafka.topics import TopicLayoutError, ensure_topics
 from streams.settings import load_settings
 
 pytestmark = pytest.mark.kafka
@@ -41,10 +40,3 @@ def test_topics_with_different_partition_counts_are_refused(kafka: LocalKafka) -
     asyncio.run(create_mismatched())
     with pytest.raises(TopicLayoutError, match="same number of partitions"):
         asyncio.run(ensure_topics(settings))
-
-
-def test_rooms_map_to_the_partitions_kafkas_default_partitioner_picks() -> None:
-    partitions = list(range(8))
-    for room in ["room-0", "直播间-7", "x" * 128, "a"]:
-        expected = DefaultPartitioner()(room.encode(), partitions, partitions)
-        assert partition_for(room, 8) == expected

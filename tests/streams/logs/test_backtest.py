@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from detectors.alerts import Transition
-from streams.kafka.topics import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.logs.backtest import BacktestResult, _run_lanes, run_backtest
 from streams.logs.scoring import score
 from streams.logs.simulate import SCENARIOS, T0, Room, Scenario, generate, labels, steady, write_log

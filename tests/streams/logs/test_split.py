@@ -6,7 +6,7 @@ import msgspec
 
 from streams.core.decode import MISSING_FIELD, NOT_JSON
 from streams.core.events import Event, Join, Latency
-from streams.kafka.topics import partition_for
+from streams.kafka.partitioner import partition_for
 from streams.logs.split import LogSplitter
 
 T0 = 1_764_000_000_000

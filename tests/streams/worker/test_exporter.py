@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.core.config import EngineConfig
 from streams.core.decode import RawMessage
-from streams.core.pipeline import Pipeline
+from streams.core.engine import Pipeline
 from streams.settings import load_settings
 from streams.worker.exporter import ExportConfig, PipelineCollector, sanitize_label_value
 from tests.exposition import Samples
