@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from streams.cli.main import _default_jobs
+from streams.cli.logs import default_jobs
 from streams.core.decode import decode_log_lines
 from streams.logs.backtest import run_backtest
 from streams.logs.files import read_chunks
@@ -46,7 +46,7 @@ def _command(log: Path) -> None:
 
 def main(names: list[str]) -> None:
     settings = load_settings(environ={})
-    lanes = _default_jobs(1 << 30, settings.partitions)
+    lanes = default_jobs(1 << 30, settings.partitions)
     print(
         f"{'scenario':12} {'lines':>10} {'decode only':>12} {'1 process':>16} "
         f"{f'{lanes} lanes':>16} {'command':>16}"

@@ -59,36 +59,3 @@ def test_an_unreadable_log_is_reported_clearly(
 def test_an_unreachable_broker_is_reported_clearly(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["topics", "create", "--bootstrap", "127.0.0.1:1"]) == 2
     assert "livewatch: error: cannot reach Kafka" in capsys.readouterr().err
-
-
-def test_silences_are_added_listed_and_expired_from_the_command_line(tmp_path: Path) -> None:
-    config = tmp_path / "livewatch.toml"
-    config.write_text(f'[notify]\nsilences_file = "{tmp_path / "silences.json"}"\n')
-
-    def run(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "streams.cli.main", "silence", *args, "--config", str(config)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout
-
-    added = run(
-        "add",
-        "--alert",
-        "spam_flood",
-        "--room",
-        "room-1*",
-        "--for",
-        "2h",
-        "--by",
-        "ann",
-        "--comment",
-        "known raid",
-    )
-    silence_id = added.split()[1]
-    listed = run("list")
-    assert f"{silence_id} active  alert=spam_flood room=room-1*" in listed and "ann" in listed
-    assert "expired" in run("expire", silence_id)
-    assert f"{silence_id} expired" in run("list")
