@@ -128,6 +128,21 @@ class SpamDetector:
     def evaluate(self, now_ms: int) -> tuple[Finding, list[str]] | None:
         """A flood in the window ending at `now_ms`, with the accounts to mute."""
         self.expire(now_ms)
+        kinds, flagged = self._repeated()
+        contact = [m for m in self.messages if m.contact] if self.contacts else []
+        if len(contact) >= self.config.contact_messages:
+            kinds.append("contact_ads")
+            flagged += contact
+        flooders = self.flooders
+        if flooders:
+            kinds.append("per_user_flood")
+            flagged += [m for m in self.messages if m.user in flooders]
+        if not flagged:
+            return None
+        return self._finding(kinds, flagged, bool(contact))
+
+    def _repeated(self) -> tuple[list[str], list[_Message]]:
+        """Big clusters of near-identical messages that look like spam, by kind."""
         c = self.config
         kinds: list[str] = []
         flagged: list[_Message] = []
@@ -153,16 +168,12 @@ class SpamDetector:
             else:
                 continue
             flagged += members
-        contact = [m for m in self.messages if m.contact] if self.contacts else []
-        if len(contact) >= c.contact_messages:
-            kinds.append("contact_ads")
-            flagged += contact
-        flooders = self.flooders
-        if flooders:
-            kinds.append("per_user_flood")
-            flagged += [m for m in self.messages if m.user in flooders]
-        if not flagged:
-            return None
+        return kinds, flagged
+
+    def _finding(
+        self, kinds: list[str], flagged: list[_Message], contact: bool
+    ) -> tuple[Finding, list[str]]:
+        c = self.config
         unique = {id(m): m for m in flagged}.values()
         by_user = Counter(m.user for m in unique)
         texts = Counter(m.text for m in unique)

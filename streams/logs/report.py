@@ -117,9 +117,23 @@ def room_figure(
         col=1,
     )
     _mark_ebb(figure, snapshots)
-    panel_of = {alert: row for row, (*_, alert) in enumerate(_PANELS, start=1)}
     last_ts = snapshots[-1]["ts"] if snapshots else max((t.ts for t in transitions), default=0)
-    for span in firing_spans(transitions, last_ts):
+    _mark_spans(figure, firing_spans(transitions, last_ts), incidents)
+    _mark_alerts(figure, snapshots, transitions)
+    figure.update_layout(
+        height=820,
+        margin={"l": 60, "r": 20, "t": 40, "b": 30},
+        hovermode="x unified",
+        template="plotly_white",
+    )
+    figure.update_yaxes(rangemode="tozero")
+    return figure
+
+
+def _mark_spans(figure: go.Figure, spans: list[Span], incidents: list[dict[str, Any]]) -> None:
+    """Shade when alerts fired, and the labelled incidents, on the panel of their alert."""
+    panel_of = {alert: row for row, (*_, alert) in enumerate(_PANELS, start=1)}
+    for span in spans:
         figure.add_vrect(
             x0=_time(span.start),
             x1=_time(span.end),
@@ -141,15 +155,6 @@ def room_figure(
             row=panel_of.get(incident["alert"], 1),
             col=1,
         )
-    _mark_alerts(figure, snapshots, transitions)
-    figure.update_layout(
-        height=820,
-        margin={"l": 60, "r": 20, "t": 40, "b": 30},
-        hovermode="x unified",
-        template="plotly_white",
-    )
-    figure.update_yaxes(rangemode="tozero")
-    return figure
 
 
 def firing_spans(transitions: list[Transition], end_ts: int) -> list[Span]:

@@ -182,135 +182,191 @@ def _text(value: str) -> str:
 
 
 def _room_events(room: Room, seconds: int, rng: np.random.Generator, out: _Lines) -> None:
-    rid = room.room_id
-    second = np.arange(seconds, dtype=np.float64)
-    counts = rng.poisson(room.arrivals(second))
-    if room.outage:
-        counts[room.outage[0] : room.outage[1]] = 0
-    joined_s = np.repeat(second, counts)
-    join = (T0 + (joined_s + rng.random(len(joined_s))) * 1000).astype(np.int64)
-    source = rng.choice(len(CHANNELS), len(join), p=CHANNEL_WEIGHTS)
-    if room.feed_cut_at is not None:
-        keep = ~((source == 0) & (joined_s >= room.feed_cut_at))
-        join, source = join[keep], source[keep]
-    n = len(join)
-    leave = join + (rng.lognormal(math.log(room.stay_s), 0.8, n) * 1000).astype(np.int64)
-    if room.outage:
-        start = T0 + room.outage[0] * 1000
-        caught = (join < start) & (leave > start)
-        leave[caught] = start + (rng.random(int(caught.sum())) * 20_000).astype(np.int64)
-    region = rng.choice(len(REGIONS), n, p=REGION_WEIGHTS)
-    users = [f"{rid}-u{i}" for i in range(n)]
-    end = T0 + seconds * 1000
-    stop = T0 + room.silent_at * 1000 if room.silent_at is not None else end
-    present_until = np.minimum(leave, stop)
+    # Each step draws from `rng` in a fixed order: the same seed, the same night.
+    viewers = _Viewers.arrive(room, seconds, rng)
+    viewers.presence(out)
+    viewers.latency(out)
+    viewers.chat(out)
+    viewers.stalls(out)
+    viewers.orders(out)
+    viewers.hype(out)
+    _bot_flood(room, rng, out)
 
-    def per_viewer(every_s: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+
+@dataclass
+class _Viewers:
+    """A room's simulated audience: who joined when, from which channel and region."""
+
+    room: Room
+    rng: np.random.Generator
+    join: npt.NDArray[np.int64]
+    leave: npt.NDArray[np.int64]
+    channel: npt.NDArray[np.int64]
+    region: npt.NDArray[np.int64]
+    users: list[str]
+    stop: int
+    """Events end here: the room goes silent, or the night ends."""
+
+    @classmethod
+    def arrive(cls, room: Room, seconds: int, rng: np.random.Generator) -> _Viewers:
+        second = np.arange(seconds, dtype=np.float64)
+        counts = rng.poisson(room.arrivals(second))
+        if room.outage:
+            counts[room.outage[0] : room.outage[1]] = 0
+        joined_s = np.repeat(second, counts)
+        join = (T0 + (joined_s + rng.random(len(joined_s))) * 1000).astype(np.int64)
+        channel = rng.choice(len(CHANNELS), len(join), p=CHANNEL_WEIGHTS)
+        if room.feed_cut_at is not None:
+            keep = ~((channel == 0) & (joined_s >= room.feed_cut_at))
+            join, channel = join[keep], channel[keep]
+        n = len(join)
+        leave = join + (rng.lognormal(math.log(room.stay_s), 0.8, n) * 1000).astype(np.int64)
+        if room.outage:
+            start = T0 + room.outage[0] * 1000
+            caught = (join < start) & (leave > start)
+            leave[caught] = start + (rng.random(int(caught.sum())) * 20_000).astype(np.int64)
+        region = rng.choice(len(REGIONS), n, p=REGION_WEIGHTS)
+        users = [f"{room.room_id}-u{i}" for i in range(n)]
+        end = T0 + seconds * 1000
+        stop = T0 + room.silent_at * 1000 if room.silent_at is not None else end
+        return cls(room, rng, join, leave, channel, region, users, stop)
+
+    @property
+    def present_until(self) -> npt.NDArray[np.int64]:
+        return np.minimum(self.leave, self.stop)
+
+    def per_viewer(self, every_s: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(viewer index, ts) of a Poisson process while each viewer is present."""
-        duration = np.maximum(present_until - join, 0)
-        k = rng.poisson(duration / 1000 / every_s)
-        idx = np.repeat(np.arange(n), k)
-        ts = join[idx] + (rng.random(len(idx)) * duration[idx]).astype(np.int64)
+        duration = np.maximum(self.present_until - self.join, 0)
+        k = self.rng.poisson(duration / 1000 / every_s)
+        idx = np.repeat(np.arange(len(self.join)), k)
+        ts = self.join[idx] + (self.rng.random(len(idx)) * duration[idx]).astype(np.int64)
         return idx, ts
 
-    source_names = [CHANNELS[s] for s in source]
-    before_stop = join < stop
-    out.add(
-        join[before_stop],
-        [
-            f'{{"type":"join","room_id":"{rid}","ts":{join[i]},"user_id":"{users[i]}",'
-            f'"source":"{source_names[i]}"}}'
-            for i in np.nonzero(before_stop)[0]
-        ],
-    )
-    leaving = leave < stop
-    out.add(
-        leave[leaving],
-        [
-            f'{{"type":"leave","room_id":"{rid}","ts":{leave[i]},"user_id":"{users[i]}"}}'
-            for i in np.nonzero(leaving)[0]
-        ],
-    )
-    idx, ts = per_viewer(20)
-    value = rng.lognormal(math.log(room.latency_ms), 0.3, len(idx))
-    if room.slow_region:
-        name, a, b = room.slow_region
-        slow = (region[idx] == REGIONS.index(name)) & (ts >= T0 + a * 1000) & (ts < T0 + b * 1000)
-        value[slow] = rng.uniform(900, 2000, int(slow.sum()))
-    regions = [REGIONS[r] for r in region[idx]]
-    out.add(
-        ts,
-        [
-            f'{{"type":"latency","room_id":"{rid}","ts":{t},"user_id":"{users[i]}",'
-            f'"value_ms":{v:.1f},"region":"{g}"}}'
-            for i, t, v, g in zip(idx.tolist(), ts.tolist(), value.tolist(), regions, strict=True)
-        ],
-    )
-    idx, ts = per_viewer(150)
-    texts = [_text(ORGANIC_CHAT[c]) for c in rng.integers(len(ORGANIC_CHAT), size=len(idx))]
-    out.add(ts, _danmaku(rid, ts, [users[i] for i in idx], texts))
-    idx, ts = per_viewer(2000)
-    if room.stall_storm:
-        a, b = (T0 + x * 1000 for x in room.stall_storm)
-        overlap = np.clip(np.minimum(present_until, b) - np.maximum(join, a), 0, None)
-        k = rng.poisson(overlap / 1000 / 10)
-        extra = np.repeat(np.arange(n), k)
-        extra_ts = np.maximum(join[extra], a) + (rng.random(len(extra)) * overlap[extra]).astype(
-            np.int64
-        )
-        idx, ts = np.concatenate([idx, extra]), np.concatenate([ts, extra_ts])
-    out.add(
-        ts,
-        [
-            f'{{"type":"stall","room_id":"{rid}","ts":{t},"user_id":"{users[i]}",'
-            f'"duration_ms":{d:.0f}}}'
-            for i, t, d in zip(
-                idx.tolist(), ts.tolist(), rng.uniform(500, 4000, len(idx)).tolist(), strict=True
-            )
-        ],
-    )
-    idx, ts = per_viewer(1200)
-    amounts = rng.lognormal(math.log(80), 0.6, len(idx))
-    refunded = rng.random(len(idx)) < 0.05
-    out.add(
-        ts,
-        [
-            f'{{"type":"order","room_id":"{rid}","ts":{t},"user_id":"{users[i]}",'
-            f'"order_id":"{rid}-o{k}","amount":{a:.2f}' + (',"status":"refunded"}' if r else "}")
-            for k, (i, t, a, r) in enumerate(
-                zip(idx.tolist(), ts.tolist(), amounts.tolist(), refunded.tolist(), strict=True)
-            )
-        ],
-    )
-    for at in room.hype_at:
-        moment = T0 + at * 1000
-        present = np.nonzero((join <= moment) & (present_until > moment))[0]
-        who = present[rng.random(len(present)) < 0.4]
-        ts = moment + (rng.random(len(who)) * 10_000).astype(np.int64)
-        texts = [_text(HYPE_CHAT[c]) for c in rng.integers(len(HYPE_CHAT), size=len(who))]
-        out.add(ts, _danmaku(rid, ts, [users[i] for i in who], texts))
-    if room.bot_flood:
-        at, bots = room.bot_flood
-        ids = [f"bot{rng.integers(10**6)}" for _ in range(bots)]
-        bot_join = T0 + at * 1000 + (rng.random(bots) * 20_000).astype(np.int64)
+    def presence(self, out: _Lines) -> None:
+        rid, join, leave, users = self.room.room_id, self.join, self.leave, self.users
+        names = [CHANNELS[c] for c in self.channel]
+        before_stop = join < self.stop
         out.add(
-            bot_join,
+            join[before_stop],
             [
-                f'{{"type":"join","room_id":"{rid}","ts":{t},"user_id":"{u}"}}'
-                for t, u in zip(bot_join.tolist(), ids, strict=True)
+                f'{{"type":"join","room_id":"{rid}","ts":{join[i]},"user_id":"{users[i]}",'
+                f'"source":"{names[i]}"}}'
+                for i in np.nonzero(before_stop)[0]
             ],
         )
-        who = np.repeat(np.arange(bots), 2)
-        ts = bot_join[who] + 200 + (rng.random(len(who)) * 2000).astype(np.int64)
-        texts = [
-            _text(
-                SPAM_TEMPLATES[rng.integers(len(SPAM_TEMPLATES))].format(
-                    id="vip_777", n=rng.integers(10**4)
-                )
+        leaving = leave < self.stop
+        out.add(
+            leave[leaving],
+            [
+                f'{{"type":"leave","room_id":"{rid}","ts":{leave[i]},"user_id":"{users[i]}"}}'
+                for i in np.nonzero(leaving)[0]
+            ],
+        )
+
+    def latency(self, out: _Lines) -> None:
+        room, rng = self.room, self.rng
+        idx, ts = self.per_viewer(20)
+        value = rng.lognormal(math.log(room.latency_ms), 0.3, len(idx))
+        if room.slow_region:
+            name, a, b = room.slow_region
+            in_region = self.region[idx] == REGIONS.index(name)
+            slow = in_region & (ts >= T0 + a * 1000) & (ts < T0 + b * 1000)
+            value[slow] = rng.uniform(900, 2000, int(slow.sum()))
+        regions = [REGIONS[r] for r in self.region[idx]]
+        rows = zip(idx.tolist(), ts.tolist(), value.tolist(), regions, strict=True)
+        out.add(
+            ts,
+            [
+                f'{{"type":"latency","room_id":"{room.room_id}","ts":{t},'
+                f'"user_id":"{self.users[i]}","value_ms":{v:.1f},"region":"{g}"}}'
+                for i, t, v, g in rows
+            ],
+        )
+
+    def chat(self, out: _Lines) -> None:
+        idx, ts = self.per_viewer(150)
+        picks = self.rng.integers(len(ORGANIC_CHAT), size=len(idx))
+        texts = [_text(ORGANIC_CHAT[c]) for c in picks]
+        out.add(ts, _danmaku(self.room.room_id, ts, [self.users[i] for i in idx], texts))
+
+    def stalls(self, out: _Lines) -> None:
+        room, rng, join = self.room, self.rng, self.join
+        idx, ts = self.per_viewer(2000)
+        if room.stall_storm:
+            a, b = (T0 + x * 1000 for x in room.stall_storm)
+            overlap = np.clip(np.minimum(self.present_until, b) - np.maximum(join, a), 0, None)
+            k = rng.poisson(overlap / 1000 / 10)
+            extra = np.repeat(np.arange(len(join)), k)
+            offset = (rng.random(len(extra)) * overlap[extra]).astype(np.int64)
+            idx, ts = (
+                np.concatenate([idx, extra]),
+                np.concatenate([ts, np.maximum(join[extra], a) + offset]),
             )
-            for _ in who
-        ]
-        out.add(ts, _danmaku(rid, ts, [ids[i] for i in who], texts))
+        durations = rng.uniform(500, 4000, len(idx)).tolist()
+        out.add(
+            ts,
+            [
+                f'{{"type":"stall","room_id":"{room.room_id}","ts":{t},'
+                f'"user_id":"{self.users[i]}","duration_ms":{d:.0f}}}'
+                for i, t, d in zip(idx.tolist(), ts.tolist(), durations, strict=True)
+            ],
+        )
+
+    def orders(self, out: _Lines) -> None:
+        rid, rng = self.room.room_id, self.rng
+        idx, ts = self.per_viewer(1200)
+        amounts = rng.lognormal(math.log(80), 0.6, len(idx))
+        refunded = rng.random(len(idx)) < 0.05
+        rows = zip(idx.tolist(), ts.tolist(), amounts.tolist(), refunded.tolist(), strict=True)
+        out.add(
+            ts,
+            [
+                f'{{"type":"order","room_id":"{rid}","ts":{t},"user_id":"{self.users[i]}",'
+                f'"order_id":"{rid}-o{k}","amount":{a:.2f}'
+                + (',"status":"refunded"}' if r else "}")
+                for k, (i, t, a, r) in enumerate(rows)
+            ],
+        )
+
+    def hype(self, out: _Lines) -> None:
+        """Moments the audience cheers: 40% of those present chat within ten seconds."""
+        rng, present_until = self.rng, self.present_until
+        for at in self.room.hype_at:
+            moment = T0 + at * 1000
+            present = np.nonzero((self.join <= moment) & (present_until > moment))[0]
+            who = present[rng.random(len(present)) < 0.4]
+            ts = moment + (rng.random(len(who)) * 10_000).astype(np.int64)
+            texts = [_text(HYPE_CHAT[c]) for c in rng.integers(len(HYPE_CHAT), size=len(who))]
+            out.add(ts, _danmaku(self.room.room_id, ts, [self.users[i] for i in who], texts))
+
+
+def _bot_flood(room: Room, rng: np.random.Generator, out: _Lines) -> None:
+    """Fresh bot accounts joining together, each posting spam templates twice."""
+    if not room.bot_flood:
+        return
+    rid = room.room_id
+    at, bots = room.bot_flood
+    ids = [f"bot{rng.integers(10**6)}" for _ in range(bots)]
+    bot_join = T0 + at * 1000 + (rng.random(bots) * 20_000).astype(np.int64)
+    out.add(
+        bot_join,
+        [
+            f'{{"type":"join","room_id":"{rid}","ts":{t},"user_id":"{u}"}}'
+            for t, u in zip(bot_join.tolist(), ids, strict=True)
+        ],
+    )
+    who = np.repeat(np.arange(bots), 2)
+    ts = bot_join[who] + 200 + (rng.random(len(who)) * 2000).astype(np.int64)
+    texts = [
+        _text(
+            SPAM_TEMPLATES[rng.integers(len(SPAM_TEMPLATES))].format(
+                id="vip_777", n=rng.integers(10**4)
+            )
+        )
+        for _ in who
+    ]
+    out.add(ts, _danmaku(rid, ts, [ids[i] for i in who], texts))
 
 
 def _danmaku(rid: str, ts: npt.NDArray[np.int64], users: list[str], texts: list[str]) -> list[str]:

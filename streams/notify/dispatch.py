@@ -107,11 +107,6 @@ class Dispatcher:
                 del self.groups[key]
         return out
 
-    def next_due(self) -> float | None:
-        """When the next send is scheduled (repeats aside)."""
-        times = [g.next_send for g in self.groups.values() if g.next_send is not None]
-        return min(times, default=None)
-
     def _send(self, group: _Group, now: float) -> Due:
         firing = self._firing(group)
         # A resolution is news if its firing went out, or if it lasted group_wait in

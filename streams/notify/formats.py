@@ -269,9 +269,6 @@ def _inert_transition(alert: Transition) -> dict[str, Any]:
     }
 
 
-_NEVER: Final = "0001-01-01T00:00:00Z"
-
-
 def _rfc3339(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
@@ -279,14 +276,12 @@ def _rfc3339(ms: int) -> str:
 def alertmanager(n: Notification, url: str, grafana_url: str) -> Request:
     """Alertmanager's webhook payload (version 4), so existing tooling can take it."""
     alerts: list[dict[str, Any]] = []
-    label_sets: list[dict[str, str]] = []
     for alert in n.alerts:
         labels = {
             "alertname": alert.alert,
             "room": safe(alert.room_id, 128),
             "severity": alert.severity,
         }
-        label_sets.append(labels)
         if alert.region:
             labels["region"] = safe(alert.region, 64)
         alerts.append(

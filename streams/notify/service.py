@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from detectors.alerts import Transition
 from streams.kafka.client import client_options
+from streams.kafka.deadletter import dead_letter
 from streams.notify.config import NotifyConfig
 from streams.notify.delivery import ConsoleSender, DeliveryMetrics, WebhookSender
 from streams.notify.dispatch import Dispatcher, Token
@@ -121,98 +122,155 @@ async def run_notifier(
     environ: Mapping[str, str] | None = None,
     out: IO[str] | None = None,
 ) -> NotifierStats:
-    stop = stop or asyncio.Event()
-    registry = registry or CollectorRegistry()
-    stats = NotifierStats()
-    undecodable = Counter(
-        "livewatch_notifier_undecodable",
-        "Messages on the alerts topic that are not alert transitions (dead-lettered).",
-        registry=registry,
-    )
-    metrics = DeliveryMetrics(registry)
-    dispatcher = Dispatcher(config, SilenceStore(config.silences_file))
-    tracker = OffsetTracker()
-    consumer = AIOKafkaConsumer(
-        settings.topic(settings.topic_alerts),
-        **client_options(settings),
-        group_id=f"{settings.app_id}-notifier",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(**client_options(settings), acks="all")
-    async with httpx.AsyncClient() as client:
-        senders = build_senders(
-            config, client, metrics, os.environ if environ is None else environ, out or sys.stdout
+    """Deliver alert transitions until `stop` is set."""
+    notifier = Notifier(settings, config, registry or CollectorRegistry())
+    environ = os.environ if environ is None else environ
+    return await notifier.run(stop or asyncio.Event(), environ, out or sys.stdout)
+
+
+class Notifier:
+    """The stages in order: consume -> dispatch (routes, groups, silences,
+    inhibition) -> one delivery queue per receiver -> commit what is done."""
+
+    def __init__(
+        self, settings: Settings, config: NotifyConfig, registry: CollectorRegistry
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.stats = NotifierStats()
+        self.undecodable = Counter(
+            "livewatch_notifier_undecodable",
+            "Messages on the alerts topic that are not alert transitions (dead-lettered).",
+            registry=registry,
         )
-        queues: dict[str, asyncio.Queue[tuple[Notification, list[Token]]]] = {
-            name: asyncio.Queue() for name in senders
-        }
+        self.metrics = DeliveryMetrics(registry)
+        self.dispatcher = Dispatcher(config, SilenceStore(config.silences_file))
+        self.tracker = OffsetTracker()
+        self.consumer = AIOKafkaConsumer(
+            settings.topic(settings.topic_alerts),
+            **client_options(settings),
+            group_id=f"{settings.app_id}-notifier",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        self.producer = AIOKafkaProducer(**client_options(settings), acks="all")
+        self.queues: dict[str, asyncio.Queue[tuple[Notification, list[Token]]]] = {}
+        self.committed: dict[TopicPartition, int] = {}
 
-        async def dead_letter(reason: str, record: dict[str, Any], key: str) -> None:
-            stats.dead_letters += 1
-            payload = msgspec.json.encode({"kind": "notification", "reason": reason, **record})
-            await producer.send_and_wait(
-                settings.topic(settings.topic_deadletter), payload, key=key.encode()
-            )
+    async def run(
+        self, stop: asyncio.Event, environ: Mapping[str, str], out: IO[str]
+    ) -> NotifierStats:
+        async with httpx.AsyncClient() as client:
+            senders = build_senders(self.config, client, self.metrics, environ, out)
+            self.queues = {name: asyncio.Queue() for name in senders}
+            await self.producer.start()
+            await self.consumer.start()
+            deliveries = [
+                asyncio.create_task(self.deliver(name, sender)) for name, sender in senders.items()
+            ]
+            try:
+                while not stop.is_set():
+                    await self.consume()
+                    self.dispatch(time.time())
+                    await self.commit()
+                    for delivery in deliveries:
+                        if delivery.done():
+                            delivery.result()  # a crashed delivery loop must not pass silently
+            finally:
+                for delivery in deliveries:
+                    delivery.cancel()
+                await asyncio.gather(*deliveries, return_exceptions=True)
+                await self.consumer.stop()
+                await self.producer.stop()
+        return self.stats
 
-        async def deliver(name: str) -> None:
-            sender, queue = senders[name], queues[name]
-            while True:
-                notification, tokens = await queue.get()
-                reason = await sender.deliver(notification)
-                if reason is not None:
-                    log.error("receiver %s: notification given up: %s", name, reason)
-                    await dead_letter(reason, _record(notification), name)
-                stats.notifications += 1
-                for token in tokens:
-                    tracker.done(token)
+    async def consume(self) -> None:
+        """Hand the transitions of the next batch to the dispatcher."""
+        batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+        now = time.time()
+        for tp, messages in batches.items():
+            for message in messages:
+                self.stats.transitions += 1
+                try:
+                    transition = _decoder.decode(message.value or b"")
+                except msgspec.DecodeError as exc:
+                    self.stats.undecodable += 1
+                    self.undecodable.inc()
+                    self.tracker.track(tp, message.offset, 0)
+                    await self.dead_letter(
+                        "not_a_transition",
+                        str(exc),
+                        partition=tp.partition,
+                        offset=message.offset,
+                        key=message.key,
+                        payload=message.value or b"",
+                    )
+                    continue
+                owed = self.dispatcher.add(transition, (tp, message.offset), now)
+                self.tracker.track(tp, message.offset, owed)
 
-        await producer.start()
-        await consumer.start()
-        workers = [asyncio.create_task(deliver(name)) for name in senders]
-        committed: dict[TopicPartition, int] = {}
-        try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=500)
-                now = time.time()
-                for tp, messages in batches.items():
-                    for message in messages:
-                        stats.transitions += 1
-                        try:
-                            transition = _decoder.decode(message.value or b"")
-                        except msgspec.DecodeError as exc:
-                            stats.undecodable += 1
-                            undecodable.inc()
-                            tracker.track(tp, message.offset, 0)
-                            await dead_letter(
-                                "not_a_transition",
-                                {"detail": str(exc), "topic": tp.topic, "offset": message.offset},
-                                "notifier",
-                            )
-                            continue
-                        owed = dispatcher.add(transition, (tp, message.offset), now)
-                        tracker.track(tp, message.offset, owed)
-                for due in dispatcher.due(now):
-                    if due.notification is None:
-                        for token in due.tokens:
-                            tracker.done(token)
-                    else:
-                        queues[due.notification.receiver].put_nowait((due.notification, due.tokens))
-                ready = tracker.committable()
-                if ready and ready != committed:
-                    await consumer.commit(ready)
-                    committed = dict(ready)
-                    stats.committed = committed
-                for worker in workers:
-                    if worker.done():
-                        worker.result()  # a crashed delivery loop must not pass silently
-        finally:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            await consumer.stop()
-            await producer.stop()
-    return stats
+    def dispatch(self, now: float) -> None:
+        """Notifications now due to their receivers' queues."""
+        for due in self.dispatcher.due(now):
+            if due.notification is None:
+                for token in due.tokens:
+                    self.tracker.done(token)
+            else:
+                self.queues[due.notification.receiver].put_nowait((due.notification, due.tokens))
+
+    async def commit(self) -> None:
+        """Commit the offsets up to which every transition was delivered or given up."""
+        ready = self.tracker.committable()
+        if ready and ready != self.committed:
+            await self.consumer.commit(ready)
+            self.committed = dict(ready)
+            self.stats.committed = self.committed
+
+    async def deliver(self, name: str, sender: Sender) -> None:
+        """One receiver's notifications, one at a time, in order."""
+        queue = self.queues[name]
+        while True:
+            notification, tokens = await queue.get()
+            reason = await sender.deliver(notification)
+            if reason is not None:
+                log.error("receiver %s: notification given up: %s", name, reason)
+                await self.dead_letter(
+                    "undeliverable",
+                    f"receiver {name}: {reason}",
+                    partition=None,
+                    offset=None,
+                    key=notification.room_id.encode(),
+                    payload=msgspec.json.encode(_record(notification)),
+                )
+            self.stats.notifications += 1
+            for token in tokens:
+                self.tracker.done(token)
+
+    async def dead_letter(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        partition: int | None,
+        offset: int | None,
+        key: bytes | None,
+        payload: bytes,
+    ) -> None:
+        settings = self.settings
+        self.stats.dead_letters += 1
+        letter = dead_letter(
+            reason,
+            detail,
+            topic=settings.topic(settings.topic_alerts),
+            partition=partition,
+            offset=offset,
+            key=key,
+            payload=payload,
+            max_payload_bytes=settings.deadletter_max_payload_bytes,
+        )
+        await self.producer.send_and_wait(
+            settings.topic(settings.topic_deadletter), letter, key=key
+        )
 
 
 def _record(n: Notification) -> dict[str, Any]:

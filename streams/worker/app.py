@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from streams.core.decode import RawMessage, Rejected
 from streams.core.engine import Pipeline
 from streams.kafka.client import client_options
-from streams.kafka.deadletter import encode_dead_letter
+from streams.kafka.deadletter import rejected_letter
 from streams.settings import Settings
 from streams.worker.checkpoint import (
     CheckpointError,
@@ -215,7 +215,7 @@ class Worker:
         await asyncio.gather(
             *[
                 await self.deadletters.send(
-                    key=r.message.key, value=encode_dead_letter(r, limit), force=True
+                    key=r.message.key, value=rejected_letter(r, limit), force=True
                 )
                 for r in rejected
             ]

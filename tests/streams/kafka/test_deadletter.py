@@ -4,11 +4,11 @@ import base64
 import json
 
 from streams.core.decode import NOT_JSON, NOT_UTF8, RawMessage, Rejected
-from streams.kafka.deadletter import encode_dead_letter
+from streams.kafka.deadletter import dead_letter, rejected_letter
 
 
 def letter(rejected: Rejected, limit: int = 64) -> dict[str, object]:
-    result: dict[str, object] = json.loads(encode_dead_letter(rejected, limit))
+    result: dict[str, object] = json.loads(rejected_letter(rejected, limit))
     return result
 
 
@@ -48,3 +48,22 @@ def test_a_rejected_batch_element_carries_only_that_element() -> None:
     source = RawMessage("t", 0, 7, b"r", b'[{"good":1},{"bad":2}]')
     result = letter(Rejected(NOT_JSON, "x", source, index=1, payload=b'{"bad":2}'))
     assert result["index"] == 1 and result["payload"] == '{"bad":2}'
+
+
+def test_a_notification_given_up_is_a_dead_letter_of_the_same_format() -> None:
+    record = {"receiver": "oncall", "room_id": "room-1", "alerts": []}
+    letter_bytes = dead_letter(
+        "undeliverable",
+        "receiver oncall: gave up after 9 attempts: http_503",
+        topic="live.alerts",
+        partition=None,
+        offset=None,
+        key=b"room-1",
+        payload=json.dumps(record).encode(),
+        max_payload_bytes=64,
+    )
+    result = json.loads(letter_bytes)
+    source = RawMessage("live.danmaku", 3, 1234, b"room-9", b"{oops")
+    assert set(result) == set(letter(Rejected(NOT_JSON, "JSON is malformed", source)))
+    assert (result["partition"], result["offset"], result["index"]) == (None, None, None)
+    assert json.loads(result["payload"]) == record and result["key"] == "room-1"
