@@ -2,7 +2,7 @@
 
 For each scenario (default: mixed, promo-night and cliff, seed 1) the log is
 written once; then (1) the baseline reads and decodes every line
-(eventlog.read_chunks + decode.decode_log_lines, what any driver must do),
+(files.read_chunks + decode.decode_log_lines, what any driver must do),
 (2) `run_backtest` runs in one process, (3) with the lanes `livewatch backtest`
 starts by default (two per core, at most one per partition) and (4) the command
 itself runs, start-up included. Printed figures are lines/s and the ratio to

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-OUT = Path(__file__).resolve().parents[2] / "streams" / "samples" / "demo-small.jsonl.gz"
+OUT = Path(__file__).resolve().parents[2] / "streams" / "dev" / "samples" / "demo-small.jsonl.gz"
 START_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z
 DURATION_S = 120
 ROOMS = {"room-beauty": 3.0, "room-snacks": 1.5, "room-phones": 0.6}  # joins per second

@@ -26,7 +26,7 @@ from types import TracebackType
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError as ClientError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J2_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
 

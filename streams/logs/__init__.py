@@ -1,0 +1,1 @@
+"""Recorded event logs: files, replay, record, simulate, backtest, scoring and the report."""

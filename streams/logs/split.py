@@ -1,7 +1,7 @@
 """An event log split into per-partition parcels, and the log's clock, for backtest.
 
 Backtest runs partitions in parallel lanes; the log is read once. The reader
-only decodes what routing needs (room_id and ts, see `eventlog.route_lines`);
+only decodes what routing needs (room_id and ts, see `files.route_lines`);
 each lane fully decodes its own lines. Lines that do not route are decoded in
 full here: their rejects travel to the lane of partition 0, their events (a
 line holding an array) are re-encoded one per line and routed.

@@ -1,0 +1,1 @@
+"""The live worker: the Faust app around the pipeline, checkpoints and /metrics."""
