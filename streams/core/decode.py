@@ -25,9 +25,11 @@ MISSING_FIELD: Final = "missing_field"
 INVALID_FIELD: Final = "invalid_field"
 KEY_MISMATCH: Final = "key_mismatch"
 TS_OUT_OF_BOUNDS: Final = "ts_out_of_bounds"
+TOO_DEEP: Final = "too_deep"
 INVALID_REASONS: Final[tuple[str, ...]] = (
     NOT_UTF8,
     NOT_JSON,
+    TOO_DEEP,
     NOT_AN_EVENT,
     UNKNOWN_TYPE,
     MISSING_FIELD,
@@ -35,6 +37,11 @@ INVALID_REASONS: Final[tuple[str, ...]] = (
     KEY_MISMATCH,
     TS_OUT_OF_BOUNDS,
 )
+
+DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+"""What decoding untrusted bytes may raise: msgspec's errors, and a RecursionError
+for JSON nested deeper than msgspec's recursion limit (`[[[[...`), which must
+reject that one input like any other bad value, not stop the worker."""
 
 _message_decoder: Final = msgspec.json.Decoder(Event | list[Event])
 _event_decoder: Final[msgspec.json.Decoder[Event]] = msgspec.json.Decoder(Event)
@@ -86,6 +93,8 @@ class Decoded:
 def classify(error: Exception, data: bytes) -> tuple[str, str]:
     """Map a decoding error to (reason, human readable detail)."""
     detail = str(error)
+    if isinstance(error, RecursionError):
+        return TOO_DEEP, "JSON nested too deeply"
     if isinstance(error, UnicodeDecodeError):
         return NOT_UTF8, detail
     if isinstance(error, msgspec.ValidationError):
@@ -106,7 +115,7 @@ def classify(error: Exception, data: bytes) -> tuple[str, str]:
 def _decode_one(data: bytes) -> Event | Exception:
     try:
         return _event_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except DECODE_ERRORS as exc:
         return exc
 
 
@@ -119,7 +128,7 @@ def decode_message(message: RawMessage, out: Decoded, *, check_key: bool = True)
     value = message.value or b""
     try:
         decoded = _message_decoder.decode(value)
-    except (msgspec.DecodeError, UnicodeDecodeError) as error:
+    except DECODE_ERRORS as error:
         _decode_elements(message, value, error, out, check_key)
         return
     if isinstance(decoded, list):
@@ -157,7 +166,7 @@ def _decode_elements(
 ) -> None:
     try:
         elements = _elements_decoder.decode(value)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except DECODE_ERRORS:
         reason, detail = classify(error, value)
         out.rejected.append(Rejected(reason, detail, message))
         return
@@ -183,12 +192,12 @@ def decode_log_lines(lines: list[bytes], numbers: Iterable[int], log: str) -> De
         events += map(decode, lines)  # all good, the common case: no Python step per line
         origins += numbers  # messages are built only if ever needed
         return out
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except DECODE_ERRORS:
         events.clear()
     for number, line in zip(numbers, lines, strict=True):
         try:
             event = decode(line)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except DECODE_ERRORS:
             if line := line.strip():
                 decode_message(RawMessage(log, 0, number, None, line), out, check_key=False)
             continue

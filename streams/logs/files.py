@@ -11,6 +11,9 @@ from typing import IO, NamedTuple, cast
 
 import msgspec
 
+from streams.core.decode import DECODE_ERRORS
+from streams.core.events import EventTime
+
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -105,7 +108,9 @@ class Routing(msgspec.Struct):
 
     type: str
     room_id: str
-    ts: int
+    ts: EventTime
+    """Bounded as in the contract: a huge number makes the line unroutable (it is
+    then decoded in full and rejected), not an overflow in the splitter's arrays."""
 
 
 _routing_decoder = msgspec.json.Decoder(Routing)
@@ -115,7 +120,7 @@ def route(line: bytes) -> Routing | None:
     """Where a log line goes, or None when it is not even shaped like an event."""
     try:
         return _routing_decoder.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except DECODE_ERRORS:
         return None
 
 
@@ -128,6 +133,6 @@ def route_lines(lines: list[bytes], block: int = 64) -> list[Routing | None]:
         part = lines[start : start + block]
         try:
             routes += list(map(decode, part))
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except DECODE_ERRORS:
             routes += map(route, part)
     return routes

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import msgspec
 from aiokafka import AIOKafkaConsumer
 
+from streams.core.decode import DECODE_ERRORS
 from streams.kafka.client import client_options
 from streams.logs.files import create_log
 from streams.settings import Settings
@@ -40,7 +41,7 @@ def message_lines(value: bytes | None) -> list[bytes] | None:
     if stripped.startswith(b"["):
         try:
             elements = msgspec.json.decode(stripped)
-        except msgspec.DecodeError:
+        except DECODE_ERRORS:
             return [b" ".join(stripped.splitlines())]
         if isinstance(elements, list):
             return [msgspec.json.encode(e) for e in elements]

@@ -245,15 +245,19 @@ def webhook(n: Notification, url: str) -> Request:
     )
 
 
+def _inert(value: Any) -> Any:
+    """Every string inside `value` made inert (keys too); numbers, booleans, null kept."""
+    if isinstance(value, str):
+        return safe(value, 200)
+    if isinstance(value, dict):
+        return {safe(str(k), 64): _inert(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_inert(v) for v in value]
+    return value
+
+
 def _inert_transition(alert: Transition) -> dict[str, Any]:
-    details = dict(alert.details) if isinstance(alert.details, dict) else {}
-    for key in ("samples", "hints"):
-        if key in details:
-            details[key] = [safe(s, 200) for s in details[key]]
-    if "top_accounts" in details:
-        details["top_accounts"] = [
-            {**a, "user_id": safe(a.get("user_id", ""), 64)} for a in details["top_accounts"]
-        ]
+    details = _inert(alert.details) if isinstance(alert.details, dict) else {}
     return {
         "alert": alert.alert,
         "state": alert.state,
@@ -264,7 +268,7 @@ def _inert_transition(alert: Transition) -> dict[str, Any]:
         "severity": alert.severity,
         "summary": safe(alert.summary, _SUMMARY_LIMIT),
         "fingerprint": alert.fingerprint,
-        "runbook": alert.runbook,
+        "runbook": safe(alert.runbook, 300),
         "details": details,
     }
 
@@ -290,7 +294,7 @@ def alertmanager(n: Notification, url: str, grafana_url: str) -> Request:
                 "labels": labels,
                 "annotations": {
                     "summary": safe(alert.summary, _SUMMARY_LIMIT),
-                    "runbook": alert.runbook,
+                    "runbook": safe(alert.runbook, 300),
                 },
                 "startsAt": _rfc3339(alert.started_at),
                 "endsAt": _rfc3339(alert.ts)

@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter
 
 from detectors.alerts import Transition
+from streams.core.decode import DECODE_ERRORS
 from streams.kafka.client import client_options
 from streams.kafka.deadletter import dead_letter
 from streams.notify.config import NotifyConfig
@@ -193,7 +194,7 @@ class Notifier:
                 self.stats.transitions += 1
                 try:
                     transition = _decoder.decode(message.value or b"")
-                except msgspec.DecodeError as exc:
+                except DECODE_ERRORS as exc:
                     self.stats.undecodable += 1
                     self.undecodable.inc()
                     self.tracker.track(tp, message.offset, 0)

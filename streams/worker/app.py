@@ -27,6 +27,7 @@ import faust
 import msgspec
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP, EventT, StreamT
+from mode import CrashingSupervisor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.core.decode import RawMessage, Rejected
@@ -149,7 +150,12 @@ class Worker:
 
     def _wire(self) -> None:
         app = self.app
-        app.agent(self.sources, name="process", concurrency=1)(self.consume)
+        # A crashed agent must not leave a process that serves /metrics but processes
+        # nothing: CrashingSupervisor crashes the app, the worker exits non-zero and
+        # the orchestrator restarts it (Faust's default restarts the agent instead).
+        app.agent(
+            self.sources, name="process", concurrency=1, supervisor_strategy=CrashingSupervisor
+        )(self.consume)
         app.timer(interval=1.0, name="tick")(self.tick)
         self.checkpoints.on_recover(self.on_assign)
         app.on_before_shutdown.connect(self.on_shutdown)  # type: ignore[arg-type]
@@ -240,6 +246,13 @@ class Worker:
 
     async def tick(self) -> None:
         """Every second: watermarks follow the sources, silent partitions age, checkpoints."""
+        try:
+            await self._tick()
+        except Exception as exc:  # a timer that dies silently stops event time: crash
+            await self.app.crash(exc)
+            raise
+
+    async def _tick(self) -> None:
         await self.learn_positions()
         now = time.monotonic()
         for number in self.pipeline.engines:

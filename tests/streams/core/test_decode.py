@@ -3,17 +3,22 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.core.decode import (
     INVALID_FIELD,
+    INVALID_REASONS,
     KEY_MISMATCH,
     MISSING_FIELD,
     NOT_AN_EVENT,
     NOT_JSON,
     NOT_UTF8,
+    TOO_DEEP,
     UNKNOWN_TYPE,
     Decoded,
     RawMessage,
+    decode_log_lines,
     decode_message,
     decode_messages,
 )
@@ -147,3 +152,49 @@ def test_log_files_have_no_keys_to_check() -> None:
 def test_an_empty_batch_is_valid_and_holds_nothing() -> None:
     out = decode([])
     assert out.events == [] and out.rejected == []
+
+
+def test_json_nested_past_the_decoders_limit_rejects_only_its_message() -> None:
+    deep = b'{"type":"join","room_id":"r1","ts":%d,"user_id":"u","x":%s%s}' % (
+        TS,
+        b"[" * 100_000,
+        b"]" * 100_000,
+    )
+    good = message({"type": "join", "room_id": "r1", "ts": TS, "user_id": "v"})
+    out = decode_messages([message(deep), message(b"[" * 100_000), good])
+    assert [(r.reason, r.message.offset) for r in out.rejected] == [
+        (TOO_DEEP, 0),
+        (NOT_AN_EVENT, 0),
+    ]
+    assert out.events == [Join("r1", TS, "v")]
+    lines = decode_log_lines([deep, b"[" * 100_000], [1, 2], "night.jsonl")
+    assert [r.reason for r in lines.rejected] == [TOO_DEEP, NOT_AN_EVENT]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        json_values.map(lambda v: json.dumps(v).encode()),
+        st.builds(
+            lambda depth, head: head + b"[" * depth,
+            st.integers(0, 5_000),
+            st.sampled_from([b"", b'{"type":"join","x":']),
+        ),
+    ),
+    st.one_of(st.none(), st.binary(max_size=20)),
+)
+def test_any_bytes_decode_to_events_or_rejects_never_an_exception(
+    value: bytes, key: bytes | None
+) -> None:
+    out = decode_messages([RawMessage("t", 0, 0, key, value)])
+    assert all(r.reason in INVALID_REASONS and r.detail for r in out.rejected)
+    lines = decode_log_lines([value.replace(b"\n", b" ")], [1], "log")
+    assert all(r.reason in INVALID_REASONS for r in lines.rejected)

@@ -72,3 +72,11 @@ def test_lines_that_do_not_route_are_rejected_or_split_into_their_events() -> No
     assert routed == {msgspec.json.encode(event): 3 for event in batch}
     assert parcel.clock_moves == [S0 + 2]
     assert parcel.only([1, 2, 3]).rejected == [] and parcel.only([0]).rejected == parcel.rejected
+
+
+def test_a_timestamp_too_big_for_any_array_is_rejected_not_an_overflow() -> None:
+    huge = b'{"type":"join","room_id":"r","ts":99999999999999999999999,"user_id":"u"}'
+    lines = [*encoded([Join("r", T0, "a")]), huge, *encoded([Join("r", T0 + 1_000, "b")])]
+    parcel = LogSplitter(4, SKEW_MS).split(lines, range(1, 4), "log")
+    assert [(r.reason, r.message.offset) for r in parcel.rejected] == [("invalid_field", 2)]
+    assert sum(len(part.numbers) for part in parcel.parts.values()) == 2

@@ -41,10 +41,12 @@ def spam_alert(state: str = "firing", room: str = "room-spam", ts: int = T0 + 60
             "samples": [HOSTILE, "加微信 abc123456"],
             "top_accounts": [{"user_id": HOSTILE, "messages": 9}],
             "hints": [HOSTILE],
+            "signals": {"online": {"observed": 1.0, "note": HOSTILE}},
+            HOSTILE: [HOSTILE, 3],
         },
         None,
         T0,
-        "Mute the listed accounts.",
+        f"Mute the listed accounts. {HOSTILE}",
     )
 
 
