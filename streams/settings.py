@@ -81,6 +81,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     # Event time
     allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000
     max_clock_skew_ms: Positive = 86_400_000
+    max_future_ms: Positive = 300_000
+    """Live mode: an event this far ahead of the wall clock is rejected (a producer's
+    clock gone wrong), so that it cannot make the rest of its partition late."""
     source_idle_ms: Positive = 60_000
 
     # Metrics (docs/metrics.md)
@@ -140,6 +143,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
         return EngineConfig(
             allowed_lateness_ms=self.allowed_lateness_ms,
             max_clock_skew_ms=self.max_clock_skew_ms,
+            max_future_ms=self.max_future_ms,
             source_idle_ms=self.source_idle_ms,
             metrics=MetricsConfig(
                 session_timeout_s=self.session_timeout_s,

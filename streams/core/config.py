@@ -29,6 +29,8 @@ class EngineConfig:
     """Events up to this far behind their source's newest event are reordered."""
     max_clock_skew_ms: int = 86_400_000
     """Events further than this from the partition's event clock are rejected."""
+    max_future_ms: int = 300_000
+    """Live: events further than this ahead of the wall clock are rejected."""
     source_idle_ms: int = 60_000
     """Offline: a source this far behind the newest event no longer holds the watermark."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

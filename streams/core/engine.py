@@ -90,10 +90,13 @@ class PartitionEngine:
         Offline (None), a source holds it until it falls `source_idle_ms` behind.
         Each event is judged against the state as it stood when it arrived, so
         batch boundaries change nothing. An event more than `max_clock_skew_ms`
-        behind the clock, or ahead of both the clock and `now_ms` (the wall clock,
-        live mode), is rejected: one absurd timestamp must not drag the clock.
+        behind the clock is rejected, and so is one ahead of `now_ms` (the wall
+        clock, live mode) by more than `max_future_ms`, or offline ahead of the
+        clock by more than `max_clock_skew_ms`: one absurd timestamp must not drag
+        the clock and make the rest of the partition late.
         """
         skew = self.config.max_clock_skew_ms
+        horizon = _NO_HORIZON if now_ms is None else now_ms + self.config.max_future_ms
         lateness = self.config.allowed_lateness_ms
         idle = self.config.source_idle_ms
         out_of_bounds: list[int] = []
@@ -108,10 +111,13 @@ class PartitionEngine:
         late = 0
         for position, event in enumerate(events):
             ts = event.ts
+            if ts > horizon:
+                out_of_bounds.append(position)
+                continue
             if clock is None:
                 clock = ts
             elif ts > clock:
-                if ts - (clock if now_ms is None or now_ms < clock else now_ms) > skew:
+                if now_ms is None and ts - clock > skew:
                     out_of_bounds.append(position)
                     continue
                 clock = ts
@@ -311,6 +317,8 @@ def snapshot(
 
 
 _TS: Final = operator.attrgetter("ts")
+_NO_HORIZON: Final = 1 << 62
+"""Offline there is no wall clock to be ahead of (event times are epoch ms < 2^62)."""
 _TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}
 _RANK_OF_CLASS: Final = {cls: _TYPE_RANK[tag] for cls, tag in TYPE_OF_CLASS.items()}
 
@@ -395,18 +403,27 @@ class Pipeline:
             self.late_total += engine.late - late_before
             for cls, count in Counter(map(type, decoded.events)).items():
                 self.events_total[TYPE_OF_CLASS[cls]] += count
-            rejected += [self._off_the_clock(partition, decoded, p) for p in out_of_bounds]
+            rejected += [self._off_the_clock(partition, decoded, p, now_ms) for p in out_of_bounds]
         self.reject(rejected)
         return rejected
 
-    def _off_the_clock(self, partition: int, decoded: Decoded, position: int) -> Rejected:
+    def _off_the_clock(
+        self, partition: int, decoded: Decoded, position: int, now_ms: int | None
+    ) -> Rejected:
         event = decoded.events[position]
         self.events_total[event_type(event)] -= 1
         message, index = decoded.origin(position)
-        detail = (
-            f"ts {event.ts} is more than {self.config.max_clock_skew_ms} ms "
-            f"from the event clock {self.engines[partition].event_clock} of partition {partition}"
-        )
+        config = self.config
+        if now_ms is not None and event.ts > now_ms + config.max_future_ms:
+            detail = (
+                f"ts {event.ts} is more than {config.max_future_ms} ms "
+                f"ahead of the wall clock {now_ms}"
+            )
+        else:
+            detail = (
+                f"ts {event.ts} is more than {config.max_clock_skew_ms} ms from the "
+                f"event clock {self.engines[partition].event_clock} of partition {partition}"
+            )
         payload = msgspec.json.encode(event) if index is not None else None
         return Rejected(TS_OUT_OF_BOUNDS, detail, message, index, payload)
 

@@ -80,6 +80,24 @@ def test_the_wall_clock_admits_a_long_gap_in_live_mode() -> None:
     assert engine.event_clock == later
 
 
+def test_in_live_mode_an_event_far_ahead_of_the_wall_clock_is_rejected() -> None:
+    """One join stamped 23 hours ahead used to move the clock: every join after it
+    was late, the room emptied and a "room went silent" cliff fired."""
+    engine = PartitionEngine(CONFIG)
+    now = T0 + 10_000
+    joins = [Join("r", T0 + i * 10, f"u{i}") for i in range(1_000)]
+    joins.insert(500, Join("r", T0 + 23 * 3_600_000, "ahead"))
+    assert engine.ingest(joins, now_ms=now) == [500]
+    assert engine.event_clock == T0 + 999 * 10 and engine.late == 0
+    # The first event of a partition is judged too: it would set the clock.
+    fresh = PartitionEngine(CONFIG)
+    first = Join("r", now + CONFIG.max_future_ms + 1, "x")
+    assert fresh.ingest([first, Join("r", T0, "a")], now_ms=now) == [0]
+    assert fresh.event_clock == T0
+    # Within the tolerance, a producer's clock slightly ahead is fine.
+    assert fresh.ingest([Join("r", now + CONFIG.max_future_ms, "y")], now_ms=now) == []
+
+
 def test_idle_time_advances_the_watermark_and_ticks_rooms() -> None:
     engine = PartitionEngine(CONFIG)
     engine.ingest([Join("r", T0, "a")])
@@ -169,6 +187,15 @@ def test_out_of_bounds_events_are_rejected_with_their_origin_and_not_counted_as_
     assert json.loads(rejected[0].payload or b"")["user_id"] == "b"
     assert pipeline.events_total["join"] == 1
     assert pipeline.invalid_total[TS_OUT_OF_BOUNDS] == 1
+
+
+def test_a_reject_ahead_of_the_wall_clock_says_so() -> None:
+    pipeline = Pipeline(EngineConfig(max_future_ms=60_000))
+    ahead = {"type": "join", "room_id": "r", "ts": T0 + 3_600_000, "user_id": "a"}
+    message = RawMessage("live.joins", 0, 7, b"r", json.dumps(ahead).encode())
+    [rejected] = pipeline.process(0, [message], now_ms=T0)
+    assert rejected.reason == TS_OUT_OF_BOUNDS and "ahead of the wall clock" in rejected.detail
+    assert pipeline.events_total["join"] == 0
 
 
 def test_late_counts_survive_a_revoked_partition() -> None:
