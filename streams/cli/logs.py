@@ -50,8 +50,10 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     _register_backtest(commands)
 
     simulate = commands.add_parser("simulate", help="generate a scenario event log with labels")
-    simulate.add_argument("--scenario", choices=sorted(SCENARIOS), default="mixed")
-    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument(
+        "--scenario", choices=sorted(SCENARIOS), default="mixed", help="the night (default mixed)"
+    )
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     simulate.add_argument("--out", required=True, help="event log to write (.jsonl or .jsonl.gz)")
     simulate.add_argument("--labels-out", help="write the injected incidents here (JSON)")
     simulate.set_defaults(func=run_simulate)
@@ -63,7 +65,9 @@ def _register_backtest(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     backtest.add_argument("file", help="event log (.jsonl or .jsonl.gz)")
     backtest.add_argument("--alerts-out", help="write alert transitions here (JSON Lines)")
-    backtest.add_argument("--config", help="TOML config file (env LIVEWATCH_CONFIG)")
+    backtest.add_argument(
+        "--config", default=argparse.SUPPRESS, help="TOML config file (env LIVEWATCH_CONFIG)"
+    )
     backtest.add_argument(
         "--partitions", type=int, help="partitions to group rooms into, as the worker's topics"
     )

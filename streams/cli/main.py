@@ -1,7 +1,8 @@
 """The `livewatch` command line: one module per command group, errors reported here.
 
 Failures the user can fix (settings, logs, the broker, the topics' layout) end
-with one line on stderr instead of a traceback.
+with one line on stderr instead of a traceback, and exit 1; 2 is argparse's,
+for usage errors. Results go to stdout, progress and logs to stderr.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 
 from aiokafka.errors import KafkaConnectionError
 
 from streams.cli import dev, logs, notify, worker
+from streams.cli.options import settings_args
 from streams.dev.broker import KafkaError
 from streams.kafka.topics import TopicLayoutError
 from streams.logs.files import EventLogError
@@ -24,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="livewatch", description="Real-time monitoring of live-commerce rooms."
     )
+    parser.add_argument("--version", action="version", version=f"livewatch {version('livewatch')}")
+    settings_args(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (worker, dev, logs, notify):
         group.register(commands)
@@ -38,10 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
     except (SettingsError, EventLogError, KafkaError, TopicLayoutError) as exc:
         print(f"livewatch: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KafkaConnectionError as exc:
         print(f"livewatch: error: cannot reach Kafka: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -33,11 +33,13 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     add.add_argument("--alert", default="*", help="alert type glob (default *)")
     add.add_argument("--room", default="*", help="room id glob (default *)")
     add.add_argument("--region", default="*", help="region glob (default *)")
-    add.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h")
+    add.add_argument(
+        "--duration", "--for", dest="duration", required=True, help="how long, e.g. 30m, 2h"
+    )
     add.add_argument("--by", help="who (default $USER)")
     add.add_argument("--comment", help="why")
     expire = actions.add_parser("expire", help="end a silence now")
-    expire.add_argument("id")
+    expire.add_argument("id", help="the silence's id, as `silence add` and `list` print it")
     listing = actions.add_parser("list", help="list silences")
     for sub in (silence, add, expire, listing):
         settings_args(sub)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from streams.settings import Settings, load_settings
@@ -15,11 +16,22 @@ from streams.settings import Settings, load_settings
 Commands = argparse._SubParsersAction  # the `add_subparsers()` a group adds its commands to
 
 
-def settings_args(parser: argparse.ArgumentParser) -> None:
+def settings_args(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """The settings options, on the `livewatch` parser (`top`) and on each command.
+
+    A command's options default to nothing at all (SUPPRESS), not None: given
+    before a subcommand (`livewatch silence --config F add`), a value must not be
+    overwritten by the subcommand's default, as argparse does otherwise.
+    """
+    default = None if top else argparse.SUPPRESS
     group = parser.add_argument_group("settings (override config file and LIVEWATCH_* env)")
-    group.add_argument("--config", help="TOML config file (env LIVEWATCH_CONFIG)")
-    group.add_argument("--bootstrap", dest="bootstrap_servers", help="Kafka bootstrap servers")
-    group.add_argument("--topic-prefix", dest="topic_prefix", help="prefix for every topic name")
+    group.add_argument("--config", default=default, help="TOML config file (env LIVEWATCH_CONFIG)")
+    group.add_argument(
+        "--bootstrap", dest="bootstrap_servers", default=default, help="Kafka bootstrap servers"
+    )
+    group.add_argument(
+        "--topic-prefix", dest="topic_prefix", default=default, help="prefix for every topic name"
+    )
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -43,7 +55,8 @@ def progress(label: str, unit: str, total: int) -> Iterator[Callable[[int, int],
         TimeRemainingColumn(),
     )
     started = time.monotonic()
-    with Progress(*columns, transient=True) as bar:
+    # Progress goes to stderr: stdout carries the command's results, maybe into a pipe.
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task(label, total=total, rate=0.0, items=0)
 
         def advance(done: int, items: int) -> None:

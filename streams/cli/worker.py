@@ -16,7 +16,9 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
     worker = commands.add_parser("worker", help="run a stream-processing worker")
     settings_args(worker)
     worker.add_argument("--metrics-port", type=int, help="port serving /metrics")
-    worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    worker.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="default info"
+    )
     worker.add_argument("--state-dir", help="directory for local state")
     worker.set_defaults(func=run_worker)
 
