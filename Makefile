@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install kafka-jars system-deps demo test lint typecheck check bench sample clean
+.PHONY: install kafka-jars system-deps demo test lint typecheck check bench sample docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench: kafka-jars
 sample: install
 	$(BIN)/livewatch simulate --scenario demo --seed 1 \
 	  --out streams/dev/samples/demo-night.jsonl.gz --labels-out streams/dev/samples/demo-night.labels.json
+
+# Generated pages (a test fails when they are stale).
+docs: install
+	$(BIN)/livewatch settings reference > docs/settings.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .livewatch-state

@@ -28,35 +28,53 @@ class LifecycleConfig:
 @dataclass(frozen=True, slots=True)
 class CliffConfig:
     step_s: int = 5
+    """Signals are sampled, and the detector evaluated, every this many seconds."""
     short_s: int = 30
+    """The recent level that is compared with the prediction."""
     baseline_s: int = 300
     """The trend is fitted over this long: recent enough to follow an ebb that began lately."""
     count_bucket_s: int = 30
+    """Count signals (entries, events) are summed over buckets this long."""
     gap_s: int = 60
+    """The trend is fitted over a span ending this long ago."""
     min_half_life_s: float = 120.0
+    """The trend never predicts a decay faster than this half-life."""
     drop_warning: float = 0.4
+    """A fall this far below the prediction (a share) warns..."""
     drop_critical: float = 0.75
+    """...and this far pages."""
     activity_drop: float = 0.9
     """All events together fire only on a near-silence: chat bursts and stall storms
     come and go without the audience changing."""
     recover_ratio: float = 0.75
+    """The alert clears once the level is back at this share of the prediction it fired
+    on."""
     settle_after_s: int = 1200
+    """A lower level lasting this long becomes the new normal."""
     min_online: float = 50.0
+    """The online signal needs this many predicted viewers."""
     min_short_count: float = 25.0
+    """Count signals need this many predicted entries or events in `short_s`."""
     z: float = 4.0
+    """Count signals must also fall this many Poisson standard deviations."""
 
 
 @dataclass(frozen=True, slots=True)
 class EbbConfig:
     step_s: int = 5
+    """Online viewers are sampled every this many seconds (the cliff detector's step)."""
     history_s: int = 3600
+    """A peak is looked for this far back."""
     pre_window_s: int = 1800
+    """The level before a peak: the median over this long before it."""
     min_rise: float = 1.5
     """The peak must be this many times the pre-promotion level."""
     min_peak: float = 50.0
+    """Peaks under this many viewers are not promotions."""
     min_elapsed_s: int = 180
     """Fit only once the ebb has run this long."""
     estimate_every_s: int = 60
+    """The fit is made again this often."""
     min_half_life_s: float = 120.0
     """A faster fall is a cliff (the cliff detector's bound), not an ebb."""
 
@@ -77,9 +95,11 @@ class SloConfig:
         BurnWindow(120, 10, 14.4, "critical"),
         BurnWindow(720, 60, 6.0, "warning"),
     )
+    """Long and short windows, the burn rate they must both reach, and the severity."""
     min_long_events: float = 100
     """Volume gate: fewer events than this in the long window never alert."""
     min_short_events: float = 10
+    """Volume gate of the short window."""
 
     @property
     def budget(self) -> float:
@@ -93,18 +113,25 @@ class SloConfig:
 @dataclass(frozen=True, slots=True)
 class SpamConfig:
     window_s: int = 30
+    """The chat window judged, seconds."""
     min_distinct_chars: int = 5
     """Messages with fewer distinct characters (normalized) carry no content: hype."""
     min_cluster_messages: int = 10
+    """A cluster of near-duplicates this big may be a flood..."""
     few_accounts: int = 3
+    """...when at most this many accounts wrote it,"""
     fresh_share: float = 0.6
+    """...or when this share of its messages came from fresh accounts,"""
     min_fresh_accounts: int = 8
+    """...at least this many of them."""
     contact_messages: int = 5
     """This many messages with contact ids or links in the window is a flood by itself."""
     per_user_messages: int = 20
     """Twitch's limit for ordinary users: 20 messages per 30 s."""
     critical_messages: int = 50
+    """A flood of this many spam messages (or any contact ids) pages; smaller ones warn."""
     max_mute: int = 50
+    """At most this many accounts in a mute action."""
 
 
 def _stall_slo() -> SloConfig:
@@ -159,6 +186,10 @@ def _merge(base: DetectorConfig, table: Mapping[str, Any], where: str) -> Detect
         if not is_dataclass(current):
             changes[name] = value
         elif isinstance(value, Mapping):
+            # msgspec ignores unknown keys of a dataclass: a typo would change nothing.
+            unknown = sorted(set(value) - {f.name for f in fields(current)})
+            if unknown:
+                raise DetectorConfigError(f"{where}.{name}: unknown setting(s) {unknown}")
             changes[name] = {**msgspec.to_builtins(current), **value}
         else:
             raise DetectorConfigError(f"{where}.{name} must be a table")

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from detectors.config import DetectorSettings
+from detectors.config import DetectorConfigError, DetectorSettings
 from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.events import SOURCE_OF_TYPE, SOURCES
 
@@ -38,41 +38,69 @@ class SettingsError(ValueError):
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     # Kafka connection
     bootstrap_servers: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma-separated host:port."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How clients reach the brokers."""
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    """With SASL: the mechanism."""
     sasl_username: str | None = None
+    """With SASL: the user."""
     sasl_password: str | None = None
+    """With SASL: the password (never printed; prefer `sasl_password_file`)."""
     sasl_password_file: str | None = None
+    """With SASL: a file holding the password, such as a mounted secret."""
     ssl_cafile: str | None = None
+    """PEM file of the CA that signed the brokers' certificates."""
     ssl_certfile: str | None = None
+    """PEM client certificate, for mutual TLS."""
     ssl_keyfile: str | None = None
+    """PEM key of the client certificate."""
 
     # Topics
     app_id: Annotated[str, msgspec.Meta(min_length=1)] = "livewatch"
+    """The workers' consumer group and the prefix of their internal topics."""
     topic_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]*$")] = ""
+    """Put before every topic name: `prod.` reads `prod.live.joins`."""
     topic_danmaku: TopicName = "live.danmaku"
+    """Source topic of `danmaku` events."""
     topic_orders: TopicName = "live.orders"
+    """Source topic of `order` events."""
     topic_joins: TopicName = "live.joins"
+    """Source topic of `join` and `leave` events."""
     topic_stalls: TopicName = "live.stalls"
+    """Source topic of `stall` events."""
     topic_latency: TopicName = "live.latency"
+    """Source topic of `latency` events."""
     topic_deadletter: TopicName = "live.deadletter"
+    """Rejected input and undeliverable notifications (docs/events.md)."""
     topic_alerts: TopicName = "live.alerts"
+    """Alert transitions, from the workers to the notifier."""
     topic_actions: TopicName = "live.actions"
+    """Moderation actions: accounts to mute."""
     partitions: Positive = 4
+    """Partitions of the topics livewatch creates; backtest groups rooms into as many."""
     replication_factor: Positive = 1
+    """Replication factor of the topics livewatch creates."""
 
     # Worker
     metrics_host: str = "0.0.0.0"
+    """Interface the worker's /metrics listens on."""
     metrics_port: Port = 9464
+    """Port of the worker's /metrics."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level of the worker and the notifier."""
     state_dir: str = ".livewatch-state"
+    """The worker's local data directory."""
     batch_max_messages: Positive = 2000
+    """Most messages handed to the pipeline in one batch."""
     batch_within_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.1
+    """Longest wait to fill a batch."""
     idle_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     """Live mode: a partition silent this long lets event time pass with the wall clock."""
     source_hold_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
     """Live mode: a caught-up source holds the watermark this long after its last message."""
     deadletter_max_payload_bytes: Positive = 65536
+    """A dead letter keeps at most this much of what was rejected."""
     group_session_timeout_s: Annotated[float, msgspec.Meta(ge=6, le=1800)] = 60.0
     """How long the consumer group waits for a silent worker before moving its partitions."""
     checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
@@ -80,31 +108,44 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
 
     # Event time
     allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000
+    """Events up to this far behind their source's newest event are reordered, not late."""
     max_clock_skew_ms: Positive = 86_400_000
+    """Events further than this behind the partition's event clock are rejected (in a
+    backtest, ahead of the log's clock too)."""
     max_future_ms: Positive = 300_000
     """Live mode: an event this far ahead of the wall clock is rejected (a producer's
     clock gone wrong), so that it cannot make the rest of its partition late."""
     source_idle_ms: Positive = 60_000
+    """Backtest: a source this far behind the newest event no longer holds the
+    watermark."""
 
     # Metrics (docs/metrics.md)
     session_timeout_s: Positive = 300
+    """A viewer with no event for this long has left (no `leave` arrived)."""
     bounce_s: Positive = 10
+    """Sessions shorter than this are bounces."""
     latency_slo_ms: Annotated[float, msgspec.Meta(gt=0)] = 600.0
+    """The latency objective: samples above it are bad."""
     room_idle_s: Positive = 900
+    """A room with nobody online and no event for this long is dropped."""
     top_rooms: Annotated[int, msgspec.Meta(ge=0)] = 200
+    """Rooms with per-room series: the most watched, by online viewers."""
     pinned_rooms: str = ""
     """Comma-separated room ids that always get per-room series."""
 
     # Detectors (docs/detectors.md): the config file's [detectors] table
     detectors: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The `[detectors]` table: its keys are listed below, overrides per category and
+    room in docs/detectors.md."""
 
     # Notifier (docs/notify.md): the config file's [notify] table
     notify: dict[str, Any] = msgspec.field(default_factory=dict)
+    """The `[notify]` table: its keys are listed below, receivers, routes and inhibition
+    in docs/notify.md."""
     notifier_metrics_port: Port = 9465
     """The notifier's /metrics (delivery counters); 0 disables it."""
 
     def __post_init__(self) -> None:
-        DetectorSettings.from_table(self.detectors)  # refuse bad detector settings at start
         if self.security_protocol.startswith("SASL") and not self.sasl_username:
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_username")
         if self.security_protocol.startswith("SASL") and not (
@@ -172,20 +213,77 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Merge the sources and validate; raise SettingsError naming the bad setting."""
+    """Merge the sources and validate; raise SettingsError naming the bad setting and
+    where its value came from."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     config_file = config_file or environ.get(env_name("config")) or None
     if config_file:
-        values.update(_read_config_file(Path(config_file)))
+        from_file = _read_config_file(Path(config_file))
+        values.update(from_file)
+        origins.update(dict.fromkeys(from_file, f"config file {config_file}"))
     for field in FIELDS:
         if env_name(field) in environ:
-            values[field] = environ[env_name(field)]
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+            raw = environ[env_name(field)]
+            values[field] = _table_from_env(field, raw) if field in TABLES else raw
+            origins[field] = f"env {env_name(field)}"
+    for table, (names, assignments) in _nested_from_env(environ).items():
+        values[table] = _deep_merge(values.get(table, {}), parse_assignments(assignments)[table])
+        origins[table] = ", ".join(filter(None, (origins.get(table), *names)))
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    values.update(given)
+    origins.update(dict.fromkeys(given, "command line"))
+    return _validated(values, origins)
+
+
+TABLES: Final = ("detectors", "notify")
+"""Settings that are tables: `[detectors]` and `[notify]` in the config file."""
+NESTED: Final = "__"
+"""Between the keys of a table setting's environment variable:
+LIVEWATCH_DETECTORS__SPAM__MIN_FRESH_ACCOUNTS=12 is detectors.spam.min_fresh_accounts."""
+
+
+def _table_from_env(field: str, raw: str) -> dict[str, Any]:
+    """A whole table in one variable: a JSON object."""
     try:
-        return msgspec.convert(values, Settings, strict=False)
+        table = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        table = None
+    if not isinstance(table, dict):
+        raise SettingsError(
+            f"env {env_name(field)}: expected a JSON object; or set one key with "
+            f"{env_name(field)}{NESTED}<KEY>[{NESTED}<KEY>...]=<value>"
+        )
+    return table
+
+
+def _nested_from_env(environ: Mapping[str, str]) -> dict[str, tuple[list[str], list[str]]]:
+    """Table -> (the variables, their `--set`-style assignments), from the
+    LIVEWATCH_<TABLE>__<KEY>... variables (keys are lower-cased)."""
+    found: dict[str, tuple[list[str], list[str]]] = {}
+    for name in sorted(environ):
+        for table in TABLES:
+            prefix = env_name(table) + NESTED
+            if name.startswith(prefix) and len(name) > len(prefix):
+                path = name[len(prefix) :].lower().replace(NESTED, ".")
+                names, assignments = found.setdefault(table, ([], []))
+                names.append(f"env {name}")
+                assignments.append(f"{table}.{path}={environ[name]}")
+    return found
+
+
+def _validated(values: dict[str, Any], origins: Mapping[str, str]) -> Settings:
+    try:
+        settings = msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SettingsError(_explain(exc)) from None
+        raise SettingsError(_explain(exc, origins)) from None
+    try:  # the detectors' table is refused at start, not when a worker first needs it
+        DetectorSettings.from_table(settings.detectors)
+    except DetectorConfigError as exc:
+        where = origins.get("detectors", "default")
+        raise SettingsError(f"invalid [detectors] setting ({where}): {exc}") from None
+    return settings
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -202,13 +300,14 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _explain(exc: msgspec.ValidationError) -> str:
+def _explain(exc: msgspec.ValidationError, origins: Mapping[str, str]) -> str:
     message = str(exc)
     marker = " - at `$."
     if marker in message:
         problem, _, where = message.partition(marker)
-        field = where.rstrip("`")
-        return f"invalid setting {field} (env {env_name(field)}): {problem}"
+        path = where.rstrip("`")
+        field = path.split(".")[0].split("[")[0]
+        return f"invalid setting {path} ({origins.get(field, 'default')}): {problem}"
     return f"invalid settings: {message}"
 
 
@@ -243,13 +342,11 @@ def with_assignments(settings: Settings, assignments: list[str]) -> Settings:
     if unknown:
         raise SettingsError(f"--set: unknown setting(s) {', '.join(unknown)}")
     values = msgspec.to_builtins(settings)
-    for table in ("detectors", "notify"):
+    origins = dict.fromkeys(changes, "--set")
+    for table in TABLES:
         values[table] = _deep_merge(values.get(table, {}), changes.pop(table, {}))
     values.update(changes)
-    try:
-        return msgspec.convert(values, Settings, strict=False)
-    except msgspec.ValidationError as exc:
-        raise SettingsError(_explain(exc)) from None
+    return _validated(values, origins)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from importlib.metadata import version
 
 from aiokafka.errors import KafkaConnectionError
 
-from streams.cli import dev, logs, notify, worker
+from streams.cli import dev, logs, notify, settings, worker
 from streams.cli.options import settings_args
 from streams.dev.broker import KafkaError
 from streams.kafka.topics import TopicLayoutError
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"livewatch {version('livewatch')}")
     settings_args(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (worker, dev, logs, notify):
+    for group in (worker, dev, logs, notify, settings):
         group.register(commands)
     return parser
 

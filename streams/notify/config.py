@@ -148,7 +148,9 @@ class NotifyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     give_up_after_s: Seconds = 3600.0
     """A notification undeliverable for this long becomes a dead letter."""
     grafana_url: str = "http://localhost:3000"
+    """Where alerts link to the room dashboard."""
     silences_file: str = ".livewatch-state/silences.json"
+    """The silences `livewatch silence` writes and the notifier reads."""
 
     @classmethod
     def from_table(cls, table: dict[str, Any]) -> NotifyConfig:

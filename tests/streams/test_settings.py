@@ -137,3 +137,43 @@ def test_set_assignments_override_settings_and_nested_detector_settings() -> Non
     ):
         with pytest.raises(SettingsError, match=message):
             with_assignments(base, bad)
+
+
+def test_tables_come_from_the_environment_key_by_key_or_as_json() -> None:
+    settings = load_settings(
+        environ={
+            "LIVEWATCH_DETECTORS__SPAM__MIN_FRESH_ACCOUNTS": "12",
+            "LIVEWATCH_DETECTORS__CLIFF__DROP_WARNING": "0.3",
+            "LIVEWATCH_NOTIFY__GROUP_WAIT_S": "0",
+        }
+    )
+    detectors = settings.engine_config().detectors.for_room("r")
+    assert (detectors.spam.min_fresh_accounts, detectors.cliff.drop_warning) == (12, 0.3)
+    assert settings.notify == {"group_wait_s": 0}
+    whole = load_settings(environ={"LIVEWATCH_DETECTORS": '{"spam": {"window_s": 20}}'})
+    assert whole.engine_config().detectors.for_room("r").spam.window_s == 20
+    with pytest.raises(SettingsError, match="LIVEWATCH_DETECTORS: expected a JSON object"):
+        load_settings(environ={"LIVEWATCH_DETECTORS": "spam"})
+
+
+def test_environment_keys_go_on_top_of_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "livewatch.toml"
+    config.write_text("[detectors.spam]\nwindow_s = 20\nmin_fresh_accounts = 9\n")
+    env = {"LIVEWATCH_DETECTORS__SPAM__MIN_FRESH_ACCOUNTS": "12"}
+    spam = load_settings(config, environ=env).engine_config().detectors.for_room("r").spam
+    assert (spam.window_s, spam.min_fresh_accounts) == (20, 12)
+
+
+def test_a_bad_value_is_reported_where_it_came_from(tmp_path: Path) -> None:
+    config = tmp_path / "livewatch.toml"
+    config.write_text("partitions = 0\n")
+    with pytest.raises(SettingsError, match=f"partitions \\(config file {config}\\)"):
+        load_settings(config, environ={})
+    with pytest.raises(SettingsError, match="partitions \\(command line\\)"):
+        load_settings(config, environ={}, overrides={"partitions": -1})
+    config.write_text("[detectors.spam]\nwindow_z = 20\n")
+    with pytest.raises(SettingsError, match=f"config file {config}.*unknown setting.*window_z"):
+        load_settings(config, environ={})
+    env = {"LIVEWATCH_DETECTORS__SPAM__WINDOW_S": "soon"}
+    with pytest.raises(SettingsError, match="env LIVEWATCH_DETECTORS__SPAM__WINDOW_S"):
+        load_settings(environ=env)
