@@ -37,6 +37,7 @@ lint: install
 	$(BIN)/ruff check streams detectors tests deploy benchmarks grafana
 	$(BIN)/ruff format --check streams detectors tests deploy benchmarks grafana
 	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 typecheck: install
 	$(BIN)/mypy
