@@ -204,6 +204,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
 FIELDS: Final[tuple[str, ...]] = Settings.__struct_fields__
 
 
+TABLES: Final = ("detectors", "notify")
+"""Settings that are tables: `[detectors]` and `[notify]` in the config file."""
+NESTED: Final = "__"
+"""Between the keys of a table setting's environment variable:
+LIVEWATCH_DETECTORS__SPAM__MIN_FRESH_ACCOUNTS=12 is detectors.spam.min_fresh_accounts."""
+
+
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
@@ -235,13 +242,6 @@ def load_settings(
     values.update(given)
     origins.update(dict.fromkeys(given, "command line"))
     return _validated(values, origins)
-
-
-TABLES: Final = ("detectors", "notify")
-"""Settings that are tables: `[detectors]` and `[notify]` in the config file."""
-NESTED: Final = "__"
-"""Between the keys of a table setting's environment variable:
-LIVEWATCH_DETECTORS__SPAM__MIN_FRESH_ACCOUNTS=12 is detectors.spam.min_fresh_accounts."""
 
 
 def _table_from_env(field: str, raw: str) -> dict[str, Any]:
