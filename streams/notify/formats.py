@@ -273,6 +273,10 @@ def _inert_transition(alert: Transition) -> dict[str, Any]:
     }
 
 
+_NEVER: Final = "0001-01-01T00:00:00Z"
+"""Alertmanager's endsAt of an alert still firing (Go's zero time)."""
+
+
 def _rfc3339(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
@@ -297,9 +301,7 @@ def alertmanager(n: Notification, url: str, grafana_url: str) -> Request:
                     "runbook": safe(alert.runbook, 300),
                 },
                 "startsAt": _rfc3339(alert.started_at),
-                "endsAt": _rfc3339(alert.ts)
-                if alert.state == "resolved"
-                else "0001-01-01T00:00:00Z",
+                "endsAt": _rfc3339(alert.ts) if alert.state == "resolved" else _NEVER,
                 "generatorURL": dashboard_link(grafana_url, alert),
                 "fingerprint": alert.fingerprint,
             }
