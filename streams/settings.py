@@ -77,14 +77,21 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """Alert transitions, from the workers to the notifier."""
     topic_actions: TopicName = "live.actions"
     """Moderation actions: accounts to mute."""
+    deadletter_retention_ms: Positive = 604_800_000
+    """Retention of the dead-letter topic when livewatch creates it: dead letters carry
+    user ids and chat text (7 days)."""
+    actions_retention_ms: Positive = 604_800_000
+    """Retention of the actions topic when livewatch creates it: actions carry user ids
+    (7 days)."""
     partitions: Positive = 4
     """Partitions of the topics livewatch creates; backtest groups rooms into as many."""
     replication_factor: Positive = 1
     """Replication factor of the topics livewatch creates."""
 
     # Worker
-    metrics_host: str = "0.0.0.0"
-    """Interface the worker's /metrics listens on."""
+    metrics_host: str = "127.0.0.1"
+    """Interface the worker's and the notifier's /metrics listen on: loopback unless
+    told otherwise (a container sets `0.0.0.0` for its scrapes and probes)."""
     metrics_port: Port = 9464
     """Port of the worker's /metrics."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -47,17 +47,16 @@ def register(commands: Commands[argparse.ArgumentParser]) -> None:
 
 
 def run_notify(args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from streams.notify.config import NotifyConfig
-    from streams.notify.service import run_notifier
+    from streams.notify.service import run_notifier, serve_metrics
 
     settings = with_assignments(settings_from(args), args.set or [])
     logging.getLogger().setLevel(settings.log_level.upper())
     config = NotifyConfig.from_table(settings.notify)
     registry = CollectorRegistry()
-    if settings.notifier_metrics_port:
-        start_http_server(settings.notifier_metrics_port, registry=registry)
+    serve_metrics(settings, registry)
 
     async def notify() -> None:
         stop = asyncio.Event()

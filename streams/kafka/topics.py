@@ -35,9 +35,7 @@ async def ensure_topics(settings: Settings) -> int:
         missing = [t for t in wanted if t not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                await admin.create_topics(
-                    [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
-                )
+                await admin.create_topics([_new_topic(settings, t) for t in missing])
         counts = await _partition_counts(admin, tuple(settings.source_topics.values()))
         if len(set(counts.values())) != 1 or 0 in counts.values():
             raise TopicLayoutError(
@@ -47,6 +45,16 @@ async def ensure_topics(settings: Settings) -> int:
         return next(iter(counts.values()))
     finally:
         await admin.close()
+
+
+def _new_topic(settings: Settings, topic: str) -> NewTopic:
+    # The topics that carry user ids keep them only so long.
+    retention = {
+        settings.topic(settings.topic_deadletter): settings.deadletter_retention_ms,
+        settings.topic(settings.topic_actions): settings.actions_retention_ms,
+    }
+    configs = {"retention.ms": str(retention[topic])} if topic in retention else {}
+    return NewTopic(topic, settings.partitions, settings.replication_factor, topic_configs=configs)
 
 
 async def _partition_counts(

@@ -20,11 +20,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
+from wsgiref.simple_server import WSGIServer
 
 import httpx
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from detectors.alerts import Transition
 from streams.core.decode import DECODE_ERRORS
@@ -112,6 +113,16 @@ def build_senders(
                 config.give_up_after_s,
             )
     return senders
+
+
+def serve_metrics(settings: Settings, registry: CollectorRegistry) -> WSGIServer | None:
+    """The notifier's /metrics on `metrics_host` (loopback by default), in a thread."""
+    if not settings.notifier_metrics_port:
+        return None
+    server, _ = start_http_server(
+        settings.notifier_metrics_port, addr=settings.metrics_host, registry=registry
+    )
+    return server
 
 
 async def run_notifier(

@@ -137,3 +137,16 @@ def test_prometheus_scrapes_the_compose_services() -> None:
         host, _ = target.split(":")
         assert host in services, target
     assert "notifier:9465" in targets and "worker-1:9464" in targets
+
+
+def test_what_is_scraped_or_probed_listens_beyond_loopback() -> None:
+    """/metrics binds to loopback by default; each container that Prometheus scrapes
+    or a probe checks says it listens on every interface."""
+    services = compose()["services"]
+    for name in ("worker-1", "worker-2", "notifier"):
+        assert services[name]["environment"]["LIVEWATCH_METRICS_HOST"] == "0.0.0.0", name
+    for container in containers():
+        if any(port.get("name") == "metrics" for port in container.get("ports", [])):
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env.get("LIVEWATCH_METRICS_HOST") == "0.0.0.0", container["name"]
+    assert load_settings(environ={}).metrics_host == "127.0.0.1"

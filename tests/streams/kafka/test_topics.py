@@ -5,10 +5,11 @@ import uuid
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.dev.broker import LocalKafka
 from streams.kafka.topics import TopicLayoutError, ensure_topics
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings
 
 pytestmark = pytest.mark.kafka
 
@@ -40,3 +41,37 @@ def test_topics_with_different_partition_counts_are_refused(kafka: LocalKafka) -
     asyncio.run(create_mismatched())
     with pytest.raises(TopicLayoutError, match="same number of partitions"):
         asyncio.run(ensure_topics(settings))
+
+
+def test_topics_that_carry_user_ids_are_created_with_their_retention(kafka: LocalKafka) -> None:
+    prefix = f"k{uuid.uuid4().hex[:6]}."
+    settings = load_settings(
+        environ={"LIVEWATCH_ACTIONS_RETENTION_MS": "3600000"},
+        overrides={"bootstrap_servers": kafka.bootstrap, "topic_prefix": prefix},
+    )
+    asyncio.run(ensure_topics(settings))
+    retention = asyncio.run(retention_ms(kafka.bootstrap, settings))
+    assert retention == {
+        settings.topic(settings.topic_deadletter): "604800000",
+        settings.topic(settings.topic_actions): "3600000",
+        settings.topic(settings.topic_alerts): "604800000",  # the broker's default: a week
+    }
+
+
+async def retention_ms(bootstrap: str, settings: Settings) -> dict[str, str]:
+    topics = [settings.topic(t) for t in ("live.deadletter", "live.actions", "live.alerts")]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, str] = {}
+    for response in responses:
+        for _, _, _, name, entries in response.resources:
+            for key, value, *_ in entries:
+                if key == "retention.ms":
+                    found[name] = value
+    return found
