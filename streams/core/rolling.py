@@ -19,15 +19,26 @@ WINDOWS: Final = (60, 300)
 
 
 class SecondRing:
-    """The newest second is summed in a plain list and folded into the numpy slots
-    when the ring moves on or is read: events land in the newest second, and a
-    numpy scalar update per event costs more than the event's other work."""
+    """Per-second counters of the last `size` seconds.
 
-    __slots__ = ("head", "newest", "size", "slots")
+    The newest second is summed in a plain list and folded in when the ring moves
+    on or is read: events land in the newest second, and a numpy scalar update per
+    event costs more than the event's other work. A ring starts sparse, a dict of
+    the few seconds that hold values, and becomes numpy slots (fields x size) only
+    when more than `dense_after` seconds do: a room that saw one join keeps a few
+    hundred bytes per ring instead of up to 24 KB.
+    """
 
-    def __init__(self, fields: int, size: int, start_second: int) -> None:
+    __slots__ = ("dense_after", "fields", "head", "newest", "size", "slots", "sparse")
+
+    def __init__(self, fields: int, size: int, start_second: int, *, dense_after: int = 16) -> None:
+        self.fields = fields
         self.size = size
-        self.slots: npt.NDArray[np.float64] = np.zeros((fields, size), dtype=np.float64)
+        self.dense_after = dense_after
+        self.slots: npt.NDArray[np.float64] | None = None
+        """The dense ring, once the sparse one holds more than `dense_after` seconds."""
+        self.sparse: dict[int, list[float]] = {}
+        """Second -> its values, while the ring is sparse."""
         self.newest: list[float] | None = None
         """Unfolded additions to the head second, if any."""
         self.head = start_second
@@ -35,8 +46,29 @@ class SecondRing:
 
     def _fold(self) -> None:
         if self.newest is not None:
-            self.slots[:, self.head % self.size] += self.newest
+            self._store(self.head, self.newest)
             self.newest = None
+
+    def _store(self, second: int, values: list[float]) -> None:
+        """Add one value per field to `second`, which the ring covers."""
+        if self.slots is None:
+            kept = self.sparse.get(second)
+            if kept is not None:
+                for field, value in enumerate(values):
+                    kept[field] += value
+                return
+            if len(self.sparse) < self.dense_after:
+                self.sparse[second] = list(values)
+                return
+            self._densify()
+        assert self.slots is not None
+        self.slots[:, second % self.size] += values
+
+    def _densify(self) -> None:
+        self.slots = np.zeros((self.fields, self.size), dtype=np.float64)
+        for second, values in self.sparse.items():
+            self.slots[:, second % self.size] += values
+        self.sparse = {}
 
     def advance(self, second: int) -> None:
         """Make `second` the newest slot; slots of seconds now out of range are cleared."""
@@ -44,7 +76,11 @@ class SecondRing:
             return
         self._fold()
         gap = second - self.head
-        if gap >= self.size:
+        if self.slots is None:
+            horizon = second - self.size
+            if self.sparse and min(self.sparse) <= horizon:
+                self.sparse = {s: v for s, v in self.sparse.items() if s > horizon}
+        elif gap >= self.size:
             self.slots[:] = 0.0
         elif gap == 1:
             self.slots[:, second % self.size] = 0.0
@@ -61,18 +97,28 @@ class SecondRing:
         if second == self.head:
             newest = self.newest
             if newest is None:
-                newest = self.newest = [0.0] * len(self.slots)
+                newest = self.newest = [0.0] * self.fields
             newest[field] += value
             return True
         if not self.covers(second):
             return False
-        self.slots[field, second % self.size] += value
+        if self.slots is not None:
+            self.slots[field, second % self.size] += value
+        else:
+            values = [0.0] * self.fields
+            values[field] = value
+            self._store(second, values)
         return True
 
     def at(self, field: int, second: int) -> float:
         """The value of one second still in the ring (0 otherwise)."""
         self._fold()
-        return float(self.slots[field, second % self.size]) if self.covers(second) else 0.0
+        if not self.covers(second):
+            return 0.0
+        if self.slots is not None:
+            return float(self.slots[field, second % self.size])
+        kept = self.sparse.get(second)
+        return kept[field] if kept is not None else 0.0
 
     def window(self, field: int, seconds: int) -> float:
         """Sum of `field` over the newest `seconds` seconds (head included)."""
@@ -84,6 +130,8 @@ class SecondRing:
         first = max(last - seconds + 1, self.head - self.size + 1)
         if last < first:
             return 0.0
+        if self.slots is None:
+            return float(sum(v[field] for s, v in self.sparse.items() if first <= s <= last))
         positions = np.arange(first, last + 1) % self.size
         return float(self.slots[field, positions].sum())
 

@@ -28,7 +28,7 @@ from streams.core.engine import PartitionEngine
 FORMAT_VERSION: Final = 3
 """2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
-by traffic channel (`channels`)."""
+by traffic channel (`channels`), rings start sparse."""
 CHUNK_BYTES: Final = 512 * 1024
 """Well under Kafka's default max.message.bytes (1 MiB) with headroom for the envelope."""
 

@@ -25,6 +25,52 @@ def test_ring_windows_equal_brute_force_sums(adds: list[tuple[int, float]]) -> N
             assert np.isclose(ring.window(0, window), expected)
 
 
+ring_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.integers(0, 25), st.just(0), st.just(0)),
+        st.tuples(st.just("add"), st.integers(-30, 2), st.integers(0, 2), st.integers(-5, 5)),
+        st.tuples(st.just("at"), st.integers(-30, 2), st.integers(0, 2), st.just(0)),
+        st.tuples(st.just("window"), st.integers(-30, 0), st.integers(0, 2), st.integers(1, 30)),
+    ),
+    max_size=120,
+)
+
+
+@given(ring_steps)
+@settings(max_examples=300, deadline=None)
+def test_a_sparse_ring_reads_as_a_dense_one(steps: list[tuple[str, int, int, int]]) -> None:
+    """A ring that stays sparse, one dense from the start and one that turns dense
+    on the way give the same answers (whole numbers: sums are exact)."""
+    rings = [SecondRing(3, 20, START, dense_after=n) for n in (0, 4, 10**9)]
+    for op, offset, field, number in steps:
+        head = rings[0].head
+        answers = []
+        for ring in rings:
+            if op == "advance":
+                ring.advance(head + offset)
+            elif op == "add":
+                answers.append(ring.add(field, head + offset, float(number)))
+            elif op == "at":
+                answers.append(ring.at(field, head + offset))
+            else:
+                answers.append(ring.window_ending(field, number, head + offset))
+        assert len(set(answers)) <= 1, (op, answers)
+    assert rings[2].slots is None and rings[0].sparse == {}
+
+
+def test_a_ring_turns_dense_once_enough_seconds_hold_values() -> None:
+    ring = SecondRing(2, 300, START, dense_after=3)
+    for second in range(START + 1, START + 4):
+        ring.advance(second)
+        ring.add(1, second, 2.0)
+    ring.advance(START + 4)  # folds the third second: three sparse seconds
+    assert ring.slots is None and len(ring.sparse) == 3
+    ring.add(0, START + 4, 1.0)
+    ring.advance(START + 5)  # a fourth second: dense
+    assert ring.slots is not None and ring.sparse == {}
+    assert ring.window(1, 300) == 6.0 and ring.at(0, START + 4) == 1.0
+
+
 @given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from("abcdef")), max_size=120))
 @settings(max_examples=200, deadline=None)
 def test_last_seen_counts_each_user_once_per_window(steps: list[tuple[int, str]]) -> None:
