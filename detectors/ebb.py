@@ -119,6 +119,15 @@ def ebb_hint(ebb: EbbEstimate) -> str:
     stamp = time.strftime("%H:%M", time.gmtime(ebb.peak_second))
     return (
         f"a promotion peak of {ebb.peak:,.0f} viewers at {stamp} UTC is ebbing "
-        f"(half-life {ebb.half_life_s / 60:.1f} min, floor {ebb.floor_ratio:.1f}x the "
-        "level before it): an ebb explains a slow fall, not one this fast"
+        f"(half-life {ebb.half_life_s / 60:.1f} min, {floor_words(ebb.floor, ebb.pre_level)}): "
+        "an ebb explains a slow fall, not one this fast"
     )
+
+
+def floor_words(floor: float, pre_level: float) -> str:
+    """The ebb's floor against the level before the promotion, in words that stay
+    true when the room had (next to) no audience before it: a ratio to nothing is
+    no measure."""
+    if pre_level < 1:
+        return f"floor {floor:,.0f} viewers, where there was no audience before"
+    return f"floor {floor / pre_level:.1f}x the level before it"

@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from detectors.alerts import Transition
+from detectors.ebb import floor_words
 from detectors.text import sanitize_sample
 
 REPORT_EVERY_S: Final = 10
@@ -220,8 +221,8 @@ def _mark_ebb(figure: go.Figure, snapshots: list[dict[str, Any]]) -> None:
             m["ebb_half_life_seconds"],
         )
         figure.add_vline(x=_time(peak_ts), line_dash="dot", line_color="#2ca02c", row=1, col=1)
-        ratio = m.get("ebb_floor_ratio")
-        floor_text = f", floor {ratio:.1f}x the level before" if ratio is not None else ""
+        pre_level = m.get("ebb_pre_level_viewers")
+        floor_text = f", {floor_words(floor, pre_level)}" if pre_level is not None else ""
         figure.add_annotation(
             x=_time(peak_ts),
             y=peak,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.ebb import EbbTracker, fit_decay
+from detectors.ebb import EbbEstimate, EbbTracker, ebb_hint, fit_decay, floor_words
 
 
 @pytest.mark.parametrize(("half_life", "floor"), [(240.0, 800.0), (900.0, 300.0), (60.0, 50.0)])
@@ -47,3 +47,14 @@ def test_a_flat_room_has_no_ebb() -> None:
     for step in range(1, 700):
         tracker.observe(step * 5, 1000 + float(rng.normal(0, 30)))
     assert tracker.estimate is None
+
+
+def test_the_floor_is_told_as_a_ratio_only_when_there_was_a_level_before() -> None:
+    assert floor_words(300.0, 200.0) == "floor 1.5x the level before it"
+    assert floor_words(420.0, 0.0) == "floor 420 viewers, where there was no audience before"
+    from_nothing = EbbEstimate(
+        peak_second=1_764_000_000, peak=900.0, pre_level=0.0, half_life_s=600.0,
+        floor=420.0, current=500.0,
+    )  # fmt: skip
+    hint = ebb_hint(from_nothing)
+    assert "no audience before" in hint and "inf" not in hint and "0.0x" not in hint
