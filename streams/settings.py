@@ -222,6 +222,12 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def nested_env_name(key: str) -> str:
+    """The variable of a dotted table key: detectors.spam.window_s is
+    LIVEWATCH_DETECTORS__SPAM__WINDOW_S."""
+    return env_name(key.replace(".", NESTED))
+
+
 def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,

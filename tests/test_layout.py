@@ -8,7 +8,6 @@ on; it sees every import, at module level or inside a function.
 from __future__ import annotations
 
 import ast
-import functools
 from pathlib import Path
 
 import grimp
@@ -33,16 +32,21 @@ def graph() -> grimp.ImportGraph:
 
 def longest_chain(graph: grimp.ImportGraph) -> list[str]:
     """The longest chain of imports; raises on a cycle."""
+    chains: dict[str, tuple[str, ...]] = {}
+    visiting: set[str] = set()
 
-    @functools.cache
-    def chain(module: str, visiting: frozenset[str]) -> tuple[str, ...]:
+    def chain(module: str) -> tuple[str, ...]:
+        if module in chains:
+            return chains[module]
         if module in visiting:
             raise AssertionError(f"import cycle through {module}")
-        inner = visiting | {module}
-        below = [chain(m, inner) for m in graph.find_modules_directly_imported_by(module)]
-        return (module, *max(below, key=len, default=()))
+        visiting.add(module)
+        below = [chain(m) for m in graph.find_modules_directly_imported_by(module)]
+        visiting.discard(module)
+        chains[module] = (module, *max(below, key=len, default=()))
+        return chains[module]
 
-    return list(max((chain(m, frozenset()) for m in graph.modules), key=len))
+    return list(max((chain(m) for m in graph.modules), key=len))
 
 
 def test_no_import_cycles_and_a_shallow_graph(graph: grimp.ImportGraph) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from streams.cli.options import Commands
-from streams.settings import ENV_PREFIX, NESTED, Settings, env_name
+from streams.settings import NESTED, Settings, env_name, nested_env_name
 
 HEADER = """\
 # Settings reference
@@ -61,7 +61,7 @@ def reference() -> str:
         rows = [(name, env_name(name), getattr(defaults, name)) for name in names]
         parts.append(_table(section, rows, _docs(Settings)))
     detectors = [
-        (key, _nested_env(key), value) for key, value in _flatten("detectors", DetectorConfig())
+        (key, nested_env_name(key), value) for key, value in _flatten("detectors", DetectorConfig())
     ]
     docs = {f"detectors.{k}": v for k, v in _docs(DetectorConfig).items()}
     docs.update(_nested_docs(DetectorConfig()))
@@ -72,7 +72,7 @@ def reference() -> str:
     )
     notify = NotifyConfig()
     scalars = [
-        (f"notify.{name}", _nested_env(f"notify.{name}"), getattr(notify, name))
+        (f"notify.{name}", nested_env_name(f"notify.{name}"), getattr(notify, name))
         for name in notify.__struct_fields__
         if not isinstance(getattr(notify, name), list)
     ]
@@ -97,10 +97,6 @@ def _shown(value: Any) -> str:
         return "none"
     text = json.dumps(msgspec.to_builtins(value), ensure_ascii=False)
     return "`" + text.replace("|", "\\|") + "`"
-
-
-def _nested_env(key: str) -> str:
-    return ENV_PREFIX + key.upper().replace(".", NESTED)
 
 
 def _flatten(prefix: str, config: Any) -> Iterator[tuple[str, Any]]:

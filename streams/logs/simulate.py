@@ -206,6 +206,8 @@ class _Viewers:
     users: list[str]
     stop: int
     """Events end here: the room goes silent, or the night ends."""
+    present_until: npt.NDArray[np.int64]
+    """Each viewer's last moment in the room: their leave, or `stop`."""
 
     @classmethod
     def arrive(cls, room: Room, seconds: int, rng: np.random.Generator) -> _Viewers:
@@ -229,11 +231,8 @@ class _Viewers:
         users = [f"{room.room_id}-u{i}" for i in range(n)]
         end = T0 + seconds * 1000
         stop = T0 + room.silent_at * 1000 if room.silent_at is not None else end
-        return cls(room, rng, join, leave, channel, region, users, stop)
-
-    @property
-    def present_until(self) -> npt.NDArray[np.int64]:
-        return np.minimum(self.leave, self.stop)
+        present_until = np.minimum(leave, stop)
+        return cls(room, rng, join, leave, channel, region, users, stop, present_until)
 
     def per_viewer(self, every_s: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(viewer index, ts) of a Poisson process while each viewer is present."""
