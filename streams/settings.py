@@ -99,9 +99,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     state_dir: str = ".livewatch-state"
     """The worker's local data directory."""
     batch_max_messages: Positive = 2000
-    """Most messages handed to the pipeline in one batch."""
-    batch_within_s: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.1
-    """Longest wait to fill a batch."""
+    """Most messages one fetch hands to the pipeline (the consumer's max.poll.records);
+    a fetch takes what has arrived, without waiting to fill a batch."""
     idle_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     """Live mode: a partition silent this long lets event time pass with the wall clock."""
     source_hold_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0

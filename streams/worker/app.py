@@ -1,18 +1,20 @@
 """The Faust worker: consume the event topics, hand batches to the pipeline, emit.
 
-Agents stay thin: no processing happens here beyond grouping a batch of raw
-messages by partition. Metrics are served by Faust's web server at /metrics.
+Source records arrive a whole fetch at a time (streams.worker.fetch), not as
+Faust events; nothing here processes them beyond grouping them by partition.
+Metrics are served by Faust's web server at /metrics.
 
 Each partition's state is checkpointed to a Faust table (a compacted changelog
 topic) together with the source offsets it covers. A worker that is assigned a
 partition restores the checkpoint and rewinds the partition's consumer group
 offsets to what the checkpoint covers, so it resumes exactly where the state
-ends whatever Faust had committed since.
+ends whatever was committed since. Source offsets are committed as checkpoints
+cover them, so the consumer group's lag is what remains to be made durable.
 
 `Worker` wires its named steps to Faust's hooks, as quix-streams' `Application`
-does with `_on_assign` and `_on_revoke`: `consume` (the agent), `tick` (a
-one-second timer), `on_assign` (the checkpoint table recovered), `on_revoke`,
-`checkpoint` and `emit`.
+does with `_on_assign` and `_on_revoke`: `consume` (each fetch of source
+records), `tick` (a one-second timer), `on_assign` (the checkpoint table
+recovered), `on_revoke`, `checkpoint` and `emit`.
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import msgspec
 from faust.exceptions import ConsumerNotStarted
-from faust.types import TP, EventT, StreamT
-from mode import CrashingSupervisor
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from streams.core.decode import RawMessage, Rejected
@@ -43,6 +45,7 @@ from streams.worker.checkpoint import (
     take_checkpoint,
 )
 from streams.worker.exporter import ExportConfig, PipelineCollector
+from streams.worker.fetch import App, BatchSink, Records
 from streams.worker.health import HealthCollector, WorkerHealth
 
 log = logging.getLogger(__name__)
@@ -90,8 +93,8 @@ def faust_credentials(settings: Settings) -> Any:
     return None
 
 
-def faust_app(settings: Settings, partitions: int) -> faust.App:
-    return faust.App(
+def faust_app(settings: Settings, partitions: int) -> App:
+    return App(
         settings.app_id,
         broker=[f"kafka://{host.strip()}" for host in settings.bootstrap_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -104,6 +107,7 @@ def faust_app(settings: Settings, partitions: int) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=settings.batch_max_messages,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=settings.group_session_timeout_s / 10,
         web_enabled=True,
@@ -131,7 +135,8 @@ class Worker:
             help="Partition state checkpoints with the source offsets they cover.",
         )
         """Checkpoint records (see streams.worker.checkpoint)."""
-        self.sources = self.app.topic(*self.source_of_topic, partitions=partitions)
+        # Without acks: their offsets are committed as checkpoints cover them.
+        self.sources = self.app.topic(*self.source_of_topic, partitions=partitions, acks=False)
         self.deadletters = self.app.topic(settings.topic(settings.topic_deadletter))
         self.alerts = self.app.topic(settings.topic(settings.topic_alerts))
         self.actions = self.app.topic(settings.topic(settings.topic_actions))
@@ -150,12 +155,8 @@ class Worker:
 
     def _wire(self) -> None:
         app = self.app
-        # A crashed agent must not leave a process that serves /metrics but processes
-        # nothing: CrashingSupervisor crashes the app, the worker exits non-zero and
-        # the orchestrator restarts it (Faust's default restarts the agent instead).
-        app.agent(
-            self.sources, name="process", concurrency=1, supervisor_strategy=CrashingSupervisor
-        )(self.consume)
+        app.topics.add(self.sources)  # subscribed, and co-partitioned by Faust's assignor
+        app.sink = BatchSink(frozenset(self.source_of_topic), self.consume)
         app.timer(interval=1.0, name="tick")(self.tick)
         self.checkpoints.on_recover(self.on_assign)
         app.on_before_shutdown.connect(self.on_shutdown)  # type: ignore[arg-type]
@@ -173,50 +174,55 @@ class Worker:
             found = self.partitions[number] = Partition()
         return found
 
-    async def consume(self, stream: StreamT[bytes]) -> None:
-        """The agent: batches of source messages through the pipeline, then emit."""
-        # take_events: raw batches of Faust events, acked after our loop body returns.
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            self.settings.batch_max_messages, self.settings.batch_within_s
-        )
-        async for events in batches:
-            rejected = self.handle_batch(events)
+    async def consume(self, records: Records) -> None:
+        """One fetch of source records through the pipeline, then emit."""
+        try:
+            rejected = self.handle_records(records)
             if rejected:
                 await self.dead_letter(rejected)
             await self.emit()
+        except Exception as exc:
+            # A worker that cannot process must not serve /metrics as if healthy:
+            # crash, exit non-zero, and let the orchestrator restart it.
+            await self.app.crash(exc)
+            raise
 
-    def handle_batch(self, events: list[EventT[bytes]]) -> list[Rejected]:
-        """Group a Faust batch by partition and run each group through the pipeline."""
-        by_partition: dict[int, list[RawMessage]] = {}
-        for event in events:
-            m = event.message
-            if m.offset < self.partition(m.partition).positions.get(m.topic, 0):
+    def handle_records(self, records: Records) -> list[Rejected]:
+        """Group a fetch by partition number and run each group through the pipeline."""
+        fresh: dict[int, dict[str, Sequence[Any]]] = {}
+        for tp, batch in records.items():
+            start = self.partition(tp.partition).positions.get(tp.topic, 0)
+            if batch[0].offset < start:
                 # Already in the state: Faust re-seeks to committed offsets on a rebalance.
-                self.health.redelivered_messages += 1
-                continue
-            raw = RawMessage(m.topic, m.partition, m.offset, m.key, m.value)
-            by_partition.setdefault(m.partition, []).append(raw)
+                kept = [r for r in batch if r.offset >= start]
+                self.health.redelivered_messages += len(batch) - len(kept)
+                batch = kept
+            if batch:
+                fresh.setdefault(tp.partition, {})[tp.topic] = batch
         now = time.monotonic()
         now_ms = int(time.time() * 1000)
         rejected: list[Rejected] = []
-        for number, messages in by_partition.items():
+        for number, by_topic in fresh.items():
+            messages = [
+                RawMessage(topic, number, r.offset, r.key, r.value)
+                for topic, batch in by_topic.items()
+                for r in batch
+            ]
             # Lag as it was before this batch: sources finishing in it still hold.
             lagging = self.lagging_sources(number, now)
             rejected += self.pipeline.process(number, messages, now_ms=now_ms, lagging=lagging)
             partition = self.partitions[number]
-            positions = partition.positions
-            for raw in messages:
-                positions[raw.topic] = max(positions.get(raw.topic, 0), raw.offset + 1)
-                partition.last_message[raw.topic] = now
+            for topic, batch in by_topic.items():
+                partition.positions[topic] = batch[-1].offset + 1
+                partition.last_message[topic] = now
             self.pipeline.settle(number, self.lagging_sources(number, now))
             partition.last_activity = now
             partition.dirty = True
         return rejected
 
     async def dead_letter(self, rejected: list[Rejected]) -> None:
-        # force: otherwise Faust may attach the send to the batch's last event,
-        # to happen at its commit, which waits for this very loop body: deadlock.
-        # Delivered here, dead letters are in Kafka before the offsets commit.
+        # force: sent now rather than buffered with Faust's event context. Awaited
+        # here, dead letters are in Kafka before a checkpoint covers their offsets.
         limit = self.settings.deadletter_max_payload_bytes
         await asyncio.gather(
             *[
@@ -259,7 +265,9 @@ class Worker:
             self.pipeline.settle(number, self.lagging_sources(number, now))
         self.advance_idle(now)
         await self.emit()
-        self.checkpoint(now)
+        covered = self.checkpoint(now)
+        if covered:
+            await self.commit(covered)
 
     async def on_assign(self) -> None:
         # Runs once the table is recovered and before Faust seeks the source
@@ -350,11 +358,15 @@ class Worker:
                 partition.last_activity = now
                 partition.dirty = True
 
-    def checkpoint(self, now: float, *, force: bool = False, only: set[int] | None = None) -> None:
-        """Checkpoint changed partitions whose last checkpoint is older than the interval.
+    def checkpoint(
+        self, now: float, *, force: bool = False, only: set[int] | None = None
+    ) -> dict[TP, int]:
+        """Checkpoint changed partitions whose last checkpoint is older than the interval;
+        return the source offsets the new checkpoints cover.
 
         Synchronous on purpose: state and positions cannot move while it runs.
         """
+        covered: dict[TP, int] = {}
         interval = self.settings.checkpoint_interval_s
         for number in sorted(self.partitions if only is None else only & self.partitions.keys()):
             partition = self.partitions[number]
@@ -372,6 +384,17 @@ class Worker:
             partition.checkpointed_at = now
             partition.dirty = False
             self.health.checkpoint_written(number, len(blob), time.time())
+            covered.update({TP(t, number): o for t, o in partition.positions.items()})
+        return covered
+
+    async def commit(self, covered: dict[TP, int]) -> None:
+        """Commit source offsets that checkpoints cover, once the checkpoints are sent.
+
+        Only for the group's lag and for partitions whose checkpoint could not be
+        read: a restored checkpoint decides where its partition resumes.
+        """
+        # Faust's own commit: flushes the producer first, skips revoked partitions.
+        await self.app.consumer._commit_offsets(covered)  # type: ignore[attr-defined]
 
     def restore(self) -> None:
         """Load the checkpoint of every assigned partition that has no state here yet."""

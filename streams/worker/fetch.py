@@ -1,0 +1,121 @@
+"""Source records reach the pipeline a whole fetch at a time, below Faust's event path.
+
+Faust's consumer turns every fetched record into a Message, then an Event, puts
+it on a channel queue, and tracks its ack before the offset may be committed.
+At one event per Kafka message that machinery costs more than all of
+livewatch's processing: a plain Faust agent that only counts events per room
+drains about 12k messages/s on this project's machine, the bare aiokafka client
+400k (docs/performance.md). `BatchConsumer` keeps Faust's consumer for what it
+does well (group membership, the co-partitioned assignment, rebalances, flow
+control, pausing partitions while tables recover) and changes one thing: the
+records of the source topics leave at the fetch, one fetch at a time, for the
+`BatchSink` to process. Records of every other topic, the checkpoint changelog
+Faust reads back during recovery, take Faust's usual path.
+
+Source offsets are not acked message by message (their topic is declared
+without acks, so Faust never commits them): the worker commits what its
+checkpoints cover (streams.worker.app). The fetch waits for its batch to be
+processed before fetching again, which is the back pressure; the group's
+heartbeats run in the consumer's own thread meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+import faust
+from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP
+
+Records = Mapping[TP, Sequence[Any]]
+"""Fetched records (aiokafka's ConsumerRecord) by topic-partition, in offset order."""
+
+
+class BatchSink:
+    """Where the source records go: the topics that are sources, and their handler."""
+
+    def __init__(
+        self, topics: frozenset[str], handle: Callable[[Records], Awaitable[None]]
+    ) -> None:
+        self.topics = topics
+        self.handle = handle
+
+
+class BatchConsumer(Consumer):
+    """Faust's aiokafka consumer, handing source records to its app's `sink` per fetch."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        # The loop of Consumer._drain_messages (run by Faust's Fetcher service),
+        # one fetch at a time instead of one message at a time.
+        consumer_stopped, fetcher_stopped = self._stopped.is_set, fetcher._stopped.is_set
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                records, active = await self._wait_next_records(timeout=1.0)
+                await self.sleep(0)
+                if records is None or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # A rebalance began during the fetch: what it read may belong
+                    # to partitions that are no longer ours. Read again from the
+                    # committed offsets, as Faust does.
+                    await self.perform_seek()
+                    continue
+                ours = {
+                    tp: rs
+                    for tp, rs in records.items()
+                    if rs and (active is None or tp in active or tp in self._buffered_partitions)
+                }
+                await self._dispatch(ours)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _dispatch(self, records: Records) -> None:
+        sink = getattr(self.app, "sink", None)
+        batch = {}
+        for tp, rs in records.items():
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if sink is not None and tp.topic in sink.topics:
+                batch[tp] = rs
+            else:
+                await self._deliver(tp, rs)
+        if batch and sink is not None:
+            await sink.handle(batch)
+
+    async def _deliver(self, tp: TP, records: Sequence[Any]) -> None:
+        """Faust's own path, one message at a time (the changelog during recovery)."""
+        read_offset = self._read_offset
+        for record in records:
+            offset = record.offset
+            last = read_offset[tp]
+            if last is not None and offset < last:
+                continue  # read before a seek back: Faust drops these too
+            if last and offset - last > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, last + 1, offset)
+            message = self._to_message(tp, record)
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            read_offset[tp] = offset
+
+
+class App(faust.App):
+    """A Faust app whose consumer hands the `sink`'s topics over in batches (the sink
+    is looked up at each fetch: Faust creates the consumer whenever it first needs it)."""
+
+    sink: BatchSink | None = None
+
+    def _new_consumer(self) -> BatchConsumer:
+        return BatchConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.transport.loop,
+        )
