@@ -44,10 +44,12 @@ typecheck: install
 
 check: test
 
+# Benchmark-only dependencies (the peers, py-spy) come from the `bench` extra.
 bench: kafka-jars
-	$(BIN)/python benchmarks/room_memory.py
-	$(BIN)/python benchmarks/throughput.py
-	$(BIN)/python benchmarks/backtest_speed.py
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,dev,bench]'
+	$(BIN)/python -m benchmarks.room_memory
+	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.backtest_speed
 	$(BIN)/python -m benchmarks.detector_quality
 
 # The night `make demo` replays (a test checks it matches the generator).

@@ -18,6 +18,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -44,16 +45,25 @@ class _Message:
     contact: bool
 
 
-def minhash_bands(normalized: str) -> list[int]:
-    """LSH band keys of the MinHash signature of the text's character bigrams."""
+@lru_cache(maxsize=1 << 16)
+def _shingle_hashes(shingle: str) -> tuple[int, ...]:
+    """The bigram's value under each of the MinHash functions: chat reuses its bigrams,
+    so each is computed once (big-integer arithmetic is most of the cost)."""
+    h = zlib.crc32(shingle.encode())
+    return tuple((a * h + b) % _PRIME for a, b in zip(_A, _B, strict=True))
+
+
+@lru_cache(maxsize=1 << 14)
+def minhash_bands(normalized: str) -> tuple[int, ...]:
+    """LSH band keys of the MinHash signature of the text's character bigrams (cached:
+    rooms of a partition see the same texts, which `SpamDetector` caches per room)."""
     shingles = {normalized[i : i + 2] for i in range(len(normalized) - 1)} or {normalized}
-    hashes = [zlib.crc32(s.encode()) for s in shingles]
-    signature = [min((a * h + b) % _PRIME for h in hashes) for a, b in zip(_A, _B, strict=True)]
+    signature = list(map(min, zip(*map(_shingle_hashes, shingles), strict=True)))
     rows = _HASHES // _BANDS
-    return [
+    return tuple(
         hash((band, *signature[band * rows : (band + 1) * rows])) & 0xFFFFFFFFFFFF
         for band in range(_BANDS)
-    ]
+    )
 
 
 @dataclass

@@ -17,6 +17,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from streams.cli import dev, logs, notify, settings, worker
 from streams.cli.options import settings_args
+from streams.core.runtime import tune_gc
 from streams.dev.broker import KafkaError
 from streams.kafka.topics import TopicLayoutError
 from streams.logs.files import EventLogError
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_gc()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         result: int = args.func(args)

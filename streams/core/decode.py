@@ -80,9 +80,13 @@ class Decoded:
     for a log line decoded by `decode_log_lines`, its line number in `log`."""
     rejected: list[Rejected] = field(default_factory=list)
     log: str = ""
+    whole: list[RawMessage] | None = None
+    """Set instead of `origins` when each event is the whole of the message at its position."""
 
     def origin(self, position: int) -> tuple[RawMessage, int | None]:
         """Where the event at `position` came from (built on demand for log lines)."""
+        if self.whole is not None:
+            return self.whole[position], None
         found = self.origins[position]
         if isinstance(found, int):
             value = msgspec.json.encode(self.events[position])
@@ -212,6 +216,16 @@ def is_event(line: bytes) -> bool:
 
 
 def decode_messages(messages: Iterable[RawMessage], *, check_key: bool = True) -> Decoded:
+    messages = list(messages)
+    try:
+        # One valid event per message, keyed by its room: the common case, decoded
+        # without a Python step per message; anything else gets its own verdict.
+        events = list(map(_event_decoder.decode, [m.value or b"" for m in messages]))
+    except DECODE_ERRORS:
+        pass
+    else:
+        if not check_key or [m.key for m in messages] == [e.room_id.encode() for e in events]:
+            return Decoded(events=events, whole=messages)
     out = Decoded()
     for message in messages:
         decode_message(message, out, check_key=check_key)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Collection, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,6 +40,7 @@ from streams.core.decode import (
 from streams.core.events import (
     EVENT_TYPES,
     SOURCE_OF_CLASS,
+    SOURCES,
     TYPE_OF_CLASS,
     Event,
     Latency,
@@ -109,6 +111,10 @@ class PartitionEngine:
         pending_min = self._pending_min
         low = self._holding_low
         late = 0
+        # Live mode: the watermark follows the slowest lagging source, so only a
+        # lagging source's clock can move it (any source's, when none lags).
+        live = None if lagging is None else frozenset(lagging)
+        held_by = live or _ALL_SOURCES
         for position, event in enumerate(events):
             ts = event.ts
             if ts > horizon:
@@ -162,8 +168,10 @@ class PartitionEngine:
                     if clock - idle <= held < low:
                         low = held
                 candidate: int | None = low - lateness
+            elif source in held_by:
+                candidate = self._live_candidate(clock, live)  # type: ignore[arg-type]
             else:
-                candidate = self._live_candidate(clock, lagging)
+                continue
             if candidate is not None and (watermark is None or candidate > watermark):
                 watermark = candidate
         self.event_clock, self.watermark, self._pending_min = clock, watermark, pending_min
@@ -172,12 +180,13 @@ class PartitionEngine:
         self._release()
         return out_of_bounds
 
-    def _live_candidate(self, clock: int, lagging: Collection[str]) -> int | None:
-        if any(s not in self.source_clocks for s in lagging):
+    def _live_candidate(self, clock: int, lagging: AbstractSet[str]) -> int | None:
+        if not lagging:
+            return clock - self.config.allowed_lateness_ms
+        clocks = self.source_clocks
+        if not clocks.keys() >= lagging:
             return None  # a source with input we have not seen a single event of yet
-        return min((self.source_clocks[s] for s in lagging), default=clock) - (
-            self.config.allowed_lateness_ms
-        )
+        return min(map(clocks.__getitem__, lagging)) - self.config.allowed_lateness_ms
 
     def _raise_to(self, candidate: int) -> None:
         """The watermark only moves forward."""
@@ -187,7 +196,7 @@ class PartitionEngine:
     def settle(self, lagging: Collection[str]) -> None:
         """Live mode, after a batch: let the watermark follow the sources still lagging."""
         if self.event_clock is not None:
-            candidate = self._live_candidate(self.event_clock, lagging)
+            candidate = self._live_candidate(self.event_clock, frozenset(lagging))
             if candidate is not None:
                 self._raise_to(candidate)
         self._release()
@@ -317,6 +326,7 @@ def snapshot(
 
 
 _TS: Final = operator.attrgetter("ts")
+_ALL_SOURCES: Final = frozenset(SOURCES)
 _NO_HORIZON: Final = 1 << 62
 """Offline there is no wall clock to be ahead of (event times are epoch ms < 2^62)."""
 _TYPE_RANK: Final = {name: rank for rank, name in enumerate(EVENT_TYPES)}

@@ -107,7 +107,16 @@ class RoomState:
         """The latency samples of `second` (`e2e_ms`: their end-to-end values), applied
         together after the second's other events: they only show who is here."""
         self.arrive(second)
-        self._refresh_all([(e.user_id, e.ts) for e in events], second)
+        last_seen, departed = self.last_seen, self.departed.seen
+        for event in events:  # _refresh_all, inlined: most events are latency samples
+            user, ts = event.user_id, event.ts
+            latest = last_seen.get(user)
+            if latest is not None:
+                if ts > latest:
+                    del last_seen[user]
+                    last_seen[user] = ts
+            elif departed.get(user, -1) < second:
+                self._start_session(user, ts)
         self.add_latency(second, e2e_ms)
 
     def add_latency(self, second: int, e2e_ms: npt.NDArray[np.float64]) -> None:

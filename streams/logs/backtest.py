@@ -33,6 +33,7 @@ import msgspec
 from detectors.alerts import Transition
 from streams.core.config import EngineConfig
 from streams.core.engine import Output, Pipeline
+from streams.core.runtime import tune_gc
 from streams.logs.split import LogSplitter, Parcel
 from streams.settings import Settings
 
@@ -208,6 +209,7 @@ def _lane_main(
     path: str, settings: Settings, config: EngineConfig, inbox: Queue[Any], outbox: Queue[Any]
 ) -> None:
     try:
+        tune_gc()
         lane = Lane(path, settings, config)
         while (parcel := inbox.get()) is not None:
             lane.feed(parcel)

@@ -50,6 +50,9 @@ from streams.worker.health import HealthCollector, WorkerHealth
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_PAUSE = 20
+"""A partition's next checkpoint waits at least this many times what its last one took."""
+
 
 @dataclass
 class Partition:
@@ -71,6 +74,8 @@ class Partition:
     dirty: bool = False
     """The state changed since its last checkpoint."""
     checkpointed_at: float | None = None
+    checkpoint_took: float = 0.0
+    """Seconds the last checkpoint took to take (pickle and split)."""
     checkpoint_seq: int = 0
     """Sequence number of the next checkpoint."""
 
@@ -167,6 +172,22 @@ class Worker:
             # aiohttp wants the charset apart from the content type.
             content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
             return view.text(generate_latest(self.registry).decode(), content_type=content_type)
+
+        @app.page("/status")
+        async def status(view: Any, request: Any) -> Any:
+            return view.json(self.status())
+
+    def status(self) -> dict[str, Any]:
+        """A cheap summary for scripts and benchmarks (rendering /metrics costs per room)."""
+        pipeline = self.pipeline
+        return {
+            "events": sum(pipeline.events_total.values()),
+            "invalid": sum(pipeline.invalid_total.values()),
+            "late": pipeline.late_total,
+            "rooms": sum(len(e.rooms) for e in pipeline.engines.values()),
+            "partitions": sorted(self.partitions),
+            "lag": sum(self.consumer_lag().values()),
+        }
 
     def partition(self, number: int) -> Partition:
         found = self.partitions.get(number)
@@ -367,25 +388,33 @@ class Worker:
         Synchronous on purpose: state and positions cannot move while it runs.
         """
         covered: dict[TP, int] = {}
-        interval = self.settings.checkpoint_interval_s
         for number in sorted(self.partitions if only is None else only & self.partitions.keys()):
             partition = self.partitions[number]
-            if not partition.dirty or not (
-                force
-                or partition.checkpointed_at is None
-                or now - partition.checkpointed_at >= interval
-            ):
+            if not partition.dirty or not (force or self.checkpoint_due(partition, now)):
                 continue
+            started = time.perf_counter()
             engine = self.pipeline.engine(number)
             blob = take_checkpoint(engine, number, dict(partition.positions))
             for key, value in split_checkpoint(number, blob, partition.checkpoint_seq):
                 self.checkpoints.send_changelog(number, key, value)
             partition.checkpoint_seq += 1
             partition.checkpointed_at = now
+            partition.checkpoint_took = time.perf_counter() - started
             partition.dirty = False
             self.health.checkpoint_written(number, len(blob), time.time())
             covered.update({TP(t, number): o for t, o in partition.positions.items()})
         return covered
+
+    def checkpoint_due(self, partition: Partition, now: float) -> bool:
+        """The interval has passed, and 20 times what the last checkpoint took: taking
+        checkpoints (pickling the whole state, synchronously) stays under 5% of the
+        time however big the state grows, at the price of more to replay on a restart."""
+        if partition.checkpointed_at is None:
+            return True
+        wait = max(
+            self.settings.checkpoint_interval_s, CHECKPOINT_PAUSE * partition.checkpoint_took
+        )
+        return now - partition.checkpointed_at >= wait
 
     async def commit(self, covered: dict[TP, int]) -> None:
         """Commit source offsets that checkpoints cover, once the checkpoints are sent.

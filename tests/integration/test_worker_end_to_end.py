@@ -17,6 +17,7 @@ from streams.dev.demo import scrape
 from streams.kafka.partitioner import partition_for
 from streams.settings import Settings
 from tests.conftest import RunningWorker
+from tests.integration.offline import fetch
 
 pytestmark = pytest.mark.kafka
 
@@ -259,6 +260,9 @@ async def test_worker_counts_viewers_and_dead_letters_invalid_input(
             }
 
         await wait_until(caught_up)
+        status = json.loads(await asyncio.to_thread(fetch, url.replace("/metrics", "/status")))
+        assert status["events"] == sum(want_types.values())
+        assert status["rooms"] == len(want_viewers) and status["partitions"] == [0, 1, 2, 3]
         # The clock exists now, so a timestamp three days old is judged against it.
         topic, key, value, reason, index = absurd
         meta = await producer.send_and_wait(topic, value, key=key)
