@@ -111,7 +111,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """How long the consumer group waits for a silent worker before moving its partitions."""
     checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     """Wall-clock time between checkpoints of a changed partition's state, at least
-    (a checkpoint that took t seconds waits at least 20 t before the next)."""
+    (when the partitions' last checkpoints took t seconds together, at least 20 t)."""
 
     # Event time
     allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000

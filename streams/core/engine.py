@@ -112,9 +112,11 @@ class PartitionEngine:
         low = self._holding_low
         late = 0
         # Live mode: the watermark follows the slowest lagging source, so only a
-        # lagging source's clock can move it (any source's, when none lags).
+        # lagging source's clock can move it (any source's, when none lags), and
+        # only when that source was the slowest (`slowest`: its clock, once known).
         live = None if lagging is None else frozenset(lagging)
         held_by = live or _ALL_SOURCES
+        slowest: int | None = None
         for position, event in enumerate(events):
             ts = event.ts
             if ts > horizon:
@@ -168,8 +170,12 @@ class PartitionEngine:
                     if clock - idle <= held < low:
                         low = held
                 candidate: int | None = low - lateness
-            elif source in held_by:
+            elif source in held_by and (
+                not live or source_clock is None or slowest is None or source_clock <= slowest
+            ):
                 candidate = self._live_candidate(clock, live)  # type: ignore[arg-type]
+                if live and candidate is not None:
+                    slowest = candidate + lateness
             else:
                 continue
             if candidate is not None and (watermark is None or candidate > watermark):

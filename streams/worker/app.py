@@ -51,7 +51,8 @@ from streams.worker.health import HealthCollector, WorkerHealth
 log = logging.getLogger(__name__)
 
 CHECKPOINT_PAUSE = 20
-"""A partition's next checkpoint waits at least this many times what its last one took."""
+"""A partition's next checkpoint waits at least this many times what the last
+checkpoints of all partitions took together."""
 
 
 @dataclass
@@ -406,14 +407,14 @@ class Worker:
         return covered
 
     def checkpoint_due(self, partition: Partition, now: float) -> bool:
-        """The interval has passed, and 20 times what the last checkpoint took: taking
-        checkpoints (pickling the whole state, synchronously) stays under 5% of the
-        time however big the state grows, at the price of more to replay on a restart."""
+        """The interval has passed, and 20 times what the last checkpoints of all
+        partitions took together: taking checkpoints (pickling whole states, on the one
+        thread that also processes) stays under 5% of the time however big the state
+        grows, at the price of more to replay on a restart."""
         if partition.checkpointed_at is None:
             return True
-        wait = max(
-            self.settings.checkpoint_interval_s, CHECKPOINT_PAUSE * partition.checkpoint_took
-        )
+        took = sum(p.checkpoint_took for p in self.partitions.values())
+        wait = max(self.settings.checkpoint_interval_s, CHECKPOINT_PAUSE * took)
         return now - partition.checkpointed_at >= wait
 
     async def commit(self, covered: dict[TP, int]) -> None:
