@@ -48,6 +48,7 @@ check: test
 bench: kafka-jars
 	$(BIN)/pip install -q -c constraints.txt -e '.[test,dev,bench]'
 	$(BIN)/python -m benchmarks.room_memory
+	$(BIN)/python -m benchmarks.engine_speed
 	$(BIN)/python -m benchmarks.throughput
 	$(BIN)/python -m benchmarks.backtest_speed
 	$(BIN)/python -m benchmarks.detector_quality

@@ -7,7 +7,7 @@ written once; then (1) the baseline reads and decodes every line
 starts by default (two per core, at most one per partition) and (4) the command
 itself runs, start-up included. Printed figures are lines/s and the ratio to
 the baseline measured in the same run.
-Run: .venv/bin/python benchmarks/backtest_speed.py [SCENARIO ...]
+Run: .venv/bin/python -m benchmarks.backtest_speed [SCENARIO ...]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each viewer joins, chats once, sends a latency sample and some stall; then
 event time runs on for another minute so every window is populated.
-Run: .venv/bin/python benchmarks/room_memory.py [viewers]
+Run: .venv/bin/python -m benchmarks.room_memory [viewers]
 """
 
 from __future__ import annotations

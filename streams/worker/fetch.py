@@ -4,8 +4,8 @@ Faust's consumer turns every fetched record into a Message, then an Event, puts
 it on a channel queue, and tracks its ack before the offset may be committed.
 At one event per Kafka message that machinery costs more than all of
 livewatch's processing: a plain Faust agent that only counts events per room
-drains about 12k messages/s on this project's machine, the bare aiokafka client
-400k (docs/performance.md). `BatchConsumer` keeps Faust's consumer for what it
+drains about 11k messages/s on this project's machine, the bare aiokafka client
+240k-360k (docs/performance.md). `BatchConsumer` keeps Faust's consumer for what it
 does well (group membership, the co-partitioned assignment, rebalances, flow
 control, pausing partitions while tables recover) and changes one thing: the
 records of the source topics leave at the fetch, one fetch at a time, for the
