@@ -7,7 +7,6 @@ from itertools import chain
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from streams.core.config import MetricsConfig
 from streams.core.events import Latency
@@ -52,10 +51,10 @@ class LatencySamples:
             self._values = grouped
         return self._values
 
-    def e2e(self) -> npt.NDArray[np.float64]:
+    def e2e(self) -> list[float]:
         """End-to-end values of every region."""
         chunks = [v for (kind, _), v in self.values.items() if kind == "e2e"]
-        return np.fromiter(chain.from_iterable(chunks), dtype=np.float64)
+        return chunks[0] if len(chunks) == 1 else list(chain.from_iterable(chunks))
 
 
 class LatencyStats:

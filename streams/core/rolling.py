@@ -7,6 +7,7 @@ sum over the last N seconds is one numpy sum, whatever happened before.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -188,16 +189,17 @@ class WindowedSketch:
 
     def __init__(self, windows: tuple[int, ...], start_second: int) -> None:
         self.windows = windows
-        self.by_second: dict[int, list[npt.NDArray[np.float64]]] = {}
-        """Second -> the values added in it, one array per `add`."""
+        self.by_second: dict[int, list[Sequence[float]]] = {}
+        """Second -> the values added in it, one sequence per `add`, kept as given:
+        most rooms add a handful of samples a second, for which a numpy array costs
+        more to build (and to checkpoint) than the list it comes from."""
         self.head = start_second
 
-    def add(self, second: int, values_ms: npt.ArrayLike) -> None:
-        """Count samples (ms) at `second`."""
-        values = np.asarray(values_ms, dtype=np.float64)
-        if second <= self.head - max(self.windows) or second > self.head or not len(values):
+    def add(self, second: int, values_ms: Sequence[float]) -> None:
+        """Count samples (ms) at `second`; `values_ms` is kept, not copied."""
+        if second <= self.head - max(self.windows) or second > self.head or not len(values_ms):
             return
-        self.by_second.setdefault(second, []).append(values)
+        self.by_second.setdefault(second, []).append(values_ms)
 
     def advance(self, second: int) -> None:
         if second <= self.head:
@@ -217,5 +219,5 @@ class WindowedSketch:
         arrays = [a for s, held in self.by_second.items() if s > self.head - window for a in held]
         if not arrays:
             return LatencySketch()
-        buckets = bucket_indexes(np.concatenate(arrays))
+        buckets = bucket_indexes(np.concatenate(arrays, dtype=np.float64))
         return LatencySketch(np.bincount(buckets, minlength=BUCKETS))

@@ -11,9 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-import numpy as np
-import numpy.typing as npt
-
 from streams.core.config import MetricsConfig
 from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
 from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
@@ -94,16 +91,14 @@ class RoomState:
                 self.stalled.touch(user, second)
                 self.stalled_ever.add(user)
             elif isinstance(event, Latency) and event.kind == "e2e":
-                self.add_latency(second, np.array([event.value_ms]))
+                self.add_latency(second, [event.value_ms])
 
     def arrive(self, second: int) -> None:
         """An event of `second` is about to be applied."""
         self._advance(second)
         self.last_event_second = second
 
-    def apply_latency(
-        self, second: int, events: Sequence[Latency], e2e_ms: npt.NDArray[np.float64]
-    ) -> None:
+    def apply_latency(self, second: int, events: Sequence[Latency], e2e_ms: list[float]) -> None:
         """The latency samples of `second` (`e2e_ms`: their end-to-end values), applied
         together after the second's other events: they only show who is here."""
         self.arrive(second)
@@ -119,12 +114,13 @@ class RoomState:
                 self._start_session(user, ts)
         self.add_latency(second, e2e_ms)
 
-    def add_latency(self, second: int, e2e_ms: npt.NDArray[np.float64]) -> None:
+    def add_latency(self, second: int, e2e_ms: list[float]) -> None:
         """End-to-end latency samples of `second`, whose senders were `refresh`ed."""
-        if not len(e2e_ms):
+        if not e2e_ms:
             return
+        slo = self.config.latency_slo_ms
         self._count(LATENCY_SAMPLES, second, len(e2e_ms))
-        self._count(LATENCY_WITHIN_SLO, second, int((e2e_ms <= self.config.latency_slo_ms).sum()))
+        self._count(LATENCY_WITHIN_SLO, second, sum(value <= slo for value in e2e_ms))
         self.latency.add(second, e2e_ms)
 
     def _count(self, field: int, second: int, value: float = 1.0) -> None:
