@@ -186,7 +186,7 @@ class Worker:
             "invalid": sum(pipeline.invalid_total.values()),
             "late": pipeline.late_total,
             "rooms": sum(len(e.rooms) for e in pipeline.engines.values()),
-            "partitions": sorted(self.partitions),
+            "partitions": sorted(self.assigned()),
             "lag": sum(self.consumer_lag().values()),
         }
 
@@ -364,8 +364,10 @@ class Worker:
         """
         consumer = self.app.consumer
         for tp in consumer.assignment():
+            if tp.topic not in self.source_of_topic:
+                continue  # the checkpoint changelog's partitions, standbys included
             partition = self.partition(tp.partition)
-            if tp.topic in self.source_of_topic and tp.topic not in partition.positions:
+            if tp.topic not in partition.positions:
                 position = await consumer.position(tp)
                 if position is not None:
                     partition.fetch_positions[tp.topic] = position
@@ -426,13 +428,17 @@ class Worker:
         # Faust's own commit: flushes the producer first, skips revoked partitions.
         await self.app.consumer._commit_offsets(covered)  # type: ignore[attr-defined]
 
+    def assigned(self) -> set[int]:
+        """Partition numbers whose source topics this worker consumes now."""
+        try:
+            assignment = self.app.consumer.assignment()
+        except (ConsumerNotStarted, AssertionError, AttributeError, RuntimeError):
+            return set()
+        return {tp.partition for tp in assignment if tp.topic in self.source_of_topic}
+
     def restore(self) -> None:
         """Load the checkpoint of every assigned partition that has no state here yet."""
-        assigned = {
-            tp.partition
-            for tp in self.app.consumer.assignment()
-            if tp.topic in self.source_of_topic
-        }
+        assigned = self.assigned()
         store = self.checkpoints.data
         for number in sorted(assigned - self.pipeline.engines.keys()):
             try:

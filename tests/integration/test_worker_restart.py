@@ -1,8 +1,9 @@
 """A worker killed between checkpoints resumes from the checkpoint table exactly.
 
-The kill comes after Faust committed offsets beyond the last checkpoint: the
-restarted worker must rewind to the checkpoint's offsets, or the events between
-would be lost; and it must not start over from an empty state.
+The kill comes after the worker processed events its last checkpoint does not
+cover (offsets are committed only as checkpoints cover them): the restarted
+worker must resume from the checkpoint, process those events again and count
+none twice; and it must not start over from an empty state.
 """
 
 from __future__ import annotations
