@@ -73,7 +73,7 @@ class RoomState:
                 self._count(EXITS, second)
             return
         else:
-            self.refresh(user, event.ts, second)
+            self._refresh_all((event,), second)  # any event shows the viewer is here
             if isinstance(event, Danmaku):
                 self._count(DANMAKU, second)
                 self.chatters.touch(user, second)
@@ -102,16 +102,7 @@ class RoomState:
         """The latency samples of `second` (`e2e_ms`: their end-to-end values), applied
         together after the second's other events: they only show who is here."""
         self.arrive(second)
-        last_seen, departed = self.last_seen, self.departed.seen
-        for event in events:  # _refresh_all, inlined: most events are latency samples
-            user, ts = event.user_id, event.ts
-            latest = last_seen.get(user)
-            if latest is not None:
-                if ts > latest:
-                    del last_seen[user]
-                    last_seen[user] = ts
-            elif departed.get(user, -1) < second:
-                self._start_session(user, ts)
+        self._refresh_all(events, second)
         self.add_latency(second, e2e_ms)
 
     def add_latency(self, second: int, e2e_ms: list[float]) -> None:
@@ -137,13 +128,11 @@ class RoomState:
         self.channels.add(CHANNELS.index(channel), second)
         self.entries_by_channel[channel] += 1
 
-    def refresh(self, user: str, ts: int, second: int) -> None:
-        """Any event shows the viewer is here; one not online starts a session."""
-        self._refresh_all(((user, ts),), second)
-
-    def _refresh_all(self, seen: Iterable[tuple[str, int]], second: int) -> None:
+    def _refresh_all(self, events: Iterable[Event], second: int) -> None:
+        """The senders of `events` are here; one not online starts a session."""
         last_seen, departed = self.last_seen, self.departed.seen
-        for user, ts in seen:
+        for event in events:
+            user, ts = event.user_id, event.ts
             latest = last_seen.get(user)
             if latest is not None:
                 if ts > latest:  # moved to the end: `last_seen` stays oldest first
