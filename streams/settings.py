@@ -98,9 +98,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """Log level of the worker and the notifier."""
     state_dir: str = ".livewatch-state"
     """The worker's local data directory."""
-    batch_max_messages: Positive = 2000
+    batch_max_messages: Positive = 10_000
     """Most messages one fetch hands to the pipeline (the consumer's max.poll.records);
     a fetch takes what has arrived, without waiting to fill a batch."""
+    fetch_max_partition_bytes: Annotated[int, msgspec.Meta(ge=1 << 20)] = 8 << 20
+    """Most bytes the broker returns per source partition and fetch
+    (max.partition.fetch.bytes): at 1 MiB the worker waited on fetches (docs/performance.md).
+    At most this much is buffered per assigned topic-partition."""
     idle_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     """Live mode: a partition silent this long lets event time pass with the wall clock."""
     source_hold_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0

@@ -114,6 +114,7 @@ def faust_app(settings: Settings, partitions: int) -> App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         broker_max_poll_records=settings.batch_max_messages,
+        consumer_max_fetch_size=settings.fetch_max_partition_bytes,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_heartbeat_interval=settings.group_session_timeout_s / 10,
         web_enabled=True,
