@@ -313,16 +313,9 @@ class Worker:
     def consumer_lag(self) -> dict[tuple[str, int], int]:
         """Per assigned source topic-partition: messages in Kafka not processed yet."""
         lag: dict[tuple[str, int], int] = {}
-        try:
-            consumer = self.app.consumer
-            assigned = consumer.assignment()
-        except (ConsumerNotStarted, AssertionError, AttributeError, RuntimeError):  # not started
-            return lag
-        for tp in assigned:
-            if tp.topic not in self.source_of_topic:
-                continue
+        for tp in self.source_assignment():
             try:
-                highwater = consumer.highwater(tp)
+                highwater = self.app.consumer.highwater(tp)
             except (AssertionError, KeyError):
                 continue
             partition = self.partitions.get(tp.partition)
@@ -429,13 +422,17 @@ class Worker:
         # Faust's own commit: flushes the producer first, skips revoked partitions.
         await self.app.consumer._commit_offsets(covered)  # type: ignore[attr-defined]
 
-    def assigned(self) -> set[int]:
-        """Partition numbers whose source topics this worker consumes now."""
+    def source_assignment(self) -> set[TP]:
+        """The source topic-partitions this worker consumes now (none before it starts)."""
         try:
             assignment = self.app.consumer.assignment()
-        except (ConsumerNotStarted, AssertionError, AttributeError, RuntimeError):
+        except (ConsumerNotStarted, AssertionError, AttributeError, RuntimeError):  # not started
             return set()
-        return {tp.partition for tp in assignment if tp.topic in self.source_of_topic}
+        return {tp for tp in assignment if tp.topic in self.source_of_topic}
+
+    def assigned(self) -> set[int]:
+        """Partition numbers whose source topics this worker consumes now."""
+        return {tp.partition for tp in self.source_assignment()}
 
     def restore(self) -> None:
         """Load the checkpoint of every assigned partition that has no state here yet."""
