@@ -134,6 +134,28 @@ class SpamConfig:
     """At most this many accounts in a mute action."""
 
 
+@dataclass(frozen=True, slots=True)
+class LevelConfig:
+    """A sustained level of bad samples: what most viewers of a region see now.
+
+    Burn rates are sized for budgets; a live show's viewers leave within minutes of a
+    bad picture, so a region whose samples are mostly over the objective for a couple
+    of minutes pages on that level alone (anchors: pair burn rates with a level)."""
+
+    window_s: int = 120
+    """The level must hold over this long..."""
+    buckets: int = 4
+    """...in every one of this many equal parts of it (a one-minute spike fills at
+    most three of four 30-s parts, so it never pages),"""
+    bad_share: float = 0.45
+    """...with this share of the window's samples over the objective,"""
+    bucket_bad_share: float = 0.35
+    """...and at least this share in each part,"""
+    min_bucket_samples: float = 10
+    """...each part holding at least this many samples."""
+    severity: Severity = "critical"
+
+
 def _stall_slo() -> SloConfig:
     # Amounts are seconds: watch time, and stall time within it. 99% of watch time
     # unstalled; the volume gates are viewer-seconds (10 viewers for the short window).
@@ -154,6 +176,8 @@ class DetectorConfig:
     spam: SpamConfig = field(default_factory=SpamConfig)
     latency_slo: SloConfig = field(default_factory=SloConfig)
     """Share of e2e latency samples at or under the latency SLO (600 ms), per room and region."""
+    latency_level: LevelConfig = field(default_factory=LevelConfig)
+    """A sustained share of a region's samples over the latency SLO pages by itself."""
     stall_slo: SloConfig = field(default_factory=_stall_slo)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     ebb: EbbConfig = field(default_factory=EbbConfig)
@@ -165,6 +189,10 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.ebb.step_s != self.cliff.step_s:
             raise ValueError("ebb.step_s must equal cliff.step_s (both see the same steps)")
+        if self.latency_level.window_s > self.latency_slo.horizon_s:
+            raise ValueError("latency_level.window_s must fit in latency_slo's longest window")
+        if self.latency_level.buckets < 1:
+            raise ValueError("latency_level.buckets must be at least 1")
 
 
 class DetectorConfigError(ValueError):

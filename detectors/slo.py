@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors.alerts import Finding
-from detectors.config import SloConfig
+from detectors.config import LevelConfig, SloConfig
 
 
 @dataclass
@@ -117,9 +117,39 @@ class BurnRate:
         return None
 
 
+def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | None:
+    """A bad share that held over the whole window ending at `now`, part by part."""
+    part_s = config.window_s // config.buckets
+    parts = []
+    for i in range(config.buckets):  # newest first: a healthy region stops at the first
+        total, bad = burn.window(now - i * part_s, part_s)
+        if total < config.min_bucket_samples or bad < config.bucket_bad_share * total:
+            return None
+        parts.append((total, bad))
+    shares = [bad / total for total, bad in reversed(parts)]
+    total = sum(total for total, _ in parts)
+    share = sum(bad for _, bad in parts) / total
+    if share < config.bad_share or min(shares) < config.bucket_bad_share:
+        return None
+    details = {
+        "bad_share": round(share, 4),
+        "bad_share_parts": [round(s, 3) for s in shares],
+        "window_s": part_s * config.buckets,
+        "samples": int(total),
+    }
+    return Finding(config.severity, "", details, kind="level")
+
+
 def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
-    """A latency burn (detectors.slo) in one region as an alert."""
+    """A latency burn or level (detectors.slo) in one region as an alert."""
     details = found.details
+    if found.kind == "level":
+        summary = (
+            f"{details['bad_share']:.0%} of latency samples in {region} over {slo_ms:.0f} ms "
+            f"for {details['window_s'] // 60} min (at least "
+            f"{min(details['bad_share_parts']):.0%} in every {details['window_s'] // len(details['bad_share_parts'])} s)"
+        )
+        return Finding(found.severity, summary, {**details, "region": region}, kind="level")
     summary = (
         f"{details['bad_share_long']:.0%} of latency samples in {region} over "
         f"{slo_ms:.0f} ms (burn {details['burn_rate_long']}x "

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from detectors.alerts import AlertKey, AlertTracker, Finding, Transition
+from detectors.alerts import SEVERITY_RANK, AlertKey, AlertTracker, Finding, Transition
 from detectors.cliff import (
     CHANNEL_BEFORE_S,
     CHANNEL_RECENT_S,
@@ -26,7 +26,7 @@ from detectors.cliff import (
 )
 from detectors.config import DetectorConfig, DetectorSettings
 from detectors.ebb import EbbTracker, ebb_hint
-from detectors.slo import BurnRate, latency_finding, stall_finding
+from detectors.slo import BurnRate, latency_finding, stall_finding, sustained_level
 from detectors.spam import SpamDetector
 from streams.core.events import Danmaku, Event
 from streams.core.latency import LatencySamples
@@ -147,7 +147,9 @@ class PartitionWatch:
         if spam is not None:
             findings[AlertKey("spam_flood", room_id)], mute = spam
         for region, burn in list(watch.latency.items()):
-            found = burn.evaluate(second)
+            found = _most_severe(
+                burn.evaluate(second), sustained_level(burn, second, watch.config.latency_level)
+            )
             if found is not None:
                 findings[AlertKey("latency_slo", room_id, region)] = latency_finding(
                     found, region, self.latency_slo_ms
@@ -214,6 +216,13 @@ class PartitionWatch:
         self.transitions, self.actions = [], []
         self.transitions_total.update((t.alert, t.state, t.severity) for t in transitions)
         return transitions, actions
+
+
+def _most_severe(first: Finding | None, second: Finding | None) -> Finding | None:
+    """The more severe of two findings on one key (the first on a tie)."""
+    if first is None or second is None:
+        return first or second
+    return second if SEVERITY_RANK[second.severity] > SEVERITY_RANK[first.severity] else first
 
 
 def _with_hints(finding: Finding, hints: list[str]) -> Finding:

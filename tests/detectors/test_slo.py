@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from detectors.config import SloConfig
-from detectors.slo import BurnRate
+import numpy as np
+
+from detectors.config import LevelConfig, SloConfig
+from detectors.slo import BurnRate, latency_finding, sustained_level
 
 
 def first_alert(bad_share: dict[int, float], seconds: int, per_second: float = 20) -> int | None:
@@ -72,3 +74,49 @@ def test_silent_once_the_longest_window_holds_nothing() -> None:
         assert not burn.is_silent(now)
         assert burn.window(now, 720)[0] > 0
     assert burn.is_silent(820) and burn.window(820, 720)[0] == 0
+
+
+def first_level(bad_share: dict[int, float], seconds: int, per_second: float = 2) -> int | None:
+    """Second of the first sustained-level finding, every 5 s as the engine evaluates;
+    samples are spread evenly (`per_second` on average), bad ones at the given share."""
+    rng = np.random.default_rng(7)
+    burn, config = BurnRate(SloConfig(), head=0), LevelConfig()
+    for second in range(1, seconds + 1):
+        total = int(rng.poisson(per_second))
+        burn.add(second, total, int(rng.binomial(total, bad_share.get(second, 0.02))))
+        if second % 5 == 4 and sustained_level(burn, second, config) is not None:
+            return second
+    return None
+
+
+def test_half_of_a_region_over_the_objective_for_minutes_pages_within_three() -> None:
+    # Two samples a second (a region of ~20 viewers reporting every 10 s).
+    for share in (0.5, 0.6, 0.9):
+        fired = first_level({s: share for s in range(900, 1500)}, 1500)
+        assert fired is not None and 900 + 90 <= fired <= 900 + 180, (share, fired)
+    # The burn rates alone: 50% bad is a warning after 12 minutes, no page in three.
+    assert first_alert({s: 0.5 for s in range(900, 1500)}, 1080, per_second=2) is None
+
+
+def test_one_minute_spikes_do_not_page_even_when_every_sample_is_bad() -> None:
+    for length in (30, 60, 75):
+        spikes = {s: 1.0 for start in range(600, 3000, 600) for s in range(start, start + length)}
+        assert first_level(spikes, 3000, per_second=5) is None, length
+
+
+def test_a_level_needs_samples_in_every_part_of_the_window() -> None:
+    # A room of three viewers: a sample every 5 s, all bad, never enough to page on.
+    assert first_level({s: 1.0 for s in range(100, 900)}, 900, per_second=0.2) is None
+
+
+def test_a_level_finding_reads_as_the_share_viewers_see() -> None:
+    burn = BurnRate(SloConfig(), head=0)
+    for second in range(1, 200):
+        burn.add(second, 4, 2 if second > 60 else 0)
+    finding = sustained_level(burn, 199, LevelConfig())
+    assert finding is not None and finding.severity == "critical" and finding.kind == "level"
+    assert finding.details["bad_share"] == 0.5 and finding.details["bad_share_parts"] == [0.5] * 4
+    alert = latency_finding(finding, "east", 600)
+    assert alert.summary == (
+        "50% of latency samples in east over 600 ms for 2 min (at least 50% in every 30 s)"
+    )
