@@ -117,17 +117,33 @@ class SpamConfig:
     min_distinct_chars: int = 5
     """Messages with fewer distinct characters (normalized) carry no content: hype."""
     min_cluster_messages: int = 10
-    """A cluster of near-duplicates this big may be a flood..."""
-    few_accounts: int = 3
-    """...when at most this many accounts wrote it,"""
+    """A cluster of near-duplicates needs this many messages in the window to be a flood."""
+    min_accounts: int = 3
+    """A cluster written by fewer accounts is a moderation matter: a mute action, no room
+    alert."""
+    few_accounts: int = 5
+    """A cluster written by `min_accounts` up to this many accounts (each repeating
+    itself) is a flood."""
+    min_repeat: float = 1.5
+    """A cluster of more accounts must hold this many messages per account (newcomers
+    asking the same question write once; bots repeat)..."""
     fresh_share: float = 0.6
-    """...or when this share of its messages came from fresh accounts,"""
+    """...and this share of its messages from fresh accounts to be a flood."""
     min_fresh_accounts: int = 8
-    """...at least this many of them."""
+    """Fresh accounts needed by `fresh_share`, and by a burst of busy fresh accounts."""
+    busy_messages: int = 5
+    """An account writing this many content messages in the window is busy;
+    `min_fresh_accounts` busy fresh accounts at once are a flood whatever their texts."""
     contact_messages: int = 5
-    """This many messages with contact ids or links in the window is a flood by itself."""
+    """This many messages with contact ids or links in the window, from at least
+    `min_contact_accounts` accounts, is a flood by itself."""
+    min_contact_accounts: int = 2
+    """Contact ids from fewer accounts get those accounts a mute action instead."""
     per_user_messages: int = 20
     """Twitch's limit for ordinary users: 20 messages per 30 s."""
+    mute_messages: int = 5
+    """An account repeating one text (or contact ids) this often in the window, below the
+    flood thresholds, gets a mute action without a room alert."""
     critical_messages: int = 50
     """A flood of this many spam messages (or any contact ids) pages; smaller ones warn."""
     max_mute: int = 50
@@ -143,17 +159,18 @@ class LevelConfig:
     of minutes pages on that level alone (anchors: pair burn rates with a level)."""
 
     window_s: int = 120
-    """The level must hold over this long..."""
+    """The bad share must hold over this long."""
     buckets: int = 4
-    """...in every one of this many equal parts of it (a one-minute spike fills at
-    most three of four 30-s parts, so it never pages),"""
+    """The window's equal parts, each of which must hold it too: a one-minute spike fills
+    at most three of four 30 s parts, so it never pages."""
     bad_share: float = 0.45
-    """...with this share of the window's samples over the objective,"""
+    """Share of the window's samples over the objective that pages."""
     bucket_bad_share: float = 0.35
-    """...and at least this share in each part,"""
+    """Share over the objective every part must reach as well."""
     min_bucket_samples: float = 10
-    """...each part holding at least this many samples."""
+    """Samples every part needs: thin traffic never pages on a level."""
     severity: Severity = "critical"
+    """Severity of a level finding."""
 
 
 def _stall_slo() -> SloConfig:

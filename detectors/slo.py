@@ -144,10 +144,11 @@ def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
     """A latency burn or level (detectors.slo) in one region as an alert."""
     details = found.details
     if found.kind == "level":
+        parts = details["bad_share_parts"]
         summary = (
             f"{details['bad_share']:.0%} of latency samples in {region} over {slo_ms:.0f} ms "
-            f"for {details['window_s'] // 60} min (at least "
-            f"{min(details['bad_share_parts']):.0%} in every {details['window_s'] // len(details['bad_share_parts'])} s)"
+            f"for {details['window_s'] // 60} min (at least {min(parts):.0%} in every "
+            f"{details['window_s'] // len(parts)} s)"
         )
         return Finding(found.severity, summary, {**details, "region": region}, kind="level")
     summary = (

@@ -26,11 +26,13 @@ _LOOKALIKES: Final = str.maketrans(
     }
 )  # fmt: skip
 _CONTACT: Final = re.compile(
-    r"(?:微信|威信|薇信|v信|vx|wx|weixin|wechat|加v)[:]?[a-z][a-z0-9_-]{5,19}"
+    r"(?:微信|威信|薇信|v信|vx|wx|weixin|wechat|加v|加微)[:]?"
+    r"(?:[a-z][a-z0-9_-]{5,19}|[a-z0-9_-]{0,16}\d{3,})"
     r"|(?:qq|扣扣|企鹅|q号)[:]?\d{5,11}"
     r"|(?<!\d)1[3-9]\d{9}(?!\d)"
     r"|https?://|www\.|[a-z0-9-]{2,}\.(?:com|cn|net|top|xyz|vip|cc|me|io|shop)(?![a-z])"
 )
+_ID_RUN: Final = re.compile(r"[a-z0-9_]*[0-9][a-z0-9_]*")
 _LINKISH: Final = re.compile(r"(?i)(https?)://|www\.|(?<=[a-z0-9])\.(?=[a-z]{2,})")
 _MARKUP: Final = str.maketrans({"<": "‹", ">": "›", "@": "＠", "`": "'", "[": "(", "]": ")"})
 
@@ -49,17 +51,26 @@ def normalize(text: str) -> str:
     return analyze(text)[0]
 
 
-def has_contact(text: str) -> bool:
-    """A WeChat id, QQ number, phone number or link, even when disguised."""
+def template(text: str) -> str:
+    """The core with every run of Latin letters and digits that holds a digit (ids,
+    numbers, codes) replaced by `#`: spam templates vary their ids and counts per
+    message, as log parsers' templates vary their parameters (Drain's `<*>`)."""
     return analyze(text)[1]
 
 
+def has_contact(text: str) -> bool:
+    """A WeChat id, QQ number, phone number or link, even when disguised."""
+    return analyze(text)[2]
+
+
 @lru_cache(maxsize=8192)
-def analyze(text: str) -> tuple[str, bool]:
-    """(normalize(text), has_contact(text)); chat repeats itself, so it is cached."""
+def analyze(text: str) -> tuple[str, str, bool]:
+    """(normalize(text), template(text), has_contact(text)); chat repeats itself, so
+    it is cached."""
     light = _light(text)
     core = _NOT_CORE.sub("", light)
-    return core, bool(_CONTACT.search(light.replace("：", ":")) or _CONTACT.search(core))
+    contact = bool(_CONTACT.search(light.replace("：", ":")) or _CONTACT.search(core))
+    return core, _ID_RUN.sub("#", core), contact
 
 
 def sanitize_sample(text: str, limit: int = 80) -> str:

@@ -206,7 +206,11 @@ def default_jobs(lines: int, partitions: int) -> int:
 def _read_labels(labels_path: str) -> list[dict[str, Any]]:
     try:
         with open(labels_path, encoding="utf-8") as handle:
-            incidents: list[dict[str, Any]] = json.load(handle)["incidents"]
+            labels = json.load(handle)
+        # simulate writes {"incidents": [...]}; a bare list of incidents is read too.
+        incidents: list[dict[str, Any]] = (
+            labels if isinstance(labels, list) else labels["incidents"]
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EventLogError(f"cannot read labels {labels_path}: {exc}") from None
     return incidents

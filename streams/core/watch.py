@@ -27,7 +27,7 @@ from detectors.cliff import (
 from detectors.config import DetectorConfig, DetectorSettings
 from detectors.ebb import EbbTracker, ebb_hint
 from detectors.slo import BurnRate, latency_finding, stall_finding, sustained_level
-from detectors.spam import SpamDetector
+from detectors.spam import SpamDetector, flood_action, moderation_action
 from streams.core.events import Danmaku, Event
 from streams.core.latency import LatencySamples
 from streams.core.room import (
@@ -142,10 +142,11 @@ class PartitionWatch:
             findings[AlertKey("traffic_cliff", room_id)] = _with_hints(
                 cliff, self._cliff_hints(second, room, watch)
             )
-        spam = watch.spam.evaluate(now_ms)
-        mute: list[str] = []
-        if spam is not None:
-            findings[AlertKey("spam_flood", room_id)], mute = spam
+        chat = watch.spam.evaluate(now_ms)
+        if chat.flood is not None:
+            findings[AlertKey("spam_flood", room_id)] = chat.flood
+        if chat.repeaters:
+            self.actions.append(moderation_action(room_id, chat.repeaters, now_ms))
         for region, burn in list(watch.latency.items()):
             found = _most_severe(
                 burn.evaluate(second), sustained_level(burn, second, watch.config.latency_level)
@@ -161,17 +162,8 @@ class PartitionWatch:
             findings[AlertKey("stall_slo", room_id)] = stall_finding(stall)
         for transition in self.tracker.update(now_ms, findings, scope=room_id):
             self.transitions.append(transition)
-            if transition.alert == "spam_flood" and transition.state == "firing" and mute:
-                self.actions.append(
-                    {
-                        "action": "mute",
-                        "room_id": room_id,
-                        "user_ids": mute,
-                        "reason": transition.summary,
-                        "ts": now_ms,
-                        "fingerprint": transition.fingerprint,
-                    }
-                )
+            if transition.alert == "spam_flood" and transition.state == "firing" and chat.mute:
+                self.actions.append(flood_action(transition, chat.mute))
 
     def _cliff_hints(self, second: int, room: RoomState, watch: RoomWatch) -> list[str]:
         hints = []
