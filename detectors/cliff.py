@@ -56,17 +56,60 @@ class CliffDetector:
     """Rows: online (mean over the step), entries, events; columns: steps, oldest first."""
     active_since: int | None = None
     reference: dict[str, float] = field(default_factory=dict)
+    usual: npt.NDArray[np.float64] = field(init=False)
+    """Entries per `count_bucket_s` over `usual_s`, a ring (complete buckets only)."""
+    bucket_entries: float = 0.0
+    """Entries of the bucket being filled."""
 
     def __post_init__(self) -> None:
         c = self.config
         self.span = (c.baseline_s + c.gap_s) // c.step_s
         self.history = np.zeros((len(SIGNALS), self.span))
+        self.usual = np.zeros(c.usual_s // c.count_bucket_s)
 
     def observe(self, online: float, entries: float, events: float) -> None:
         """One step's values: mean online viewers, entries and events in the step."""
+        c = self.config
         self.history[:, :-1] = self.history[:, 1:]  # numpy copies overlapping slices safely
         self.history[:, -1] = (online, entries, events)
         self.steps += 1
+        self.bucket_entries += entries
+        bucket_steps = c.count_bucket_s // c.step_s
+        if self.steps % bucket_steps == 0:
+            self.usual[(self.steps // bucket_steps) % len(self.usual)] = self.bucket_entries
+            self.bucket_entries = 0.0
+
+    def _usual_entries(self) -> float | None:
+        """The room's usual entries per `short_s`: the median bucket over `usual_s`, once
+        a third of it has been seen."""
+        c = self.config
+        buckets = min(self.steps * c.step_s // c.count_bucket_s, len(self.usual))
+        if buckets < len(self.usual) // 3:
+            return None
+        held = self.usual if buckets == len(self.usual) else self._held_buckets(buckets)
+        return float(np.median(held)) * c.short_s / c.count_bucket_s
+
+    def _held_buckets(self, buckets: int) -> npt.NDArray[np.float64]:
+        newest = (self.steps * self.config.step_s // self.config.count_bucket_s) % len(self.usual)
+        return np.roll(self.usual, -newest - 1)[-buckets:]
+
+    def _as_judged(self, reading: CliffReading) -> tuple[CliffReading, float]:
+        """The reading as judged, and the drop that makes it a cliff.
+
+        Entries ease after every opening rush and every promotion: that is the ebb,
+        not a feed cut. So in the stream's opening entries must collapse, and after a
+        surge they are compared with the room's usual level rather than the surge's."""
+        c = self.config
+        if reading.signal == "activity":
+            return reading, c.activity_drop
+        if reading.signal != "entries":
+            return reading, c.drop_warning
+        if self.steps * c.step_s < c.opening_s:
+            return reading, c.entries_collapse
+        usual = self._usual_entries()
+        if usual is not None and reading.expected >= c.surge_ratio * usual:
+            return CliffReading(reading.signal, reading.observed, usual), c.drop_warning
+        return reading, c.drop_warning
 
     def readings(self) -> list[CliffReading]:
         """Observed vs expected level of every signal the baseline supports."""
@@ -96,8 +139,9 @@ class CliffDetector:
             return None
         if self.active_since is not None:
             for reading in readings.values():  # a signal that falls later joins in
-                if reading.signal not in self.reference and self._is_cliff(reading, short):
-                    self.reference[reading.signal] = reading.expected
+                judged = self._judged_cliff(reading, short)
+                if reading.signal not in self.reference and judged is not None:
+                    self.reference[reading.signal] = judged.expected
             recovered = all(
                 readings[s].observed >= c.recover_ratio * ref for s, ref in self.reference.items()
             )
@@ -109,7 +153,11 @@ class CliffDetector:
                 CliffReading(s, readings[s].observed, ref) for s, ref in self.reference.items()
             ]
             return _finding(falling, c, short, self._fell_within_s(falling))
-        falling = [r for r in readings.values() if self._is_cliff(r, short)]
+        falling = [
+            judged
+            for judged in (self._judged_cliff(r, short) for r in readings.values())
+            if judged is not None
+        ]
         if not falling:
             return None
         self.active_since = second
@@ -128,17 +176,19 @@ class CliffDetector:
         steps_ago = len(sums) - 1 - int(near[-1]) if len(near) else len(sums)
         return int(steps_ago * c.step_s + c.short_s)
 
-    def _is_cliff(self, reading: CliffReading, short: int) -> bool:
+    def _judged_cliff(self, reading: CliffReading, short: int) -> CliffReading | None:
+        """The reading as judged (`_as_judged`) when it is a cliff, else None."""
         c = self.config
-        threshold = c.activity_drop if reading.signal == "activity" else c.drop_warning
+        if reading.drop < (c.activity_drop if reading.signal == "activity" else c.drop_warning):
+            return None  # the common case, before any judging
+        reading, threshold = self._as_judged(reading)
         if reading.drop < threshold:
-            return False
+            return None
         if reading.signal == "online":
-            return reading.expected / short >= c.min_online
+            return reading if reading.expected / short >= c.min_online else None
         expected = reading.expected
-        return expected >= c.min_short_count and expected - reading.observed >= c.z * math.sqrt(
-            expected
-        )
+        significant = expected - reading.observed >= c.z * math.sqrt(expected)
+        return reading if expected >= c.min_short_count and significant else None
 
 
 def _predict(values: npt.NDArray[np.float64], ahead: float, max_slope: float, bucket: int) -> float:

@@ -43,6 +43,17 @@ class CliffConfig:
     """A fall this far below the prediction (a share) warns..."""
     drop_critical: float = 0.75
     """...and this far pages."""
+    opening_s: int = 600
+    """Entries ease after a stream's opening rush: during its first this long (from the
+    room's first event), entries alone fire only when they collapse (`entries_collapse`)."""
+    entries_collapse: float = 0.85
+    """The fall below the prediction that counts as entries collapsing to near nothing."""
+    surge_ratio: float = 1.5
+    """Entries predicted this many times their usual level (the median 30 s count over
+    `usual_s`) are a surge easing, as after a promotion: they then fire only when they
+    fall below the usual level (by `drop_warning`), not merely below the surge's trend."""
+    usual_s: int = 1800
+    """The span whose median 30 s entries count is the room's usual level."""
     activity_drop: float = 0.9
     """All events together fire only on a near-silence: chat bursts and stall storms
     come and go without the audience changing."""
@@ -119,8 +130,8 @@ class SpamConfig:
     min_cluster_messages: int = 10
     """A cluster of near-duplicates needs this many messages in the window to be a flood."""
     min_accounts: int = 3
-    """A cluster written by fewer accounts is a moderation matter: a mute action, no room
-    alert."""
+    """A cluster in which fewer accounts repeat themselves is a moderation matter: a mute
+    action for the repeaters, no room alert."""
     few_accounts: int = 5
     """A cluster written by `min_accounts` up to this many accounts (each repeating
     itself) is a flood."""
@@ -144,6 +155,8 @@ class SpamConfig:
     mute_messages: int = 5
     """An account repeating one text (or contact ids) this often in the window, below the
     flood thresholds, gets a mute action without a room alert."""
+    mute_again_s: int = 300
+    """An account a mute action was asked for is not asked for again within this long."""
     critical_messages: int = 50
     """A flood of this many spam messages (or any contact ids) pages; smaller ones warn."""
     max_mute: int = 50

@@ -101,7 +101,8 @@ class SpamDetector:
     busy: set[str] = field(default_factory=set)
     """Users with at least `busy_messages` content messages in the window."""
     muted: dict[str, int] = field(default_factory=dict)
-    """Users a moderation mute was asked for, and when: asked once per window."""
+    """Users a moderation mute was asked for, and when: asked again only after
+    `mute_again_s`."""
 
     def add(self, ts: int, user: str, text: str, fresh: bool) -> None:
         """One danmaku, in event-time order; `fresh`: the user just appeared in the room.
@@ -149,7 +150,8 @@ class SpamDetector:
             self.cluster_of_text.clear()
         elif len(self.cluster_of_text) > 20 * len(messages) + 1000:
             self._reindex()
-        for user in [u for u, ts in self.muted.items() if ts <= cutoff]:
+        asked_before = now_ms - self.config.mute_again_s * 1000
+        for user in [u for u, ts in self.muted.items() if ts <= asked_before]:
             del self.muted[user]
 
     def _forget(self, old: _Message) -> None:
@@ -221,7 +223,9 @@ class SpamDetector:
                     members_of[message.cluster].append(message)
         for members in members_of.values():
             per_account = Counter(m.user for m in members)
-            if len(members) < c.min_cluster_messages or len(per_account) < c.min_accounts:
+            repeating = sum(1 for n in per_account.values() if n > 1)
+            if len(members) < c.min_cluster_messages or repeating < c.min_accounts:
+                # Fewer accounts repeating themselves than a coordinated flood needs.
                 repeaters += [u for u, n in per_account.items() if n >= c.mute_messages]
                 continue
             kind = self._cluster_kind(members, per_account)

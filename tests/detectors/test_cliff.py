@@ -114,3 +114,31 @@ def test_a_cliff_clears_when_traffic_recovers_and_not_before() -> None:
     # Active without a gap while traffic is down, cleared once the short window recovers.
     assert seconds == list(range(seconds[0], seconds[-1] + STEP, STEP))
     assert recovered_at <= seconds[-1] < recovered_at + CliffConfig().short_s
+
+
+def test_entries_easing_after_an_opening_rush_do_not_fire() -> None:
+    """Entries per 30 s fall by half three minutes in, while online viewers hold."""
+    rush, after = steps(3), steps(30)
+    entries = [20.0] * rush + [20 * (0.5 + 0.5 * 0.5 ** (i / 6)) for i in range(after)]
+    online = [min(1500.0, 200 + 60.0 * i) for i in range(rush + after)]
+    events = [40.0 + o / 20 for o in online]
+    for seed in range(5):
+        assert run(online, entries, events, seed=seed) == []
+    # A feed cut in the opening is a collapse: still a cliff.
+    cut = [20.0] * rush + [1.0] * after
+    assert run(online, cut, events)
+
+
+def test_entries_falling_back_after_a_promotion_surge_do_not_fire_a_cut_below_usual_does() -> None:
+    """Entries at 10/s, a flash sale pushing 40/s for 8 minutes that stops at once."""
+    usual, surge, after = steps(25), steps(8), steps(15)
+    entries = [10.0] * usual + [40.0] * surge + [10.0] * after
+    online = [3000.0] * usual + [3000.0 + 60 * i for i in range(surge)]
+    online += [online[-1]] * after
+    events = [100.0] * (usual + surge + after)
+    for seed in range(5):
+        assert run(online, entries, events, seed=seed) == []
+    # The feed cut as the sale ends: entries fall to a third of the usual level.
+    cut = entries[: usual + surge] + [3.0] * after
+    found = run(online, cut, events)
+    assert found and found[0][0] - (usual + surge) * STEP <= 60
