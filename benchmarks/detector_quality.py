@@ -11,12 +11,14 @@ night's labels by streams.logs.scoring.score, as `livewatch backtest --labels` d
   by someone who had not seen `simulate` or the detectors;
 - `chat-bilibili`, `chat-twitch`: real public chat captures with injected floods
   (benchmarks/independent/chat.py), read from `DIR` (default $LIVEWATCH_DATA);
-- `rtt-atlas`: real RIPE Atlas RTT traces as regional latency levels
+- `rtt-atlas`, `rtt-starlink`: real RIPE Atlas RTT traces (50 probes over three
+  months, 25 Starlink probes over a day) as regional latency levels
   (benchmarks/independent/rtt.py), from `DIR` too.
 
 Third-party data is never in the repository; a source whose data is missing is
 skipped with a note. Detectors were tuned on the `tune` split only (the first seed
-of each source, the even-numbered probes); `report` is everything else.
+of each source, the RIPE Atlas traces before 2016-11-27); `report` is everything
+else (the Twitch capture and the Starlink day entirely).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from streams.settings import load_settings
 BILIBILI = "bilibili-live-lsf/raw/data/OutPut/11365/type3.csv"
 TWITCH = "twitch-admiralbulldog/admiralbulldog_4_30.formatted.csv"
 ATLAS = "ripe-atlas-rtt-shao/dataset/real_trace_labelled"
+STARLINK = "starlink-atlas-hgreenstein/output.json"
 
 Night = tuple[str, Callable[[Path], int]]
 """A night's name and the function writing its log (labels beside it): lines written."""
@@ -97,21 +100,37 @@ def chat_nights(relative: str, english: bool, tune: list[int], report: list[int]
 
 
 def rtt_nights(data: Path, split: str) -> Iterator[Night]:
+    """Tuned on the traces before 2016-11-27 (one probe's congested morning), reported
+    on the later ones (two other probes' congested evenings and mornings)."""
     from benchmarks.independent import common, rtt
 
     paths = rtt.probes(data / ATLAS)
-    tune, report = paths[0::2], paths[1::2]
-    for probes, seeds in (
-        (tune, _seeds(split, tune=[1, 2, 3], report=[])),
-        (report, _seeds(split, tune=[], report=[4, 5, 6, 7, 8, 9])),
+    middle = 1_480_204_800  # 2016-11-27 00:00 UTC
+    for period, seeds in (
+        ((0.0, middle), _seeds(split, tune=[1, 2, 3], report=[])),
+        ((middle, 2e9), _seeds(split, tune=[], report=[4, 5, 6, 7, 8, 9])),
     ):
         for seed in seeds:
 
-            def write(log: Path, seed: int = seed, probes: list[Path] = probes) -> int:
-                events, incidents, _ = rtt.night(probes, seed)
+            def write(log: Path, seed: int = seed, period: tuple[float, float] = period) -> int:
+                events, incidents, _ = rtt.night(rtt.within(paths, period), seed)
                 return common.write_night(events, incidents, log)
 
             yield f"atlas-{seed}", write
+
+
+def starlink_nights(data: Path, split: str) -> Iterator[Night]:
+    """A day of 25 Starlink probes, 15 min apart, compressed 15x: a sample is a minute."""
+    from benchmarks.independent import common, rtt
+
+    series = rtt.read_atlas_results(data / STARLINK)
+    for seed in _seeds(split, tune=[], report=[1, 2, 3]):
+
+        def write(log: Path, seed: int = seed) -> int:
+            events, incidents, _ = rtt.night(series, seed, compression=15)
+            return common.write_night(events, incidents, log)
+
+        yield f"starlink-{seed}", write
 
 
 SOURCES = (
@@ -120,6 +139,7 @@ SOURCES = (
     Source("chat-bilibili", chat_nights(BILIBILI, False, tune=[1], report=[2, 3, 4]), BILIBILI),
     Source("chat-twitch", chat_nights(TWITCH, True, tune=[], report=[1, 2, 3]), TWITCH),
     Source("rtt-atlas", rtt_nights, ATLAS),
+    Source("rtt-starlink", starlink_nights, STARLINK),
 )
 
 

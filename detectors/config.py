@@ -133,8 +133,11 @@ class SpamConfig:
     """A cluster in which fewer accounts repeat themselves is a moderation matter: a mute
     action for the repeaters, no room alert."""
     few_accounts: int = 5
-    """A cluster written by `min_accounts` up to this many accounts (each repeating
-    itself) is a flood."""
+    """A cluster written by `min_accounts` up to this many accounts is a flood when they
+    are fresh (`fresh_share`) and repeat themselves (`few_repeat`); established accounts
+    get mute actions."""
+    few_repeat: float = 3.0
+    """Messages per account a cluster written by few accounts must hold."""
     min_repeat: float = 1.5
     """A cluster of more accounts must hold this many messages per account (newcomers
     asking the same question write once; bots repeat)..."""
@@ -176,10 +179,14 @@ class LevelConfig:
     buckets: int = 4
     """The window's equal parts, each of which must hold it too: a one-minute spike fills
     at most three of four 30 s parts, so it never pages."""
-    bad_share: float = 0.45
-    """Share of the window's samples over the objective that pages."""
-    bucket_bad_share: float = 0.35
-    """Share over the objective every part must reach as well."""
+    bad_share: float = 0.5
+    """About this share of samples over the objective pages: the window's share and every
+    part's must not be significantly below it (one-sided, `z`), so a big region must be
+    at about half in every part while a small one, whose shares are noisy, may dip."""
+    z: float = 1.64
+    """Standard errors a share may sit below `bad_share` (1.64: a 5% one-sided test)."""
+    min_part_share: float = 0.25
+    """However few its samples, no part may be under this share."""
     min_bucket_samples: float = 10
     """Samples every part needs: thin traffic never pages on a level."""
     severity: Severity = "critical"

@@ -14,6 +14,7 @@ and a sustained breach pages within minutes instead of after one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +39,9 @@ class BurnRate:
     """Seconds added since the last read: folded into `amounts` in one go."""
     newest_active: int | None = None
     """The newest second with a positive total."""
+    first_active: int | None = None
+    """The first second with a positive total: a window pair is judged once half its
+    long window has been seen (a room that starts on a bad second does not page on it)."""
 
     def __post_init__(self) -> None:
         self.amounts = np.zeros((2, self.config.horizon_s))
@@ -47,6 +51,8 @@ class BurnRate:
         self.unfolded.append((second, total, bad))
         if total > 0 and (self.newest_active is None or second > self.newest_active):
             self.newest_active = second
+        if total > 0 and (self.first_active is None or second < self.first_active):
+            self.first_active = second
 
     def is_silent(self, now: int) -> bool:
         """Nothing over the longest window ending with `now`."""
@@ -90,6 +96,8 @@ class BurnRate:
         """The most severe window pair burning at `now`, if any."""
         config = self.config
         for window in sorted(config.windows, key=lambda w: -w.burn_rate):
+            if self.first_active is None or now - self.first_active < window.long_s // 2:
+                continue
             long_total, long_bad = self.window(now, window.long_s)
             if long_total < config.min_long_events:
                 continue
@@ -123,13 +131,13 @@ def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | 
     parts = []
     for i in range(config.buckets):  # newest first: a healthy region stops at the first
         total, bad = burn.window(now - i * part_s, part_s)
-        if total < config.min_bucket_samples or bad < config.bucket_bad_share * total:
+        if total < config.min_bucket_samples or bad < _lowest_bad(total, config) * total:
             return None
         parts.append((total, bad))
     shares = [bad / total for total, bad in reversed(parts)]
     total = sum(total for total, _ in parts)
     share = sum(bad for _, bad in parts) / total
-    if share < config.bad_share or min(shares) < config.bucket_bad_share:
+    if share < _lowest_bad(total, config):
         return None
     details = {
         "bad_share": round(share, 4),
@@ -138,6 +146,12 @@ def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | 
         "samples": int(total),
     }
     return Finding(config.severity, "", details, kind="level")
+
+
+def _lowest_bad(samples: float, config: LevelConfig) -> float:
+    """The lowest bad share of `samples` not significantly under `config.bad_share`."""
+    q = config.bad_share
+    return max(config.min_part_share, q - config.z * math.sqrt(q * (1 - q) / samples))
 
 
 def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:

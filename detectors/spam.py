@@ -1,16 +1,22 @@
-"""Chat spam floods: near-duplicate bursts, per-user flooding and contact/ad patterns.
+"""Chat spam floods: coordinated near-duplicate bursts, busy fresh accounts, contact ads.
 
 Organic hype is the hard negative: hundreds of viewers typing "1", "扣1", "想要"
 or "？？？" when the host asks. Those messages have almost no content (few
-distinct characters after normalization), so they never form content clusters;
-only per-user flooding (Twitch's 20 messages per 30 s) applies to them.
+distinct characters after normalization), so they never form content clusters.
+So is organic repetition with content: a crowd of newcomers asking the price once
+each, regulars chanting an emote line, a fan announcing every gift.
 
-Content-bearing messages are grouped into near-duplicate clusters by MinHash
-over character bigrams of the normalized text, with LSH bands (Broder 1997):
-random suffixes, inserted symbols and look-alike letters land in the same
-cluster. A cluster is a flood when it is big and comes from few accounts, or
-mostly from fresh accounts (seen in the room only just before writing), or
-carries contact ids or links. Everything is windowed on event time.
+Content-bearing messages become templates (normalized, digit runs masked, as log
+parsers mask parameters) and are grouped into near-duplicate clusters by MinHash
+over character bigrams with LSH bands (Broder 1997), each band collision checked
+against the cluster's first signature so that unrelated texts sharing common
+bigrams (long Latin-script chat) neither join nor chain clusters: random suffixes,
+inserted symbols, changing ids and look-alike letters land in the same cluster.
+A room alert needs coordination: a cluster repeated by several fresh accounts (seen
+in the room only just before they began writing), by a few fresh accounts again and
+again, or carrying contact ids or links; many fresh accounts each writing fast; or
+one account over the platforms' rate limit. What one or a few established accounts
+do is moderation: a mute action, no alert. Everything is windowed on event time.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ _HASHES: Final = 16
 _A: Final = _RNG.integers(1, _PRIME, _HASHES, dtype=np.int64).astype(object)
 _B: Final = _RNG.integers(0, _PRIME, _HASHES, dtype=np.int64).astype(object)
 K = TypeVar("K")
+_AGREEING: Final = 7
 _BANDS: Final = 8  # 8 bands of 2 hashes: pairs with Jaccard 0.5 collide with p ~ 0.9
 
 
@@ -67,16 +74,24 @@ def _shingle_hashes(shingle: str) -> tuple[int, ...]:
 
 
 @lru_cache(maxsize=1 << 14)
-def minhash_bands(normalized: str) -> tuple[int, ...]:
-    """LSH band keys of the MinHash signature of the text's character bigrams (cached:
+def minhash(normalized: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """MinHash signature of the text's character bigrams and its LSH band keys (cached:
     rooms of a partition see the same texts, which `SpamDetector` caches per room)."""
     shingles = {normalized[i : i + 2] for i in range(len(normalized) - 1)} or {normalized}
-    signature = list(map(min, zip(*map(_shingle_hashes, shingles), strict=True)))
+    signature = tuple(map(min, zip(*map(_shingle_hashes, shingles), strict=True)))
     rows = _HASHES // _BANDS
-    return tuple(
+    bands = tuple(
         hash((band, *signature[band * rows : (band + 1) * rows])) & 0xFFFFFFFFFFFF
         for band in range(_BANDS)
     )
+    return signature, bands
+
+
+def similar(first: tuple[int, ...], second: tuple[int, ...]) -> bool:
+    """Signatures agreeing on enough hashes (estimated Jaccard >= 7/16): the check after
+    an LSH band collision, so that unrelated texts sharing a band (common bigrams of
+    long Latin-script chat) neither join a cluster nor chain two clusters."""
+    return sum(a == b for a, b in zip(first, second, strict=True)) >= _AGREEING
 
 
 @dataclass
@@ -93,6 +108,8 @@ class SpamDetector:
     cluster_of_band: dict[int, int] = field(default_factory=dict)
     cluster_of_text: dict[str, int] = field(default_factory=dict)
     cluster_size: Counter[int] = field(default_factory=Counter)
+    signatures: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    """Each cluster's first signature: what a newcomer to it must resemble."""
     next_cluster: int = 0
     contact_per_user: Counter[str] = field(default_factory=Counter)
     """Messages with contact ids or links per user in the window."""
@@ -130,11 +147,20 @@ class SpamDetector:
         known = self.cluster_of_text.get(shape)  # exact repeats skip the hashing
         if known is not None:
             return known
-        bands = minhash_bands(shape)
-        cluster = next((self.cluster_of_band[b] for b in bands if b in self.cluster_of_band), None)
+        signature, bands = minhash(shape)
+        cluster = next(
+            (
+                self.cluster_of_band[b]
+                for b in bands
+                if b in self.cluster_of_band
+                and similar(signature, self.signatures[self.cluster_of_band[b]])
+            ),
+            None,
+        )
         if cluster is None:
             cluster = self.next_cluster
             self.next_cluster += 1
+            self.signatures[cluster] = signature
         for band in bands:
             self.cluster_of_band.setdefault(band, cluster)
         self.cluster_of_text[shape] = cluster
@@ -148,6 +174,7 @@ class SpamDetector:
         if not messages:  # forget cluster indexes between bursts: bounded memory
             self.cluster_of_band.clear()
             self.cluster_of_text.clear()
+            self.signatures.clear()
         elif len(self.cluster_of_text) > 20 * len(messages) + 1000:
             self._reindex()
         asked_before = now_ms - self.config.mute_again_s * 1000
@@ -172,6 +199,7 @@ class SpamDetector:
         live = set(self.cluster_size)
         self.cluster_of_band = {b: c for b, c in self.cluster_of_band.items() if c in live}
         self.cluster_of_text = {t: c for t, c in self.cluster_of_text.items() if c in live}
+        self.signatures = {c: s for c, s in self.signatures.items() if c in live}
 
     def evaluate(self, now_ms: int) -> Verdict:
         """Floods and lone repeaters in the window ending at `now_ms`."""
@@ -229,7 +257,9 @@ class SpamDetector:
                 repeaters += [u for u, n in per_account.items() if n >= c.mute_messages]
                 continue
             kind = self._cluster_kind(members, per_account)
-            if kind is not None:
+            if kind is None:
+                repeaters += [u for u, n in per_account.items() if n >= c.mute_messages]
+            else:
                 kinds.append(kind)
                 flagged += members
         return kinds, flagged, repeaters
@@ -238,14 +268,17 @@ class SpamDetector:
         """Why a cluster written by several accounts is a flood, or None when it is chat."""
         c = self.config
         accounts = len(per_account)
+        fresh = sum(m.fresh for m in members) / len(members)
         if accounts <= c.few_accounts:
-            return "repeated_by_few_accounts"
+            # Sock puppets made for the job post again and again. Regulars chanting an
+            # emote line every two seconds (real Twitch chat) are a moderation matter.
+            few = len(members) >= c.few_repeat * accounts and fresh >= c.fresh_share
+            return "repeated_by_few_accounts" if few else None
         if sum(m.contact for m in members) * 2 >= len(members):
             return "repeated_contact_ads"
         if len(members) < c.min_repeat * accounts:
             return None  # one message per account: a crowd saying the same thing
         fresh_accounts = sum(self.fresh_users[u] for u in per_account)
-        fresh = sum(m.fresh for m in members) / len(members)
         if fresh >= c.fresh_share and fresh_accounts >= c.min_fresh_accounts:
             return "repeated_by_fresh_accounts"
         return None

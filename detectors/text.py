@@ -32,7 +32,7 @@ _CONTACT: Final = re.compile(
     r"|(?<!\d)1[3-9]\d{9}(?!\d)"
     r"|https?://|www\.|[a-z0-9-]{2,}\.(?:com|cn|net|top|xyz|vip|cc|me|io|shop)(?![a-z])"
 )
-_ID_RUN: Final = re.compile(r"[a-z0-9_]*[0-9][a-z0-9_]*")
+_DIGITS: Final = re.compile(r"[0-9]+")
 _LINKISH: Final = re.compile(r"(?i)(https?)://|www\.|(?<=[a-z0-9])\.(?=[a-z]{2,})")
 _MARKUP: Final = str.maketrans({"<": "‹", ">": "›", "@": "＠", "`": "'", "[": "(", "]": ")"})
 
@@ -52,9 +52,10 @@ def normalize(text: str) -> str:
 
 
 def template(text: str) -> str:
-    """The core with every run of Latin letters and digits that holds a digit (ids,
-    numbers, codes) replaced by `#`: spam templates vary their ids and counts per
-    message, as log parsers' templates vary their parameters (Drain's `<*>`)."""
+    """The core with every run of digits (in ids, amounts, codes) replaced by `#`: spam
+    templates vary their numbers per message, as log lines vary their parameters
+    (log parsers' `<*>`). Letters stay: the core has no word boundaries left, and an
+    id's letters are a small part of a message."""
     return analyze(text)[1]
 
 
@@ -70,7 +71,7 @@ def analyze(text: str) -> tuple[str, str, bool]:
     light = _light(text)
     core = _NOT_CORE.sub("", light)
     contact = bool(_CONTACT.search(light.replace("：", ":")) or _CONTACT.search(core))
-    return core, _ID_RUN.sub("#", core), contact
+    return core, _DIGITS.sub("#", core), contact
 
 
 def sanitize_sample(text: str, limit: int = 80) -> str:

@@ -56,8 +56,9 @@ def latency_samples(
     spans: list[tuple[str, int, int]],
     level_ms: Any,
     every_s: float = 30.0,
+    sigma: float = 0.35,
 ) -> list[Event]:
-    """A sample every `every_s` per viewer while online, lognormal (sigma 0.35) around
+    """A sample every `every_s` per viewer while online, lognormal (`sigma`) around
     `level_ms(region, ts_ms_array)` of the viewer's region."""
     events: list[Event] = []
     for user, join, leave in spans:
@@ -66,7 +67,7 @@ def latency_samples(
         ts = np.arange(first, leave, every_s * 1000).astype(np.int64)
         if not len(ts):
             continue
-        values = level_ms(region, ts) * rng.lognormal(0.0, 0.35, len(ts))
+        values = level_ms(region, ts) * rng.lognormal(0.0, sigma, len(ts))
         events += [
             {
                 "type": "latency",

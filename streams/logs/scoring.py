@@ -39,14 +39,20 @@ def score(
     degradation pages just before it crosses the labelled line). An alert matching
     no incident either way is a false alert (an alert firing again for the same
     incident, e.g. escalating, is not).
+
+    An incident may carry an `onset` before its `start` (a degradation that grew into
+    it: an alert from then on is early, not false) and `required: false` (a span where
+    an alert is fair but not demanded: it counts for no recall and no false alert).
     """
     scores: dict[str, Score] = {}
     firing = [t for t in transitions if t.state == "firing"]
     spans = _spans(transitions)
     for incident in incidents:
         entry = scores.setdefault(incident["alert"], Score())
+        if not incident.get("required", True):
+            continue
         entry.incidents += 1
-        hits = [t.ts for t in firing if _matches(t, incident, grace_ms)]
+        hits = [max(t.ts, incident["start"]) for t in firing if _matches(t, incident, grace_ms)]
         if any(_covers(span, incident) for span in spans):
             hits.append(incident["start"])
         if hits:
@@ -84,7 +90,8 @@ def _spans(transitions: list[Transition]) -> list[Span]:
 def _covers(span: Span, incident: dict[str, Any]) -> bool:
     """The alert of `span` was firing, for the incident's key, when the incident began."""
     _, fired, resolved, first = span
-    return _matches(first, incident, 0, since=fired) and fired < incident["start"] < resolved
+    begins = incident.get("onset", incident["start"])
+    return _matches(first, incident, 0, since=fired) and fired < begins < resolved
 
 
 def _matches(
@@ -97,5 +104,10 @@ def _matches(
         transition.alert == incident["alert"]
         and transition.room_id == incident["room_id"]
         and (region is None or transition.region == region)
-        and (since is not None or incident["start"] <= transition.ts <= incident["end"] + grace_ms)
+        and (
+            since is not None
+            or incident.get("onset", incident["start"])
+            <= transition.ts
+            <= incident["end"] + grace_ms
+        )
     )

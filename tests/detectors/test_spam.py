@@ -64,15 +64,22 @@ def test_a_bot_flood_with_disguised_variants_fires_with_accounts_and_safe_sample
     assert len(finding.details["top_accounts"]) == 5
 
 
-def test_a_few_accounts_repeating_an_ad_fire() -> None:
-    messages = [
-        (T0 + i * 700, f"shill{i % 3}", f"关注我的直播间看更多好货 {i}", False) for i in range(12)
-    ]
+def test_a_few_fresh_accounts_repeating_an_ad_fire_established_ones_are_muted() -> None:
+    def shills(fresh: bool) -> list[tuple[int, str, str, bool]]:
+        return [
+            (T0 + i * 700, f"shill{i % 3}", f"关注我的直播间看更多好货 {i}", fresh and i < 3)
+            for i in range(15)
+        ]
+
     detector = SpamDetector()
-    feed(detector, messages)
-    finding, mute, _ = detector.evaluate(T0 + 10_000)
+    feed(detector, shills(fresh=True))
+    finding, mute, _ = detector.evaluate(T0 + 11_000)
     assert finding is not None and "repeated_by_few_accounts" in finding.details["kinds"]
     assert sorted(mute) == ["shill0", "shill1", "shill2"]
+    # Regulars chanting one line every two seconds: a moderation matter.
+    regulars = SpamDetector()
+    feed(regulars, shills(fresh=False))
+    assert regulars.evaluate(T0 + 11_000) == (None, [], ["shill0", "shill1", "shill2"])
 
 
 def test_one_or_two_accounts_repeating_themselves_get_a_mute_action_not_an_alert() -> None:
