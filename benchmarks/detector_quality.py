@@ -164,10 +164,11 @@ def _read_labels(log: Path) -> list[dict[str, Any]]:
     return list(labels if isinstance(labels, list) else labels["incidents"])
 
 
-def evaluate(source: Source, data: Path, split: str) -> tuple[dict[str, Score], int, float]:
-    """Scores of one source's nights, lines and backtest seconds."""
+def evaluate(source: Source, data: Path, split: str) -> tuple[dict[str, Score], int, float, int]:
+    """Scores of one source's nights, lines, backtest seconds and accounts muted without
+    a room alert (moderation actions)."""
     totals: dict[str, Score] = defaultdict(Score)
-    lines, elapsed = 0, 0.0
+    lines, elapsed, muted = 0, 0.0, 0
     with tempfile.TemporaryDirectory() as directory:
         for name, write in source.nights(data, split):
             log = Path(directory) / f"{name}.jsonl"
@@ -175,6 +176,7 @@ def evaluate(source: Source, data: Path, split: str) -> tuple[dict[str, Score], 
             started = time.perf_counter()
             result = run_backtest(log, load_settings(environ={}))
             elapsed += time.perf_counter() - started
+            muted += sum(len(a["user_ids"]) for a in result.actions if a["fingerprint"] is None)
             for alert, entry in score(result.transitions, _read_labels(log)).items():
                 total = totals[alert]
                 total.incidents += entry.incidents
@@ -189,7 +191,7 @@ def evaluate(source: Source, data: Path, split: str) -> tuple[dict[str, Score], 
                         file=sys.stderr,
                     )
             log.unlink()
-    return totals, lines, elapsed
+    return totals, lines, elapsed, muted
 
 
 def table(rows: list[tuple[str, str, Score]]) -> list[str]:
@@ -223,8 +225,11 @@ def main(argv: list[str]) -> None:
         if source.needs and (data is None or not (data / source.needs).exists()):
             print(f"{source.name}: skipped, no {source.needs} under --data / $LIVEWATCH_DATA")
             continue
-        totals, lines, elapsed = evaluate(source, data or Path(), args.split)
-        print(f"{source.name}: {lines:,} lines, backtest {lines / max(elapsed, 1e-9):,.0f} lines/s")
+        totals, lines, elapsed, muted = evaluate(source, data or Path(), args.split)
+        print(
+            f"{source.name}: {lines:,} lines, backtest {lines / max(elapsed, 1e-9):,.0f} "
+            f"lines/s, {muted} mute action(s) for accounts repeating below a flood"
+        )
         rows += [(source.name, alert, entry) for alert, entry in sorted(totals.items())]
     print(f"split: {args.split}")
     print("\n".join(table(rows)))
