@@ -25,10 +25,12 @@ import msgspec
 from streams.core.config import EngineConfig
 from streams.core.engine import PartitionEngine
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 """2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
-by traffic channel (`channels`), rings start sparse."""
+by traffic channel (`channels`), rings start sparse; 4: spam detectors keep fresh
+status, content and contact counts per account, cluster signatures and mutes, burn
+rates their first active second, cliff detectors the room's usual entries."""
 CHUNK_BYTES: Final = 512 * 1024
 """Well under Kafka's default max.message.bytes (1 MiB) with headroom for the envelope."""
 
