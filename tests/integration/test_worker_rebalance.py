@@ -22,7 +22,7 @@ from streams.settings import env_name
 from tests.conftest import RunningWorker
 from tests.exposition import Samples
 from tests.integration.offline import fetch, offline_exposition, room_state_samples
-from tests.integration.test_worker_restart import events_counted, eventually, split_sample
+from tests.integration.workers import events_counted, eventually, split_sample
 
 pytestmark = pytest.mark.kafka
 

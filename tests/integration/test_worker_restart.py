@@ -11,35 +11,25 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.core.config import EngineConfig
-from streams.dev.demo import SAMPLE, scrape
+from streams.dev.demo import scrape
 from streams.kafka.client import client_options
-from streams.logs.files import read_lines
 from streams.logs.replay import replay
 from streams.settings import Settings, env_name
 from streams.worker.checkpoint import join_checkpoint, restore_checkpoint
 from tests.conftest import RunningWorker
 from tests.integration.offline import fetch, offline_exposition, room_state_samples
+from tests.integration.workers import events_counted, eventually, split_sample
 
 pytestmark = pytest.mark.kafka
 
 Offsets = dict[TopicPartition, int]
-
-
-def split_sample(directory: Path) -> tuple[Path, Path, Path]:
-    lines = [line for _, line in read_lines(SAMPLE)]
-    half = len(lines) // 2
-    paths = (directory / "first.jsonl", directory / "second.jsonl", directory / "all.jsonl")
-    for path, part in zip(paths, (lines[:half], lines[half:], lines), strict=True):
-        path.write_bytes(b"\n".join(part) + b"\n")
-    return paths
 
 
 async def checkpointed_offsets(settings: Settings) -> Offsets:
@@ -86,18 +76,6 @@ async def source_offsets(settings: Settings) -> tuple[Offsets, Offsets]:
     finally:
         await consumer.stop()
     return ends, committed
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 90) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.5)
-
-
-def events_counted(url: str) -> int:
-    return int(sum(scrape(url).get("livewatch_events_total", {}).values()))
 
 
 async def test_a_killed_worker_resumes_from_its_checkpoint_exactly(
