@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.independent.common import labels_path, write_labels
 from streams.logs.backtest import run_backtest
-from streams.logs.scoring import Score, score
+from streams.logs.scoring import Score, read_labels, score
 from streams.settings import load_settings
 
 BILIBILI = "bilibili-live-lsf/raw/data/OutPut/11365/type3.csv"
@@ -63,7 +64,7 @@ def simulate_nights(_: Path, split: str) -> Iterator[Night]:
         for name, scenario in SCENARIOS.items():
 
             def write(log: Path, scenario: Any = scenario, seed: int = seed) -> int:
-                _write_labels(log, labels(scenario))
+                write_labels(log, labels(scenario))
                 return write_log(generate(scenario, seed), log)
 
             yield f"{name}-{seed}", write
@@ -76,7 +77,7 @@ def generated_nights(_: Path, split: str) -> Iterator[Night]:
         for name in nights.nights():
 
             def write(log: Path, name: str = name, seed: int = seed) -> int:
-                return int(nights.write_night(name, seed, log, _labels_path(log)))
+                return int(nights.write_night(name, seed, log, labels_path(log)))
 
             yield f"{name}-{seed}", write
 
@@ -147,23 +148,6 @@ def _seeds(split: str, tune: list[int], report: list[int]) -> list[int]:
     return {"tune": tune, "report": report}.get(split, tune + report)
 
 
-def _labels_path(log: Path) -> Path:
-    return log.with_suffix(".labels.json")
-
-
-def _write_labels(log: Path, incidents: list[dict[str, Any]]) -> None:
-    import json
-
-    _labels_path(log).write_text(json.dumps({"incidents": incidents}))
-
-
-def _read_labels(log: Path) -> list[dict[str, Any]]:
-    import json
-
-    labels = json.loads(_labels_path(log).read_text())
-    return list(labels if isinstance(labels, list) else labels["incidents"])
-
-
 def evaluate(source: Source, data: Path, split: str) -> tuple[dict[str, Score], int, float, int]:
     """Scores of one source's nights, lines, backtest seconds and accounts muted without
     a room alert (moderation actions)."""
@@ -177,7 +161,7 @@ def evaluate(source: Source, data: Path, split: str) -> tuple[dict[str, Score], 
             result = run_backtest(log, load_settings(environ={}))
             elapsed += time.perf_counter() - started
             muted += sum(len(a["user_ids"]) for a in result.actions if a["fingerprint"] is None)
-            for alert, entry in score(result.transitions, _read_labels(log)).items():
+            for alert, entry in score(result.transitions, read_labels(labels_path(log))).items():
                 total = totals[alert]
                 total.incidents += entry.incidents
                 total.detected += entry.detected

@@ -88,6 +88,15 @@ def write_night(events: Iterable[Event], incidents: list[dict[str, Any]], log: P
     with log.open("w", encoding="utf-8") as handle:
         for event in ordered:
             handle.write(json.dumps(event, ensure_ascii=False) + "\n")
-    labels = log.with_suffix(".labels.json")
-    labels.write_text(json.dumps({"incidents": incidents}, indent=1), encoding="utf-8")
+    write_labels(log, incidents)
     return len(ordered)
+
+
+def labels_path(log: Path) -> Path:
+    """Where a night's labels lie beside its log."""
+    return log.with_suffix(".labels.json")
+
+
+def write_labels(log: Path, incidents: list[dict[str, Any]]) -> None:
+    """The incidents as the labels `livewatch backtest --labels` reads."""
+    labels_path(log).write_text(json.dumps({"incidents": incidents}, indent=1), encoding="utf-8")

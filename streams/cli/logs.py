@@ -204,16 +204,12 @@ def default_jobs(lines: int, partitions: int) -> int:
 
 
 def _read_labels(labels_path: str) -> list[dict[str, Any]]:
+    from streams.logs.scoring import read_labels
+
     try:
-        with open(labels_path, encoding="utf-8") as handle:
-            labels = json.load(handle)
-        # simulate writes {"incidents": [...]}; a bare list of incidents is read too.
-        incidents: list[dict[str, Any]] = (
-            labels if isinstance(labels, list) else labels["incidents"]
-        )
+        return read_labels(labels_path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EventLogError(f"cannot read labels {labels_path}: {exc}") from None
-    return incidents
 
 
 def _score_lines(incidents: list[dict[str, Any]], transitions: list[Transition]) -> list[str]:

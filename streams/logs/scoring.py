@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from detectors.alerts import Transition
@@ -26,6 +28,14 @@ class Score:
     @property
     def precision(self) -> float | None:
         return (self.alerts - self.false_alerts) / self.alerts if self.alerts else None
+
+
+def read_labels(path: str | Path) -> list[dict[str, Any]]:
+    """The incidents of a labels file: simulate's `{"incidents": [...]}` or a bare list.
+    Raises OSError, ValueError, KeyError or TypeError on a file that is neither."""
+    with open(path, encoding="utf-8") as handle:
+        labels = json.load(handle)
+    return list(labels if isinstance(labels, list) else labels["incidents"])
 
 
 def score(
