@@ -17,12 +17,15 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 # Java and Maven fetch and run the broker; Prometheus and promtool check the
-# dashboards and rules, amtool the Alertmanager example. All from Debian when missing.
+# dashboards and rules, amtool the Alertmanager example; kcat (librdkafka) produces
+# the interop test's messages; chromium renders the report. All from Debian when missing.
 system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null \
-	  && command -v prometheus >/dev/null && command -v amtool >/dev/null || { \
+	  && command -v prometheus >/dev/null && command -v amtool >/dev/null \
+	  && command -v kcat >/dev/null && command -v chromium >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends openjdk-17-jre-headless maven prometheus prometheus-alertmanager; }
+	    --no-install-recommends openjdk-17-jre-headless maven prometheus prometheus-alertmanager \
+	    kcat chromium; }
 
 kafka-jars: install system-deps
 	$(BIN)/livewatch kafka fetch

@@ -1,7 +1,11 @@
-"""State size of one room with 100k concurrent viewers (tracemalloc).
+"""State size of one room with 100k concurrent viewers, and of many small rooms (tracemalloc).
 
-Each viewer joins, chats once, sends a latency sample and some stall; then
-event time runs on for another minute so every window is populated.
+Big room: each viewer joins, chats once, sends a latency sample and some stall;
+then event time runs on for another minute so every window is populated.
+Small rooms: 5,000 rooms with one `join` each (what a flood of junk room ids
+leaves), and 5,000 rooms of 5 viewers who send a latency sample a minute for ten
+minutes of event time, measured as they are (quiet rooms ticked lazily) and with
+every room ticked every second (`watch_from_online=0`), in the same run.
 Run: .venv/bin/python -m benchmarks.room_memory [viewers]
 """
 
@@ -11,6 +15,7 @@ import sys
 import time
 import tracemalloc
 
+from detectors.config import DetectorConfig, DetectorSettings
 from streams.core.config import EngineConfig
 from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Event, Join, Latency, Stall
@@ -46,5 +51,45 @@ def main(viewers: int) -> None:
     print(f"checkpoint: {len(blob) / 2**20:.1f} MiB in {time.perf_counter() - started:.2f} s")
 
 
+def small_rooms(rooms: int = 5_000) -> None:
+    one_join = [Join(f"junk-{i}", T0 + i, "u", "feed") for i in range(rooms)]
+    small: list[Event] = [Join(f"small-{i}", T0 + i, f"v{v}", "feed") for v in range(5)
+                          for i in range(rooms)]  # fmt: skip
+    for minute in range(10):
+        small += [
+            Latency(f"small-{i}", T0 + minute * 60_000 + i * 5 + v, f"v{v}", 300.0)
+            for i in range(rooms)
+            for v in range(5)
+        ]
+    small.sort(key=lambda e: e.ts)
+    print(f"\n{rooms:,} rooms each:")
+    for label, events, idle_ms in (
+        ("one join, 60 s later", one_join, 60_000),
+        ("5 viewers, a latency sample a minute, 10 min", small, 1_000),
+    ):
+        for ticked in (False, True):
+            watch_from = 0 if ticked else DetectorConfig().watch_from_online
+            config = EngineConfig(
+                max_rooms=rooms,
+                detectors=DetectorSettings(DetectorConfig(watch_from_online=watch_from)),
+            )
+            tracemalloc.start()
+            started = time.perf_counter()
+            engine = PartitionEngine(config)
+            for start in range(0, len(events), 10_000):
+                engine.ingest(events[start : start + 10_000])
+            engine.advance_idle(idle_ms)
+            engine.catch_up()
+            elapsed = time.perf_counter() - started
+            current, _ = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            how = "every room ticked every second" if ticked else "quiet rooms ticked lazily"
+            print(
+                f"  {label}: {how}: {current / len(engine.rooms):,.0f} bytes per room, "
+                f"{elapsed:.1f} s ({len(events) / elapsed:,.0f} events/s)"
+            )
+
+
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 100_000)
+    small_rooms()

@@ -222,6 +222,11 @@ class DetectorConfig:
     """A chatter first seen in the room this recently counts as a fresh account."""
     promotion_lookback_s: int = 1800
     """A peak this recent, well above the current level, is hinted as a promotion that ended."""
+    watch_from_online: int = 10
+    """A room's traffic detectors (cliff, ebb, latency and stall SLOs) start once this
+    many viewers are online at once: none of them can judge fewer (the stall SLO's volume
+    gate is 10 viewers), and a room with a handful of viewers then costs no detector
+    state and no per-second upkeep. Its chat is watched from the first message."""
 
     def __post_init__(self) -> None:
         if self.ebb.step_s != self.cliff.step_s:
@@ -292,6 +297,12 @@ class DetectorSettings:
         for room_id, room in dict(rooms_table).items():
             _merge(base, room, f"detectors.rooms.{room_id}")
         return cls(base, tuple(categories), dict(rooms_table))
+
+    def watch_from_online(self, room_id: str) -> int:
+        """`watch_from_online` of a room, without building its config when nothing overrides it."""
+        if room_id in self.rooms or any(room_id in members for members, _, _ in self.categories):
+            return self.for_room(room_id).watch_from_online
+        return self.base.watch_from_online
 
     def for_room(self, room_id: str) -> DetectorConfig:
         config = self.base

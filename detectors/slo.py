@@ -164,13 +164,15 @@ def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
             f"for {details['window_s'] // 60} min (at least {min(parts):.0%} in every "
             f"{details['window_s'] // len(parts)} s)"
         )
-        return Finding(found.severity, summary, {**details, "region": region}, kind="level")
+        return Finding(
+            found.severity, summary, {**details, "region": region, "slo_ms": slo_ms}, kind="level"
+        )
     summary = (
         f"{details['bad_share_long']:.0%} of latency samples in {region} over "
         f"{slo_ms:.0f} ms (burn {details['burn_rate_long']}x "
         f"over {details['window_long_s'] // 60} min)"
     )
-    return Finding(found.severity, summary, {**details, "region": region})
+    return Finding(found.severity, summary, {**details, "region": region, "slo_ms": slo_ms})
 
 
 def stall_finding(found: Finding) -> Finding:

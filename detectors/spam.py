@@ -306,6 +306,7 @@ class SpamDetector:
             "messages": len(unique),
             "accounts": len(by_user),
             "window_messages": len(self.messages),
+            "window_s": c.window_s,
             "top_accounts": offenders,
             "samples": samples,
         }

@@ -3,6 +3,12 @@
 Dashboards are data, kept here as code so every panel has a unit and a
 description, and tests (tests/grafana/) can send every query to a real
 Prometheus. Standard library only.
+
+Every query reads the Prometheus the `datasource` variable picks, so the files
+import into any Grafana: the import form asks for a Prometheus (`__inputs`,
+DS_PROMETHEUS) and makes it the variable's default. Provisioned as files (the
+bundled stack, kube-prometheus-stack's sidecar), no input is substituted and the
+variable falls back to the default Prometheus datasource.
 """
 
 from __future__ import annotations
@@ -12,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path(__file__).parent / "dashboards"
-DATASOURCE = {"type": "prometheus", "uid": "livewatch-prometheus"}
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+INPUT = "DS_PROMETHEUS"
+GRAFANA_VERSION = "10.0.0"
+"""The oldest Grafana the dashboards are written for (schema 39, `__requires`)."""
 RATE = "$__rate_interval"
 SLO_MS = 600
 
@@ -63,6 +72,36 @@ def panel(
     }
 
 
+def datasource_variable() -> dict[str, Any]:
+    """The Prometheus every panel reads; its default is the one chosen at import."""
+    return {
+        "name": "datasource",
+        "label": "Prometheus",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {"selected": False, "text": f"${{{INPUT}}}", "value": f"${{{INPUT}}}"},
+        "options": [],
+        "refresh": 1,
+        "regex": "",
+        "hide": 0,
+        "includeAll": False,
+        "multi": False,
+    }
+
+
+PANEL_NAMES = {"stat": "Stat", "table": "Table", "timeseries": "Time series"}
+
+
+def requires(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What an import checks the target Grafana has: the version, Prometheus, the panels."""
+    kinds = sorted({p["type"] for p in panels})
+    return [
+        {"type": "grafana", "id": "grafana", "name": "Grafana", "version": GRAFANA_VERSION},
+        {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+        *({"type": "panel", "id": k, "name": PANEL_NAMES[k], "version": ""} for k in kinds),
+    ]
+
+
 def dashboard(
     uid: str, title: str, description: str, panels: list[dict[str, Any]], **extra: Any
 ) -> dict[str, Any]:
@@ -77,6 +116,17 @@ def dashboard(
         x += w
         row_height = max(row_height, h)
     return {
+        "__inputs": [
+            {
+                "name": INPUT,
+                "label": "Prometheus",
+                "description": "The Prometheus that scrapes the livewatch workers and notifier.",
+                "type": "datasource",
+                "pluginId": "prometheus",
+                "pluginName": "Prometheus",
+            }
+        ],
+        "__requires": requires(panels),
         "uid": uid,
         "title": title,
         "description": description,
@@ -86,7 +136,7 @@ def dashboard(
         "time": {"from": "now-1h", "to": "now"},
         "schemaVersion": 39,
         "editable": True,
-        "templating": {"list": extra.get("variables", [])},
+        "templating": {"list": [datasource_variable(), *extra.get("variables", [])]},
         "annotations": {"list": extra.get("annotations", [])},
         "links": [{"title": "livewatch", "type": "dashboards", "tags": ["livewatch"]}],
         "panels": panels,
@@ -134,10 +184,10 @@ def overview() -> dict[str, Any]:
                   kind="stat", width=4, height=4),
             panel("Online viewers", "Viewers online, all rooms of each worker summed.", "short",
                   [target("sum(livewatch_online_viewers)", "online")]),
-            panel("Entries and exits", "Viewer entries and exits per minute, all rooms (1 min "
-                  "window, event time).", "short",
-                  [target('sum by (event) (livewatch_per_minute{event=~"entry|exit",window="1m"})',
-                          "{{event}}/min")]),
+            panel("Entries and exits", "Viewer entries and exits in the last minute of event "
+                  "time (so: per minute), all rooms.", "short",
+                  [target('sum by (event) (livewatch_window_events{event=~"entry|exit",'
+                          'window="1m"})', "{{event}}/min")]),
             panel("Top rooms", "The most watched rooms now (online viewers).", "short",
                   [target("topk(15, livewatch_room_online_viewers)", "{{room}}", instant=True)],
                   kind="table", width=12),
@@ -164,32 +214,43 @@ def room() -> dict[str, Any]:
             panel("Online viewers", "Viewers in the room now and its peak since live.", "short",
                   [target(f"livewatch_room_online_viewers{{{r}}}", "online"),
                    target(f"livewatch_room_peak_online_viewers{{{r}}}", "peak")]),
-            panel("Entries and exits", "Per minute over the 1 minute window.", "short",
-                  [target(f'livewatch_room_entries_per_minute{{{r},window="1m"}}', "entries/min"),
-                   target(f'livewatch_room_exits_per_minute{{{r},window="1m"}}', "exits/min")]),
-            panel("Retention", "Share of viewers who joined in the 5 minute window still there "
-                  "1 and 5 minutes later; bounce rate: sessions under 10 s.", "percentunit",
-                  [target(f'livewatch_room_retention_1m{{{r},window="5m"}}', "1 min retention"),
-                   target(f'livewatch_room_retention_5m{{{r},window="5m"}}', "5 min retention"),
-                   target(f'livewatch_room_bounce_rate{{{r},window="5m"}}', "bounce rate")]),
+            panel("Entries and exits", "Viewer entries and exits per minute (rate of the "
+                  "room's counters).", "short",
+                  [target(f"sum(rate(livewatch_room_entries_total{{{r}}}[{RATE}])) * 60",
+                          "entries/min"),
+                   target(f"sum(rate(livewatch_room_exits_total{{{r}}}[{RATE}])) * 60",
+                          "exits/min")]),
+            panel("Retention", "Share of the sessions started in the 5 minute window still "
+                  "open 1 and 5 minutes later; bounce rate: sessions under 10 s.", "percentunit",
+                  [target(f'livewatch_room_retention_ratio{{{r},window="5m",after="1m"}}',
+                          "1 min retention"),
+                   target(f'livewatch_room_retention_ratio{{{r},window="5m",after="5m"}}',
+                          "5 min retention"),
+                   target(f'livewatch_room_bounce_ratio{{{r},window="5m"}}', "bounce rate")]),
             panel("Average stay", "Watch time per unique viewer over the 5 minute window.", "s",
                   [target(f'livewatch_room_average_stay_seconds{{{r},window="5m"}}', "stay")]),
-            panel("Chat", "Danmaku per minute and the share of viewers chatting.", "short",
-                  [target(f'livewatch_room_danmaku_per_minute{{{r},window="1m"}}', "danmaku/min"),
+            panel("Chat", "Danmaku per minute and the distinct chatters of the last 5 minutes.",
+                  "short",
+                  [target(f"sum(rate(livewatch_room_danmaku_total{{{r}}}[{RATE}])) * 60",
+                          "danmaku/min"),
                    target(f'livewatch_room_unique_chatters{{{r},window="5m"}}', "chatters (5m)")]),
             panel("Interaction rate", "Unique chatters / unique viewers (5 min window).",
                   "percentunit",
-                  [target(f'livewatch_room_interaction_rate{{{r},window="5m"}}', "interaction")]),
-            panel("Orders", "Paid orders per minute (1 min window).", "short",
-                  [target(f'livewatch_room_orders_per_minute{{{r},window="1m"}}', "orders/min")]),
-            panel("GMV and GPM", "Gross merchandise value over 5 minutes (refunds subtracted) "
-                  "and GMV per thousand viewers.", "currencyCNY",
-                  [target(f'livewatch_room_gmv{{{r},window="5m"}}', "GMV (5m)"),
-                   target(f'livewatch_room_gpm{{{r},window="5m"}}', "GPM (5m)")]),
-            panel("Latency p95 vs the 600 ms SLO", "End-to-end latency percentiles over the "
+                  [target(f'livewatch_room_interaction_ratio{{{r},window="5m"}}', "interaction")]),
+            panel("Orders", "Paid orders per minute (rate of the room's counter).", "short",
+                  [target(f"sum(rate(livewatch_room_orders_total{{{r}}}[{RATE}])) * 60",
+                          "orders/min")]),
+            panel("GMV and GPM", "Gross merchandise value over 5 minutes in yuan (refunds "
+                  "subtracted) and GPM, GMV per thousand viewers.", "currencyCNY",
+                  [target(f'livewatch_room_gmv_yuan{{{r},window="5m"}}', "GMV (5m)"),
+                   target(f'1000 * livewatch_room_gmv_per_viewer_yuan{{{r},window="5m"}}',
+                          "GPM (5m)")]),
+            panel("Latency p95 vs the 600 ms SLO", "End-to-end latency quantiles over the "
                   "1 minute window; the red line is the SLO.", "s",
-                  [target(f'livewatch_room_latency_p95_seconds{{{r},window="1m"}}', "p95"),
-                   target(f'livewatch_room_latency_p50_seconds{{{r},window="1m"}}', "p50")],
+                  [target(f'livewatch_room_latency_seconds{{{r},window="1m",quantile="0.95"}}',
+                          "p95"),
+                   target(f'livewatch_room_latency_seconds{{{r},window="1m",quantile="0.5"}}',
+                          "p50")],
                   thresholds=[(SLO_MS / 1000, "red")]),
             panel("Stall ratio", "Stall time / watch time over the 1 minute window.",
                   "percentunit",
@@ -197,15 +258,15 @@ def room() -> dict[str, Any]:
                   thresholds=[(0.01, "red")]),
             panel("Region latency p95", "p95 end-to-end latency of region $region (all rooms "
                   "of the partition's region sketch), 1 minute window.", "s",
-                  [target('livewatch_region_latency_p95_seconds{region="$region",window="1m"}',
-                          "$region p95")], thresholds=[(SLO_MS / 1000, "red")]),
+                  [target('livewatch_region_latency_seconds{region="$region",window="1m",'
+                          'quantile="0.95"}', "$region p95")], thresholds=[(SLO_MS / 1000, "red")]),
             panel("Alerts firing", "This room's alerts firing now.", "none",
                   [target(f"sum by (alert, severity) (livewatch_alerts_firing{{{r}}}) "
                           "or vector(0)", "{{alert}} {{severity}}")]),
         ],
         variables=[
             variable("room", "label_values(livewatch_room_online_viewers, room)", "Room"),
-            variable("region", "label_values(livewatch_region_latency_p95_seconds, region)",
+            variable("region", "label_values(livewatch_region_latency_seconds, region)",
                      "Region"),
         ],
         annotations=[{
@@ -237,11 +298,13 @@ def slo() -> dict[str, Any]:
                   thresholds=[(0.95, "green")], decimals=3),
             panel("Latency p95 by region", "p95 end-to-end latency per region, 1 minute "
                   "window.", "s",
-                  [target('livewatch_region_latency_p95_seconds{window="1m"}', "{{region}}")],
+                  [target('livewatch_region_latency_seconds{window="1m",quantile="0.95"}',
+                          "{{region}}")],
                   thresholds=[(SLO_MS / 1000, "red")]),
             panel("Latency p99 by region", "p99 end-to-end latency per region, 1 minute "
                   "window.", "s",
-                  [target('livewatch_region_latency_p99_seconds{window="1m"}', "{{region}}")],
+                  [target('livewatch_region_latency_seconds{window="1m",quantile="0.99"}',
+                          "{{region}}")],
                   thresholds=[(SLO_MS / 1000, "red")]),
             panel("Stall ratio, all rooms", "Stall time / watch time over 5 minutes, all rooms "
                   "(objective: under 1%).", "percentunit",
@@ -250,6 +313,11 @@ def slo() -> dict[str, Any]:
             panel("Stall ratio by room", "The rooms stalling most (1 minute window).",
                   "percentunit",
                   [target('topk(10, livewatch_room_stall_ratio{window="1m"})', "{{room}}")]),
+            panel("Stalls per viewer-hour by room", "Stall frequency: playback stalls per hour "
+                  "watched, the rooms stalling most often.", "short",
+                  [target(f"topk(10, sum by (room) (rate(livewatch_room_stalls_total[{RATE}])) "
+                          f"/ sum by (room) (rate(livewatch_room_watch_seconds_total[{RATE}])) "
+                          "* 3600)", "{{room}}")]),
             panel("SLO alerts firing", "Latency and stall SLO alerts firing now.", "none",
                   [target('sum by (alert, room) (livewatch_alerts_firing{alert=~"latency_slo|'
                           'stall_slo"}) or vector(0)', "{{room}} {{alert}}")]),

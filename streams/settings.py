@@ -126,6 +126,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     max_future_ms: Positive = 300_000
     """Live mode: an event this far ahead of the wall clock is rejected (a producer's
     clock gone wrong), so that it cannot make the rest of its partition late."""
+    max_jump_ms: Positive = 300_000
+    """An event this far ahead of its partition's event clock is held without moving
+    it until the next event in the partition leaps as well (a log resuming after a
+    pause); a leap nothing confirms is rejected at the end of a backtest
+    (`ts_out_of_bounds`). Live, idle partitions follow the wall clock, so a real pause
+    never leaps."""
     source_idle_ms: Positive = 60_000
     """Backtest: a source this far behind the newest event no longer holds the
     watermark."""
@@ -139,6 +145,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """The latency objective: samples above it are bad."""
     room_idle_s: Positive = 900
     """A room with nobody online and no event for this long is dropped."""
+    max_rooms: Positive = 25_000
+    """Rooms a partition holds state for: beyond it the least recently active rooms
+    with nobody online and no alert open are evicted (counted), and an event of a new
+    room is dead-lettered (`room_budget`) while every room held is live. The default
+    fits 100,000 rooms on a worker owning four partitions (sizing: docs/deploy.md)."""
     top_rooms: Annotated[int, msgspec.Meta(ge=0)] = 200
     """Rooms with per-room series: the most watched, by online viewers."""
     pinned_rooms: str = ""
@@ -197,6 +208,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
             max_clock_skew_ms=self.max_clock_skew_ms,
             max_future_ms=self.max_future_ms,
             source_idle_ms=self.source_idle_ms,
+            max_rooms=self.max_rooms,
+            max_jump_ms=self.max_jump_ms,
             metrics=MetricsConfig(
                 session_timeout_s=self.session_timeout_s,
                 bounce_s=self.bounce_s,

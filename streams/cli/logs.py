@@ -132,9 +132,12 @@ def run_backtest(args: argparse.Namespace) -> int:
     _write_outputs(args, result.transitions, result.snapshots)
     assert result.pipeline is not None
     pipeline = result.pipeline
+    reasons = ", ".join(f"{n} {reason}" for reason, n in pipeline.invalid_total.most_common())
     summary = [
         f"{result.lines} lines: {sum(pipeline.events_total.values())} events, "
-        f"{sum(pipeline.invalid_total.values())} invalid, {pipeline.late_total} late"
+        f"{sum(pipeline.invalid_total.values())} invalid{f' ({reasons})' if reasons else ''}, "
+        f"{pipeline.late_total} late"
+        + (f", {pipeline.evicted_total} rooms evicted" if pipeline.evicted_total else "")
     ]
     if incidents is not None:
         summary += _score_lines(incidents, result.transitions)

@@ -31,6 +31,13 @@ class EngineConfig:
     """Events further than this from the partition's event clock are rejected."""
     max_future_ms: int = 300_000
     """Live: events further than this ahead of the wall clock are rejected."""
+    max_jump_ms: int = 300_000
+    """An event this far ahead of its partition's clock waits without moving it until
+    the next event leaps too: one absurd timestamp must not make the rest late."""
+    max_rooms: int = 25_000
+    """Rooms a partition holds state for (the default fits 100,000 rooms on a worker
+    owning four partitions); beyond it the least recently active empty rooms are
+    evicted, and a new room is refused while every room held is live."""
     source_idle_ms: int = 60_000
     """Offline: a source this far behind the newest event no longer holds the watermark."""
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

@@ -26,6 +26,8 @@ INVALID_FIELD: Final = "invalid_field"
 KEY_MISMATCH: Final = "key_mismatch"
 TS_OUT_OF_BOUNDS: Final = "ts_out_of_bounds"
 TOO_DEEP: Final = "too_deep"
+ROOM_BUDGET: Final = "room_budget"
+"""A valid event of a new room while its partition holds `max_rooms` live rooms."""
 INVALID_REASONS: Final[tuple[str, ...]] = (
     NOT_UTF8,
     NOT_JSON,
@@ -36,6 +38,7 @@ INVALID_REASONS: Final[tuple[str, ...]] = (
     INVALID_FIELD,
     KEY_MISMATCH,
     TS_OUT_OF_BOUNDS,
+    ROOM_BUDGET,
 )
 
 DECODE_ERRORS: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)

@@ -18,6 +18,7 @@ of its own nor reaches into the engines.
 
 from __future__ import annotations
 
+import heapq
 import operator
 from collections import Counter
 from collections.abc import Collection, Iterable
@@ -30,6 +31,7 @@ import msgspec
 from detectors.alerts import Transition
 from streams.core.config import EngineConfig
 from streams.core.decode import (
+    ROOM_BUDGET,
     TS_OUT_OF_BOUNDS,
     Decoded,
     RawMessage,
@@ -73,7 +75,30 @@ class PartitionEngine:
         second to close and are then applied per room, after its other events."""
         self._holding_low: int | None = None
         """Offline: the slowest source clock still holding the watermark, when known."""
+        self._ticking: dict[str, RoomState] = {}
+        """Rooms ticked every second: those whose detectors have started."""
+        self._wake_at: dict[str, int] = {}
+        """The quiet rooms (all others), each with the second it must next be ticked
+        at (`RoomState.next_change`); they are caught up to it then, or at their next
+        event. Their upkeep follows their activity, not the seconds that pass."""
+        self._wakes: list[tuple[int, str]] = []
+        """A heap of (second, room) wake-ups; an entry whose second is no longer the
+        room's in `_wake_at` is stale."""
+        self._admitted: set[str] = set()
+        """Rooms with events waiting for the watermark and no state yet: they count
+        against the room budget from their first event."""
         self.late = 0
+        self.evicted = 0
+        self._leaping = False
+        """The latest event leapt more than `max_jump_ms` ahead of the clock: it waits
+        without moving the clock, and only the next event, leaping too, confirms the
+        leap (a log resuming after a pause). One absurd timestamp moves nothing."""
+        self.unconfirmed: list[Event] = []
+        """Leaps never confirmed, taken out at the end of input (`flush`)."""
+        self._full_at: int | None = None
+        """The closed second at which every room held was found live: rooms only empty
+        as event time passes, so the budget is not searched again before it does."""
+        """Rooms dropped to make room for new ones (see `_make_room`)."""
         self.latency = LatencyStats(self.config.metrics)
         self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
         self.snapshots: list[dict[str, Any]] = []
@@ -84,8 +109,9 @@ class PartitionEngine:
         events: list[Event],
         now_ms: int | None = None,
         lagging: Collection[str] | None = None,
-    ) -> list[int]:
-        """Take a batch in arrival order; return positions of events rejected as off the clock.
+    ) -> list[tuple[int, str]]:
+        """Take a batch in arrival order; return the positions of the events it refused,
+        each with its reason: off the clock, or a new room over the room budget.
 
         `lagging` (live mode) names the sources with unconsumed input in this
         partition; the others are caught up and do not hold the watermark.
@@ -95,14 +121,23 @@ class PartitionEngine:
         behind the clock is rejected, and so is one ahead of `now_ms` (the wall
         clock, live mode) by more than `max_future_ms`, or offline ahead of the
         clock by more than `max_clock_skew_ms`: one absurd timestamp must not drag
-        the clock and make the rest of the partition late.
+        the clock and make the rest of the partition late. Neither can an event more
+        than `max_jump_ms` ahead of the clock, unless the next one confirms the leap
+        (`_leaping`) or, live, it is that close to the wall clock. An event of a room the
+        partition has no state for is refused when `max_rooms` rooms are held and
+        none can be evicted (`_make_room`).
         """
-        skew = self.config.max_clock_skew_ms
+        skew, jump = self.config.max_clock_skew_ms, self.config.max_jump_ms
+        far: bool | None = self._leaping or None
         horizon = _NO_HORIZON if now_ms is None else now_ms + self.config.max_future_ms
+        # Live, a leap to within `max_jump_ms` of the wall clock needs no confirmation:
+        # it is traffic resuming after a pause (a replay's old events are not recent).
+        recent = _NO_HORIZON if now_ms is None else now_ms - jump
         lateness = self.config.allowed_lateness_ms
         idle = self.config.source_idle_ms
-        out_of_bounds: list[int] = []
+        refused: list[tuple[int, str]] = []
         source_clocks = self.source_clocks
+        rooms, admitted, budget = self.rooms, self._admitted, self.config.max_rooms
         pending, pending_latency = self._pending, self._pending_latency
         source_of = SOURCE_OF_CLASS
         # The hot loop of every driver: state in locals, written back at the end.
@@ -120,18 +155,24 @@ class PartitionEngine:
         for position, event in enumerate(events):
             ts = event.ts
             if ts > horizon:
-                out_of_bounds.append(position)
+                refused.append((position, TS_OUT_OF_BOUNDS))
                 continue
+            leap = False
             if clock is None:
                 clock = ts
             elif ts > clock:
                 if now_ms is None and ts - clock > skew:
-                    out_of_bounds.append(position)
+                    refused.append((position, TS_OUT_OF_BOUNDS))
                     continue
-                clock = ts
+                if ts - clock > jump and far is None and ts < recent:
+                    far = leap = True  # held: it waits, and moves no clock
+                else:
+                    clock, far = ts, None
             elif clock - ts > skew:
-                out_of_bounds.append(position)
+                refused.append((position, TS_OUT_OF_BOUNDS))
                 continue
+            if not leap:
+                far = None  # an event near the clock: an earlier leap stays unconfirmed
             source = source_of[type(event)]
             source_clock = source_clocks.get(source)
             if (source_clock is not None and ts <= source_clock - lateness) or (
@@ -142,6 +183,12 @@ class PartitionEngine:
                 # topics interleave.
                 late += 1
                 continue
+            room_id = event.room_id
+            if room_id not in rooms and room_id not in admitted:
+                if len(rooms) + len(admitted) >= budget and not self._make_room():
+                    refused.append((position, ROOM_BUDGET))
+                    continue
+                admitted.add(room_id)
             if isinstance(event, Latency):
                 samples = pending_latency.get(ts // 1000)
                 if samples is None:
@@ -156,7 +203,7 @@ class PartitionEngine:
                     waiting.append(event)
                 if pending_min is None or ts < pending_min:
                     pending_min = ts
-            if source_clock is not None and ts <= source_clock:
+            if leap or (source_clock is not None and ts <= source_clock):
                 continue  # only a source clock that moved can move the watermark
             source_clocks[source] = ts
             if lagging is None:
@@ -181,10 +228,30 @@ class PartitionEngine:
             if candidate is not None and (watermark is None or candidate > watermark):
                 watermark = candidate
         self.event_clock, self.watermark, self._pending_min = clock, watermark, pending_min
+        self._leaping = bool(far)
         self._holding_low = low
         self.late += late
         self._release()
-        return out_of_bounds
+        return refused
+
+    def _make_room(self) -> bool:
+        """The room budget is full: evict the least recently active tenth of the rooms
+        that nobody is in and no alert is open or pending on. False when there are none:
+        every room held is live, and a new one must wait for one to empty."""
+        if self._full_at is not None and self._full_at == self.closed_second:
+            return False  # nothing has changed since the last look found every room live
+        busy = {key.room_id for key in self.watch.tracker.active}
+        idle = [r for r in self.rooms.values() if not r.joined_at and r.room_id not in busy]
+        if not idle:
+            self._full_at = self.closed_second
+            return False
+        idle.sort(key=_LAST_EVENT)
+        second = self.closed_second if self.closed_second is not None else 0
+        evicted = idle[: max(1, len(self.rooms) // 10)]
+        for room in evicted:
+            self._forget(room.room_id, second)
+        self.evicted += len(evicted)
+        return True
 
     def _live_candidate(self, clock: int, lagging: AbstractSet[str]) -> int | None:
         if not lagging:
@@ -215,7 +282,13 @@ class PartitionEngine:
             self._release()
 
     def flush(self) -> None:
-        """Apply everything buffered: the input has ended."""
+        """Apply everything buffered: the input has ended. A leap nothing confirmed is
+        taken out (`unconfirmed`), not applied: it would age every room."""
+        if self.event_clock is not None:
+            beyond = (self.event_clock + self.config.max_jump_ms) // 1000
+            for waiting in (self._pending, self._pending_latency):
+                for second in [s for s in waiting if s > beyond]:
+                    self.unconfirmed += waiting.pop(second)
         for waiting in (self._pending, self._pending_latency):
             if waiting:
                 self._raise_to(max(e.ts for e in waiting[max(waiting)]))
@@ -246,17 +319,15 @@ class PartitionEngine:
 
     def _apply_ordered(self, events: list[Event]) -> None:
         """Apply events in event-time order, closing each second before the next opens."""
-        rooms = self.rooms
         second = -1
         for event in events:
             if event.ts // 1000 != second:
                 second = event.ts // 1000
                 self._tick_until(second - 1)
-            room = rooms.get(event.room_id)
-            if room is None:
-                room = rooms[event.room_id] = RoomState(event.room_id, second, self.config.metrics)
+            room = self._room_for(event.room_id, second)
             self.watch.observe(event, room)
             room.apply(event)
+            self._after_events(room)
 
     def _apply_latency(self, second: int, events: list[Latency]) -> None:
         """Apply the latency samples of a second per room, in application order, so
@@ -268,14 +339,75 @@ class PartitionEngine:
             if batch is None:
                 batch = by_room[event.room_id] = LatencySamples()
             batch.events.append(event)
-        rooms = self.rooms
         for room_id, batch in by_room.items():
-            room = rooms.get(room_id)
-            if room is None:
-                room = rooms[room_id] = RoomState(room_id, second, self.config.metrics)
+            room = self._room_for(room_id, second)
             self.watch.observe_latency(room, batch)
             room.apply_latency(second, batch.events, batch.e2e())
+            self._after_events(room)
         self.latency.add(second, by_room.values())
+
+    # -- rooms: ticked every second while watched, caught up when needed while quiet --
+
+    def _room_for(self, room_id: str, second: int) -> RoomState:
+        """The room an event of `second` goes to, its earlier seconds all closed."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            self._admitted.discard(room_id)
+            room = self.rooms[room_id] = RoomState(room_id, second, self.config.metrics)
+        elif room_id not in self._ticking:
+            room.catch_up(second - 1)
+        return room
+
+    def _after_events(self, room: RoomState) -> None:
+        """A quiet room is ticked every second from when its detectors start (it has
+        enough viewers, or chat); until then it only wakes when something changes."""
+        room_id = room.room_id
+        if room_id in self._ticking:
+            return
+        if room_id in self.watch.rooms or room.online >= self._watch_from(room_id):
+            self._ticking[room_id] = room
+            self._wake_at.pop(room_id, None)
+        else:
+            self._schedule(room)
+
+    def _watch_from(self, room_id: str) -> int:
+        return self.watch.settings.watch_from_online(room_id)
+
+    def _schedule(self, room: RoomState) -> None:
+        wake = room.next_change()
+        if self._wake_at.get(room.room_id) != wake:
+            self._wake_at[room.room_id] = wake
+            heapq.heappush(self._wakes, (wake, room.room_id))
+
+    def _wake_quiet(self, second: int) -> list[str]:
+        """Tick the quiet rooms due at `second`; return those now gone."""
+        wakes, wake_at, gone = self._wakes, self._wake_at, []
+        while wakes and wakes[0][0] <= second:
+            wake, room_id = heapq.heappop(wakes)
+            if wake_at.get(room_id) != wake:
+                continue  # rescheduled since
+            del wake_at[room_id]
+            room = self.rooms[room_id]
+            room.catch_up(second)
+            if room.is_gone(second):
+                gone.append(room_id)
+            else:
+                self._schedule(room)
+        return gone
+
+    def catch_up(self) -> None:
+        """Bring every quiet room up to the closed second, for a reader of room metrics
+        (a scrape, a snapshot, the end of a backtest)."""
+        if self.closed_second is None:
+            return
+        for room_id in self._wake_at:
+            self.rooms[room_id].catch_up(self.closed_second)
+
+    def _forget(self, room_id: str, second: int) -> None:
+        del self.rooms[room_id]
+        self._ticking.pop(room_id, None)
+        self._wake_at.pop(room_id, None)
+        self.watch.room_gone(room_id, second)
 
     def _tick_until(self, second: int) -> None:
         """Close every second up to `second`: its latency samples, then every room ticks."""
@@ -295,20 +427,21 @@ class PartitionEngine:
                 self._skip_to(tick - 1)
                 continue
             self.latency.advance(tick)
-            for room in self.rooms.values():
+            for room in self._ticking.values():
                 room.tick(tick)
                 self.watch.tick(tick, room)
+            gone = self._wake_quiet(tick)
+            self.closed_second = tick
             every = self.config.snapshot_every_s
             if every and (tick + 1) % every == 0:
+                self.catch_up()
                 self.snapshots += [
                     snapshot(room, (tick + 1) * 1000, self.watch.room_metrics(room.room_id))
                     for room in self.rooms.values()
                 ]
-            gone = [room_id for room_id, room in self.rooms.items() if room.is_gone(tick)]
+            gone += [room_id for room_id, room in self._ticking.items() if room.is_gone(tick)]
             for room_id in gone:
-                del self.rooms[room_id]
-                self.watch.room_gone(room_id, tick)
-            self.closed_second = tick
+                self._forget(room_id, tick)
             tick += 1
         if self.closed_second is None:
             self.closed_second = second
@@ -332,6 +465,7 @@ def snapshot(
 
 
 _TS: Final = operator.attrgetter("ts")
+_LAST_EVENT: Final = operator.attrgetter("last_event_second")
 _ALL_SOURCES: Final = frozenset(SOURCES)
 _NO_HORIZON: Final = 1 << 62
 """Offline there is no wall clock to be ahead of (event times are epoch ms < 2^62)."""
@@ -371,6 +505,8 @@ class Pipeline:
         self.invalid_total: Counter[str] = Counter()
         """Rejected inputs, by reason."""
         self.late_total = 0
+        self.evicted_total = 0
+        """Rooms evicted to keep partitions within `max_rooms`."""
 
     def engine(self, partition: int) -> PartitionEngine:
         engine = self.engines.get(partition)
@@ -414,23 +550,29 @@ class Pipeline:
         engine = self.engine(partition)
         rejected = decoded.rejected
         if decoded.events:
-            late_before = engine.late
-            out_of_bounds = engine.ingest(decoded.events, now_ms, lagging)
+            late_before, evicted_before = engine.late, engine.evicted
+            refused = engine.ingest(decoded.events, now_ms, lagging)
             self.late_total += engine.late - late_before
+            self.evicted_total += engine.evicted - evicted_before
             for cls, count in Counter(map(type, decoded.events)).items():
                 self.events_total[TYPE_OF_CLASS[cls]] += count
-            rejected += [self._off_the_clock(partition, decoded, p, now_ms) for p in out_of_bounds]
+            rejected += [self._refuse(partition, decoded, p, r, now_ms) for p, r in refused]
         self.reject(rejected)
         return rejected
 
-    def _off_the_clock(
-        self, partition: int, decoded: Decoded, position: int, now_ms: int | None
+    def _refuse(
+        self, partition: int, decoded: Decoded, position: int, reason: str, now_ms: int | None
     ) -> Rejected:
         event = decoded.events[position]
         self.events_total[event_type(event)] -= 1
         message, index = decoded.origin(position)
         config = self.config
-        if now_ms is not None and event.ts > now_ms + config.max_future_ms:
+        if reason == ROOM_BUDGET:
+            detail = (
+                f"partition {partition} holds {config.max_rooms} rooms (max_rooms), "
+                "every one with viewers online or an alert open"
+            )
+        elif now_ms is not None and event.ts > now_ms + config.max_future_ms:
             detail = (
                 f"ts {event.ts} is more than {config.max_future_ms} ms "
                 f"ahead of the wall clock {now_ms}"
@@ -441,7 +583,7 @@ class Pipeline:
                 f"event clock {self.engines[partition].event_clock} of partition {partition}"
             )
         payload = msgspec.json.encode(event) if index is not None else None
-        return Rejected(TS_OUT_OF_BOUNDS, detail, message, index, payload)
+        return Rejected(reason, detail, message, index, payload)
 
     def settle(self, partition: int, lagging: Collection[str]) -> None:
         """Live mode, after a batch or a wait: see PartitionEngine.settle."""
@@ -463,6 +605,10 @@ class Pipeline:
         """Apply everything buffered: the input has ended."""
         for engine in self.engines.values():
             engine.flush()
+            for event in engine.unconfirmed:
+                self.events_total[event_type(event)] -= 1
+                self.invalid_total[TS_OUT_OF_BOUNDS] += 1
+            engine.unconfirmed = []
 
     def drain(self) -> Output:
         """Everything produced since the last drain, partition by partition."""
@@ -493,3 +639,4 @@ class Pipeline:
         self.events_total.update(other.events_total)
         self.invalid_total.update(other.invalid_total)
         self.late_total += other.late_total
+        self.evicted_total += other.evicted_total

@@ -90,6 +90,24 @@ class SecondRing:
             self.slots[:, positions] = 0.0
         self.head = second
 
+    def fill(self, field: int, first: int, last: int, value: float) -> None:
+        """Add `value` to every second from `first` to `last`, which the ring ends with."""
+        first = max(first, self.head - self.size + 1)
+        if last - first < self.dense_after // 2:
+            for second in range(first, last + 1):
+                self.add(field, second, value)
+            return
+        self._fold()
+        if self.slots is None:
+            self._densify()
+        assert self.slots is not None
+        start, stop = first % self.size, last % self.size + 1
+        if start < stop:
+            self.slots[field, start:stop] += value
+        else:
+            self.slots[field, start:] += value
+            self.slots[field, :stop] += value
+
     def covers(self, second: int) -> bool:
         return self.head - self.size < second <= self.head
 

@@ -16,9 +16,14 @@ from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Sta
 from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
 
 # Fields of the per-second ring, indexed by the second events happened in.
-ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS, VIEWER_SECONDS = range(8)
-LATENCY_SAMPLES, LATENCY_WITHIN_SLO = 8, 9
-_RING_FIELDS: Final = 10
+ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS = range(7)
+LATENCY_SAMPLES, LATENCY_WITHIN_SLO = 7, 8
+_RING_FIELDS: Final = 9
+VIEWER_SECONDS: Final = 9
+"""Of the totals only: viewer-seconds are counted every second someone is online, so
+they have a ring of their own (`presence`) and the event ring stays sparse in a room
+that sees few events."""
+_TOTALS: Final = 10
 # Fields of the ring indexed by the second a session *started*.
 JOINS, GONE_BEFORE_BOUNCE, GONE_BEFORE_1M, GONE_BEFORE_5M = range(4)
 CHANNELS: Final = ("feed", "follow", "search", "ad", "share", "other", "unknown")
@@ -33,9 +38,13 @@ class RoomState:
         self.config = config
         self.head = second
         """Newest second applied or ticked."""
+        self.closed = second - 1
+        """Newest second ticked (`tick` or `catch_up`)."""
         self.last_event_second = second
         longest = max(WINDOWS)
         self.ring = SecondRing(_RING_FIELDS, longest, second)
+        self.presence = SecondRing(1, longest, second)
+        """Viewers online, summed per second: viewer-seconds."""
         self.by_join = SecondRing(4, longest * 2, second)
         self.channels = SecondRing(len(CHANNELS), longest, second)
         self.joined_at: dict[str, int] = {}
@@ -51,7 +60,7 @@ class RoomState:
         self.latency = WindowedSketch(WINDOWS, second)
         # Totals since the room went live.
         self.peak_online = 0
-        self.totals = [0.0] * _RING_FIELDS
+        self.totals = [0.0] * _TOTALS
         self.entries_by_channel = dict.fromkeys(CHANNELS, 0)
         self.viewers_ever: set[str] = set()
         self.chatters_ever: set[str] = set()
@@ -172,7 +181,7 @@ class RoomState:
         if second <= self.head:
             return
         self.head = second
-        for ring in (self.ring, self.by_join, self.channels):
+        for ring in (self.ring, self.presence, self.by_join, self.channels):
             ring.advance(second)
         for seen in (self.departed, self.chatters, self.buyers, self.stalled):
             seen.advance(second)
@@ -181,11 +190,51 @@ class RoomState:
     def tick(self, second: int) -> None:
         """Close `second`: everything that happened in it has been applied."""
         self._advance(second)
+        self.closed = second
         if second % self.config.expiry_scan_every_s == 0:
             self._expire(second)
         online = len(self.joined_at)
-        self.ring.add(VIEWER_SECONDS, second, online)
-        self.totals[VIEWER_SECONDS] += online
+        if online:
+            self.presence.add(0, second, online)
+            self.totals[VIEWER_SECONDS] += online
+
+    def catch_up(self, second: int) -> None:
+        """Tick every second up to `second` in one go, with the result of ticking them
+        one by one: nothing was applied in them, so between two session expiries only
+        the viewer-seconds grow, and those are added as a span."""
+        first = self.closed + 1
+        while first <= second:
+            expiry = self.next_expiry(first)
+            last = second if expiry is None or expiry > second else expiry - 1
+            if last >= first:
+                self._advance(last)
+                self.closed = last
+                online = len(self.joined_at)
+                if online:
+                    self.presence.fill(0, first, last, online)
+                    self.totals[VIEWER_SECONDS] += online * (last - first + 1)
+                first = last + 1
+            if first <= second and first == expiry:
+                self.tick(first)
+                first += 1
+
+    def next_expiry(self, after: int) -> int | None:
+        """The first expiry scan at or after second `after` that ends a session, if any."""
+        if not self.last_seen:
+            return None
+        oldest = next(iter(self.last_seen.values()))
+        # `_expire(e)` ends it once oldest < (e - session_timeout_s) * 1000.
+        due = max((oldest + self.config.session_timeout_s * 1000) // 1000 + 1, after)
+        scan = self.config.expiry_scan_every_s
+        return -(-due // scan) * scan
+
+    def next_change(self) -> int:
+        """The next second at which ticking this room does more than count viewer-seconds:
+        its oldest session expires, or it is gone."""
+        expiry = self.next_expiry(self.closed + 1)
+        if expiry is not None:
+            return expiry
+        return max(self.last_event_second + self.config.room_idle_s, self.closed + 1)
 
     def _expire(self, second: int) -> None:
         cutoff = (second - self.config.session_timeout_s) * 1000
@@ -198,6 +247,10 @@ class RoomState:
             # The viewer left when last seen; exits are counted when noticed.
             self._end_session(user, self.last_seen[user], second)
             self._count(EXITS, second)
+
+    def viewer_seconds(self, second: int) -> float:
+        """Viewer-seconds of one closed second still in the window."""
+        return self.presence.at(0, second)
 
     def is_gone(self, second: int) -> bool:
         return not self.joined_at and second - self.last_event_second >= self.config.room_idle_s
@@ -218,7 +271,7 @@ class RoomState:
         viewers = self.unique_viewers(window)
         chatters = self.chatters.distinct(window)
         buyers = self.buyers.distinct(window)
-        watch = ring.window(VIEWER_SECONDS, window)
+        watch = self.presence.window(0, window)
         gmv = ring.window(GMV, window)
         samples = ring.window(LATENCY_SAMPLES, window)
         sketch = self.latency.sketch(window)

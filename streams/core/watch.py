@@ -34,7 +34,6 @@ from streams.core.room import (
     CHANNELS,
     ENTRIES,
     STALL_SECONDS,
-    VIEWER_SECONDS,
     RoomState,
 )
 
@@ -51,10 +50,11 @@ EBB_METRICS = (
 
 
 @dataclass
-class RoomWatch:
+class Traffic:
+    """A room's viewer and playback detectors, with the steps they are fed."""
+
     config: DetectorConfig
     cliff: CliffDetector = field(init=False)
-    spam: SpamDetector = field(init=False)
     stall: BurnRate = field(init=False)
     ebb: EbbTracker = field(init=False)
     latency: dict[str, BurnRate] = field(default_factory=dict)
@@ -66,9 +66,20 @@ class RoomWatch:
 
     def __post_init__(self) -> None:
         self.cliff = CliffDetector(self.config.cliff)
-        self.spam = SpamDetector(self.config.spam)
         self.stall = BurnRate(self.config.stall_slo, head=0)
         self.ebb = EbbTracker(self.config.ebb)
+
+
+@dataclass
+class RoomWatch:
+    """A room's detectors, each made when the room first needs it: the chat's at its
+    first danmaku, the traffic's once `watch_from_online` viewers are online at once
+    (none of them could judge fewer), so a room with a handful of viewers costs no
+    detector state and no upkeep beyond its chat."""
+
+    config: DetectorConfig
+    spam: SpamDetector | None = None
+    traffic: Traffic | None = None
 
 
 @dataclass
@@ -95,77 +106,107 @@ class PartitionWatch:
 
     def observe(self, event: Event, room: RoomState) -> None:
         """Before `room` applies `event` (latency samples come through `observe_latency`)."""
-        watch = self._watch(room.room_id)
-        watch.step_events += 1
+        watch = self.rooms.get(room.room_id)
         if isinstance(event, Danmaku):
+            if watch is None:
+                watch = self._watch(room.room_id)
+            if watch.spam is None:
+                watch.spam = SpamDetector(watch.config.spam)
             joined = room.joined_at.get(event.user_id)
             fresh = joined is None or event.ts - joined < watch.config.fresh_account_s * 1000
             watch.spam.add(event.ts, event.user_id, event.text, fresh)
+        if watch is not None and watch.traffic is not None:
+            watch.traffic.step_events += 1
 
     def observe_latency(self, room: RoomState, samples: LatencySamples) -> None:
-        watch = self._watch(room.room_id)
-        watch.step_events += len(samples.events)
+        watch = self.rooms.get(room.room_id)
+        traffic = watch.traffic if watch is not None else None
+        if traffic is None:
+            return
+        traffic.step_events += len(samples.events)
         for (kind, region), values in samples.values.items():
             if kind == "e2e":
-                counts = watch.second_latency.setdefault(region or UNKNOWN_REGION, [0.0, 0.0])
+                counts = traffic.second_latency.setdefault(region or UNKNOWN_REGION, [0.0, 0.0])
                 counts[0] += len(values)
                 counts[1] += sum(1 for value in values if value > self.latency_slo_ms)
 
     def tick(self, second: int, room: RoomState) -> None:
         """After `room` closed `second`."""
-        watch = self._watch(room.room_id)
-        watch.step_online += room.online
-        watch.step_entries += room.ring.at(ENTRIES, second)
-        watch.stall.add(
-            second, room.ring.at(VIEWER_SECONDS, second), room.ring.at(STALL_SECONDS, second)
-        )
-        for region, (samples, bad) in watch.second_latency.items():
-            burn = watch.latency.get(region)
-            if burn is None:
-                burn = watch.latency[region] = BurnRate(watch.config.latency_slo, head=second)
-            burn.add(second, samples, bad)
-        watch.second_latency.clear()
-        step = watch.config.cliff.step_s
-        if (second + 1) % step == 0:
+        watch = self.rooms.get(room.room_id)
+        if watch is None:
+            if room.online < self.settings.watch_from_online(room.room_id):
+                return  # nothing to judge yet: no detector state, no upkeep
+            watch = self._watch(room.room_id)
+        traffic = watch.traffic
+        if traffic is None and room.online >= watch.config.watch_from_online:
+            traffic = watch.traffic = Traffic(watch.config)
+        if traffic is not None:
+            self._feed(second, room, traffic)
+        if (second + 1) % watch.config.cliff.step_s == 0:
             self._evaluate(second, room, watch)
 
+    def _feed(self, second: int, room: RoomState, traffic: Traffic) -> None:
+        traffic.step_online += room.online
+        traffic.step_entries += room.ring.at(ENTRIES, second)
+        traffic.stall.add(second, room.viewer_seconds(second), room.ring.at(STALL_SECONDS, second))
+        for region, (samples, bad) in traffic.second_latency.items():
+            burn = traffic.latency.get(region)
+            if burn is None:
+                burn = traffic.latency[region] = BurnRate(traffic.config.latency_slo, head=second)
+            burn.add(second, samples, bad)
+        traffic.second_latency.clear()
+
     def _evaluate(self, second: int, room: RoomState, watch: RoomWatch) -> None:
-        step = watch.config.cliff.step_s
         room_id = room.room_id
-        watch.cliff.observe(watch.step_online / step, watch.step_entries, watch.step_events)
-        watch.ebb.observe(second, watch.step_online / step)
-        watch.step_online = watch.step_entries = watch.step_events = 0.0
         now_ms = (second + 1) * 1000
         findings: dict[AlertKey, Finding] = {}
-        cliff = watch.cliff.evaluate(second)
+        if watch.traffic is not None:
+            findings.update(self._judge_traffic(second, room, watch.traffic))
+        chat = watch.spam.evaluate(now_ms) if watch.spam is not None else None
+        if chat is not None and chat.flood is not None:
+            findings[AlertKey("spam_flood", room_id)] = chat.flood
+        if chat is not None and chat.repeaters:
+            self.actions.append(moderation_action(room_id, chat.repeaters, now_ms))
+        for transition in self.tracker.update(now_ms, findings, scope=room_id):
+            self.transitions.append(transition)
+            if (
+                transition.alert == "spam_flood"
+                and transition.state == "firing"
+                and chat is not None
+                and chat.mute
+            ):
+                self.actions.append(flood_action(transition, chat.mute))
+
+    def _judge_traffic(
+        self, second: int, room: RoomState, traffic: Traffic
+    ) -> dict[AlertKey, Finding]:
+        step = traffic.config.cliff.step_s
+        room_id = room.room_id
+        traffic.cliff.observe(traffic.step_online / step, traffic.step_entries, traffic.step_events)
+        traffic.ebb.observe(second, traffic.step_online / step)
+        traffic.step_online = traffic.step_entries = traffic.step_events = 0.0
+        findings: dict[AlertKey, Finding] = {}
+        cliff = traffic.cliff.evaluate(second)
         if cliff is not None:
             findings[AlertKey("traffic_cliff", room_id)] = _with_hints(
-                cliff, self._cliff_hints(second, room, watch)
+                cliff, self._cliff_hints(second, room, traffic)
             )
-        chat = watch.spam.evaluate(now_ms)
-        if chat.flood is not None:
-            findings[AlertKey("spam_flood", room_id)] = chat.flood
-        if chat.repeaters:
-            self.actions.append(moderation_action(room_id, chat.repeaters, now_ms))
-        for region, burn in list(watch.latency.items()):
+        for region, burn in list(traffic.latency.items()):
             found = _most_severe(
-                burn.evaluate(second), sustained_level(burn, second, watch.config.latency_level)
+                burn.evaluate(second), sustained_level(burn, second, traffic.config.latency_level)
             )
             if found is not None:
                 findings[AlertKey("latency_slo", room_id, region)] = latency_finding(
                     found, region, self.latency_slo_ms
                 )
             elif burn.is_silent(second):
-                del watch.latency[region]  # silent region: bounded memory
-        stall = watch.stall.evaluate(second)
+                del traffic.latency[region]  # silent region: bounded memory
+        stall = traffic.stall.evaluate(second)
         if stall is not None:
             findings[AlertKey("stall_slo", room_id)] = stall_finding(stall)
-        for transition in self.tracker.update(now_ms, findings, scope=room_id):
-            self.transitions.append(transition)
-            if transition.alert == "spam_flood" and transition.state == "firing" and chat.mute:
-                self.actions.append(flood_action(transition, chat.mute))
+        return findings
 
-    def _cliff_hints(self, second: int, room: RoomState, watch: RoomWatch) -> list[str]:
+    def _cliff_hints(self, second: int, room: RoomState, traffic: Traffic) -> list[str]:
         hints = []
         firing = {k.alert for k in self.tracker.firing() if k.room_id == room.room_id}
         latest = room.metrics(60)
@@ -178,15 +219,16 @@ class PartitionWatch:
         before = [ring.window_ending(i, CHANNEL_BEFORE_S, second - recent_s) for i in range(count)]
         recent = [ring.window_ending(i, recent_s, second) for i in range(count)]
         hints += channel_hints(CHANNELS, before, recent)
-        ebb = watch.ebb.estimate
-        if ebb is not None and second - ebb.peak_second <= watch.config.promotion_lookback_s:
+        ebb = traffic.ebb.estimate
+        if ebb is not None and second - ebb.peak_second <= traffic.config.promotion_lookback_s:
             hints.append(ebb_hint(ebb))
         return hints
 
     def room_metrics(self, room_id: str) -> dict[str, float | None]:
         """The post-promotion ebb of a room as snapshot metrics (None: no ebb measured)."""
         watch = self.rooms.get(room_id)
-        ebb = watch.ebb.estimate if watch is not None else None
+        traffic = watch.traffic if watch is not None else None
+        ebb = traffic.ebb.estimate if traffic is not None else None
         if ebb is None:
             return dict.fromkeys(EBB_METRICS)
         return {

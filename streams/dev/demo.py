@@ -119,26 +119,30 @@ def _pipe_lines(process: subprocess.Popen[bytes], into: queue.Queue[str]) -> Non
 def top_rooms(samples: Samples, count: int = 8) -> Table:
     """The most watched rooms now, from the worker's own /metrics."""
 
-    def per_room(name: str, window: str | None = "1m") -> dict[str, float]:
+    def per_room(name: str, window: str | None = "1m", **match: str) -> dict[str, float]:
         out = {}
+        if window is not None:
+            match["window"] = window
         for labels, value in samples.get(name, {}).items():
             found = dict(labels)
-            if window is None or found.get("window") == window:
+            if all(found.get(k) == v for k, v in match.items()):
                 out[found["room"]] = value
         return out
 
     online = per_room("livewatch_room_online_viewers", None)
-    entries = per_room("livewatch_room_entries_per_minute")
-    chat = per_room("livewatch_room_danmaku_per_minute")
-    p95 = per_room("livewatch_room_latency_p95_seconds")
+    entries = per_room("livewatch_room_entries_total", None)
+    chat = per_room("livewatch_room_danmaku_total", None)
+    p95 = per_room("livewatch_room_latency_seconds", quantile="0.95")
     stalls = per_room("livewatch_room_stall_ratio")
     firing: dict[str, list[str]] = {}
     for labels, value in samples.get("livewatch_alerts_firing", {}).items():
         found = dict(labels)
         if value:
             firing.setdefault(found["room"], []).append(f"{found['alert']} ({found['severity']})")
-    table = Table(title="top rooms (event time, 1 min windows)", expand=True)
-    for column in ("room", "online", "entries/min", "chat/min", "latency p95", "stalls", "firing"):
+    table = Table(
+        title="top rooms (latency and stalls: the last minute of event time)", expand=True
+    )
+    for column in ("room", "online", "entries", "chat", "latency p95", "stalls", "firing"):
         table.add_column(column, justify="left" if column in ("room", "firing") else "right")
     for room in sorted(online, key=lambda r: -online[r])[:count]:
         latency = p95.get(room)

@@ -56,7 +56,7 @@ def run_backtest(
     while this one reads the log and hands each its parcels. `on_progress` gets
     the lines and the bytes of the file read so far."""
     config = dataclasses.replace(settings.engine_config(), snapshot_every_s=snapshot_every_s)
-    splitter = LogSplitter(settings.partitions, config.max_clock_skew_ms)
+    splitter = LogSplitter(settings.partitions, config.max_clock_skew_ms, config.max_jump_ms)
     lanes = [range(j, settings.partitions, jobs) for j in range(min(jobs, settings.partitions))]
     if len(lanes) > 1:
         result = _run_lanes(str(path), settings, config, splitter, lanes, on_progress)

@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from detectors.alerts import Transition
+from detectors.config import EbbConfig
 from detectors.ebb import floor_words
 from detectors.text import sanitize_sample
 
@@ -222,7 +223,11 @@ def _mark_ebb(figure: go.Figure, snapshots: list[dict[str, Any]]) -> None:
         )
         figure.add_vline(x=_time(peak_ts), line_dash="dot", line_color="#2ca02c", row=1, col=1)
         pre_level = m.get("ebb_pre_level_viewers")
-        floor_text = f", {floor_words(floor, pre_level)}" if pre_level is not None else ""
+        floor_text = (
+            f", {_floor_text(snapshots[0], peak_ts, floor, pre_level)}"
+            if pre_level is not None
+            else ""
+        )
         figure.add_annotation(
             x=_time(peak_ts),
             y=peak,
@@ -250,6 +255,25 @@ def _mark_ebb(figure: go.Figure, snapshots: list[dict[str, Any]]) -> None:
             row=1,
             col=1,
         )
+
+
+def _floor_text(first: dict[str, Any], peak_ts: int, floor: float, pre_level: float) -> str:
+    """The ebb's floor against the level before the promotion, when there was one.
+
+    The tracker's level is the median of the viewers over its window before the
+    peak. A room that started from (next to) zero inside that window had no level:
+    the median is its own climb into the promotion, and a ratio to it ("floor 0.0x
+    the level before it") reads as if the room had lost its audience. The window
+    is the default one (`detectors.ebb.pre_window_s`), which snapshots do not carry.
+    """
+    since_start_ms = peak_ts - first["ts"]
+    first_viewers = first["metrics"].get("online_viewers_live") or 0
+    if since_start_ms < EbbConfig().pre_window_s * 1000 and first_viewers < 0.1 * pre_level:
+        return (
+            f"floor {floor:,.0f} viewers, no level before it "
+            f"(the room started from zero {since_start_ms / 60_000:.0f} min before the peak)"
+        )
+    return floor_words(floor, pre_level)
 
 
 def _alerts_table(transitions: list[Transition]) -> str:

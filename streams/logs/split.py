@@ -10,10 +10,10 @@ The log's clock is the newest second of a valid event read so far. When it
 moves, every lane first ingests what came before and then lets partitions idle
 for `idle_after_s` move on with it, as a live worker's silent partitions follow
 the wall clock. A line moves the clock only if it holds a valid event (checked
-by a full decode, about once per second of log) whose second is newer, and not
-more than `max_clock_skew_ms` ahead: one absurd timestamp must not age every
-room. Everything here is vectorized over a chunk: no Python step per line
-besides the decoding.
+by a full decode, about once per second of log) whose second is newer, not
+more than `max_clock_skew_ms` ahead, and not more than `max_jump_ms` ahead unless
+the next line leaps too: one absurd timestamp must not age every room. Everything
+here is vectorized over a chunk: no Python step per line besides the decoding.
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ class Parcel:
 
 
 class LogSplitter:
-    def __init__(self, partitions: int, max_clock_skew_ms: int) -> None:
+    def __init__(self, partitions: int, max_clock_skew_ms: int, max_jump_ms: int = 300_000) -> None:
         self.max_clock_skew_s = max_clock_skew_ms // 1000
+        self.max_jump_s = max_jump_ms // 1000
         self.newest: int | None = None
         """The log's clock: the newest second of a valid event so far."""
         self._partition_of = _PartitionOf(partitions)
@@ -190,8 +191,27 @@ class LogSplitter:
             if len(too_far):  # the first one only: it may have held others back
                 moving[too_far[0] + first] = -1
                 continue
+            unconfirmed = self._unconfirmed_leap(moving[first:], before, ahead)
+            if unconfirmed is not None:
+                moving[unconfirmed + first] = -1
+                continue
             self.newest = max(self.newest, int(moving[first:].max()))
             return moves
+
+    def _unconfirmed_leap(
+        self,
+        moving: npt.NDArray[np.int64],
+        before: npt.NDArray[np.int64],
+        ahead: npt.NDArray[np.int64],
+    ) -> int | None:
+        """The first line leaping more than `max_jump_ms` ahead of the clock whose next
+        line does not leap too, as the engine judges a leap (a chunk's last line leaps
+        with the next chunk, if at all)."""
+        for leap in np.flatnonzero(ahead > self.max_jump_s).tolist():
+            following = leap + 1
+            if following >= len(moving) or moving[following] - before[leap] <= self.max_jump_s:
+                return int(leap)
+        return None
 
 
 class _PartitionOf(dict[str, int]):

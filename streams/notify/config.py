@@ -7,12 +7,15 @@ variable or file holding them (`url_env` / `url_file`, `secret_env` /
 
     [notify]
     grafana_url = "https://grafana.example.com"
+    external_url = "https://livewatch-notifier.example.com"   # Alertmanager's externalURL
+    runbook_url = "https://wiki.example.com/livewatch/{alert}"  # optional
 
     [[notify.receivers]]
     name = "oncall"
     kind = "feishu"
     url_env = "LIVEWATCH_FEISHU_URL"
     secret_env = "LIVEWATCH_FEISHU_SECRET"
+    language = "zh-CN"          # or "en"; the default depends on the kind (below)
 
     [[notify.routes]]
     receivers = ["oncall"]
@@ -22,6 +25,7 @@ variable or file holding them (`url_env` / `url_file`, `secret_env` /
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -30,7 +34,8 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from detectors.alerts import Transition
-from streams.notify.formats import Kind
+from streams.notify.catalogue import Language
+from streams.notify.formats import Kind, Options
 from streams.settings import SettingsError
 
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
@@ -42,6 +47,13 @@ DEFAULT_LIMITS: Final[dict[str, tuple[float | None, float | None]]] = {
     "feishu": (5.0, 100.0),
     "dingtalk": (None, 20.0),
     "wecom": (None, 20.0),
+}
+
+DEFAULT_LANGUAGES: Final[dict[str, Language]] = {
+    # Feishu, DingTalk and WeCom groups read Chinese; the rest English.
+    "feishu": "zh-CN",
+    "dingtalk": "zh-CN",
+    "wecom": "zh-CN",
 }
 
 
@@ -61,9 +73,15 @@ class ReceiverConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     per_second: Rate | None = None
     per_minute: Rate | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    language: Language | None = None
+    """The language of this receiver's messages: "zh-CN" or "en". Unset: Chinese
+    for feishu, dingtalk and wecom, English for the others."""
 
     def __repr__(self) -> str:  # the URL may carry a token
         return f"ReceiverConfig(name={self.name!r}, kind={self.kind!r})"
+
+    def text_language(self) -> Language:
+        return self.language or DEFAULT_LANGUAGES.get(self.kind, "en")
 
     def limits(self) -> tuple[float | None, float | None]:
         per_second, per_minute = DEFAULT_LIMITS.get(self.kind, (None, None))
@@ -149,6 +167,14 @@ class NotifyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """A notification undeliverable for this long becomes a dead letter."""
     grafana_url: str = "http://localhost:3000"
     """Where alerts link to the room dashboard."""
+    external_url: str = ""
+    """The notifier's own URL, as people reach it: the `externalURL` of the Alertmanager
+    webhook body. Empty: `http://<hostname>:<notifier_metrics_port>`, as Alertmanager
+    derives its own."""
+    runbook_url: str = ""
+    """A runbook page per alert type for the Alertmanager body's `runbook_url`
+    annotation, `{alert}` replaced by the alert type (`traffic_cliff`, ...). Empty: no
+    `runbook_url`; the runbook's text is in `description` either way."""
     silences_file: str = ".livewatch-state/silences.json"
     """The silences `livewatch silence` writes and the notifier reads."""
 
@@ -167,9 +193,26 @@ class NotifyConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
                 raise NotifyConfigError(f"[notify] route to unknown receiver(s) {unknown}")
         return config
 
+    def options(self, receiver: ReceiverConfig, derived_url: str) -> Options:
+        """How `receiver`'s messages are worded and where they link (`derived_url`:
+        the notifier's URL when `external_url` is not set)."""
+        return Options(
+            grafana_url=self.grafana_url,
+            external_url=self.external_url or derived_url,
+            runbook_url=self.runbook_url,
+            language=receiver.text_language(),
+        )
+
     def receivers_for(self, t: Transition) -> list[str]:
         chosen: list[str] = []
         for route in self.routes:
             if route.matches(t):
                 chosen += [r for r in route.receivers if r not in chosen]
         return chosen
+
+
+def default_external_url(metrics_port: int, hostname: str | None = None) -> str:
+    """Where the notifier is reached when `external_url` is not set: its host and the
+    port it serves /metrics on (Alertmanager derives its own the same way)."""
+    host = hostname or socket.gethostname()
+    return f"http://{host}:{metrics_port}" if metrics_port else f"http://{host}"

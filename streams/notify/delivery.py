@@ -24,8 +24,10 @@ from typing import IO, Final
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from streams.notify.catalogue import Language
 from streams.notify.config import ReceiverConfig
-from streams.notify.formats import Notification, console_lines, render
+from streams.notify.formats import Notification, Options, console_lines, render
+from streams.notify.wording import words
 
 # Platform codes meaning "too many requests": retry later, it is not our fault.
 _THROTTLED: Final = {"feishu": {9499, 11232, 11233}, "dingtalk": {130101}, "wecom": {45009}}
@@ -115,7 +117,8 @@ class WebhookSender:
     secret: str | None
     client: httpx.AsyncClient
     metrics: DeliveryMetrics
-    grafana_url: str
+    options: Options
+    """The receiver's language and links."""
     give_up_after_s: float
     limiter: RateLimiter | None = None
     backoff_base_s: float = 1.0
@@ -126,6 +129,7 @@ class WebhookSender:
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(*self.receiver.limits())
+        words(self.options.language)  # the language's locale data, loaded before any send
 
     async def deliver(self, n: Notification) -> str | None:
         """Deliver `n`; None when delivered, else why it was given up on."""
@@ -161,7 +165,7 @@ class WebhookSender:
     async def _attempt(self, n: Notification) -> None:
         # Signed requests carry a fresh timestamp on every attempt.
         request = render(
-            self.receiver.kind, n, self.url, self.grafana_url, self.secret, int(time.time() * 1000)
+            self.receiver.kind, n, self.url, self.options, self.secret, int(time.time() * 1000)
         )
         try:
             response = await self.client.post(
@@ -219,9 +223,10 @@ class ConsoleSender:
     """The console receiver: one line per alert, no limits, never fails."""
 
     out: IO[str] = sys.stdout
+    language: Language = "en"
 
     async def deliver(self, n: Notification) -> str | None:
-        for line in console_lines(n):
+        for line in console_lines(n, self.language):
             self.out.write(line + "\n")
         self.out.flush()
         return None

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from detectors.alerts import Transition
 from streams.notify.config import NotifyConfig
-from streams.notify.formats import Notification, safe
+from streams.notify.formats import Notification
 from streams.notify.silences import SilenceStore
+from streams.notify.wording import safe
 
 Token = Hashable
 AlertId = tuple[str, str | None]

@@ -31,11 +31,12 @@ from detectors.alerts import Transition
 from streams.core.decode import DECODE_ERRORS
 from streams.kafka.client import client_options
 from streams.kafka.deadletter import dead_letter
-from streams.notify.config import NotifyConfig
+from streams.notify.config import NotifyConfig, default_external_url
 from streams.notify.delivery import ConsoleSender, DeliveryMetrics, WebhookSender
 from streams.notify.dispatch import Dispatcher, Token
-from streams.notify.formats import Notification, safe
+from streams.notify.formats import Notification
 from streams.notify.silences import SilenceStore
+from streams.notify.wording import safe
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,14 @@ def build_senders(
     metrics: DeliveryMetrics,
     environ: Mapping[str, str],
     out: IO[str],
+    external_url: str = "",
 ) -> dict[str, Sender]:
+    """One sender per receiver; `external_url`: the notifier's own URL when the
+    config does not set one."""
     senders: dict[str, Sender] = {}
     for receiver in config.receivers:
         if receiver.kind == "console":
-            senders[receiver.name] = ConsoleSender(out)
+            senders[receiver.name] = ConsoleSender(out, receiver.text_language())
         else:
             senders[receiver.name] = WebhookSender(
                 receiver,
@@ -109,14 +113,28 @@ def build_senders(
                 receiver.resolve_secret(environ),
                 client,
                 metrics,
-                config.grafana_url,
+                config.options(receiver, external_url),
                 config.give_up_after_s,
             )
     return senders
 
 
+def notifier_metrics(registry: CollectorRegistry) -> tuple[Counter, DeliveryMetrics]:
+    """The notifier's metrics (docs/notify.md), registered in `registry`: undecodable
+    messages, and the deliveries'."""
+    undecodable = Counter(
+        "livewatch_notifier_undecodable",
+        "Messages on the alerts topic that are not alert transitions (dead-lettered).",
+        registry=registry,
+    )
+    return undecodable, DeliveryMetrics(registry)
+
+
 def serve_metrics(settings: Settings, registry: CollectorRegistry) -> WSGIServer | None:
-    """The notifier's /metrics on `metrics_host` (loopback by default), in a thread."""
+    """The notifier's /metrics on `metrics_host` (loopback by default), in a thread.
+
+    prometheus-client's server negotiates the format: OpenMetrics when the scraper's
+    Accept header asks for it (Prometheus does), the text format otherwise."""
     if not settings.notifier_metrics_port:
         return None
     server, _ = start_http_server(
@@ -150,12 +168,7 @@ class Notifier:
         self.settings = settings
         self.config = config
         self.stats = NotifierStats()
-        self.undecodable = Counter(
-            "livewatch_notifier_undecodable",
-            "Messages on the alerts topic that are not alert transitions (dead-lettered).",
-            registry=registry,
-        )
-        self.metrics = DeliveryMetrics(registry)
+        self.undecodable, self.metrics = notifier_metrics(registry)
         self.dispatcher = Dispatcher(config, SilenceStore(config.silences_file))
         self.tracker = OffsetTracker()
         self.consumer = AIOKafkaConsumer(
@@ -173,7 +186,8 @@ class Notifier:
         self, stop: asyncio.Event, environ: Mapping[str, str], out: IO[str]
     ) -> NotifierStats:
         async with httpx.AsyncClient() as client:
-            senders = build_senders(self.config, client, self.metrics, environ, out)
+            external_url = default_external_url(self.settings.notifier_metrics_port)
+            senders = build_senders(self.config, client, self.metrics, environ, out, external_url)
             self.queues = {name: asyncio.Queue() for name in senders}
             await self.producer.start()
             await self.consumer.start()

@@ -30,7 +30,7 @@ import faust
 import msgspec
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
 from streams.core.decode import RawMessage, Rejected
 from streams.core.engine import Pipeline
@@ -44,7 +44,7 @@ from streams.worker.checkpoint import (
     split_checkpoint,
     take_checkpoint,
 )
-from streams.worker.exporter import ExportConfig, PipelineCollector
+from streams.worker.exporter import ExportConfig, PipelineCollector, render
 from streams.worker.fetch import App, BatchSink, Records
 from streams.worker.health import HealthCollector, WorkerHealth
 
@@ -171,9 +171,9 @@ class Worker:
 
         @app.page("/metrics")
         async def metrics(view: Any, request: Any) -> Any:
-            # aiohttp wants the charset apart from the content type.
-            content_type = CONTENT_TYPE_LATEST.split("; charset")[0]
-            return view.text(generate_latest(self.registry).decode(), content_type=content_type)
+            # OpenMetrics when the scraper asks for it (Prometheus does), else the text format.
+            body, headers = render(self.registry, request.headers.get("Accept"))
+            return view.bytes(body, headers=headers)
 
         @app.page("/status")
         async def status(view: Any, request: Any) -> Any:
@@ -367,11 +367,15 @@ class Worker:
                     partition.fetch_positions[tp.topic] = position
 
     def advance_idle(self, now: float) -> None:
-        """Live mode: event time keeps passing in partitions that receive nothing."""
+        """Live mode: event time keeps passing in partitions that receive nothing.
+
+        Only in partitions with nothing left to read: one with a backlog that waited
+        while the worker was busy elsewhere (a big batch, many dead letters) is not
+        idle, and moving its clock would make its backlog late."""
         for number in self.pipeline.engines:
             partition = self.partition(number)
             idle = now - (now if partition.last_activity is None else partition.last_activity)
-            if idle >= self.settings.idle_after_s:
+            if idle >= self.settings.idle_after_s and not self.lagging_sources(number, now):
                 self.pipeline.advance_idle(number, int(idle * 1000))
                 partition.last_activity = now
                 partition.dirty = True

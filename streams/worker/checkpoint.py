@@ -25,7 +25,7 @@ import msgspec
 from streams.core.config import EngineConfig
 from streams.core.engine import PartitionEngine
 
-FORMAT_VERSION: Final = 4
+FORMAT_VERSION: Final = 5
 """2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
 by traffic channel (`channels`), rings start sparse; 4: spam detectors keep fresh

@@ -3,6 +3,13 @@
 Nothing is updated per event: the collector reads the pure core's counters and
 room states when Prometheus asks. Per-room series exist only for the top K rooms
 by online viewers plus pinned rooms; every room counts in the aggregate series.
+
+Names follow Prometheus' naming practice (docs/metrics.md lists them and the
+renames): base units, `_ratio` for 0-1 ratios, `_total` only on counters, the
+quantile in a label. Rates are left to PromQL: counters plus `rate()`. The gauges
+over a `window` are event-time windows that no counter gives (retention, unique
+viewers, ratios, quantiles; and the all-rooms event counts, since rooms come and go).
+`render` answers a scrape in the format it asks for: OpenMetrics or the text format.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from streams.core.decode import INVALID_REASONS
 from streams.core.engine import Pipeline
@@ -47,39 +55,70 @@ _UNPRINTABLE = re.compile(
 )
 WINDOW_LABELS: Final = {60: "1m", 300: "5m"}
 assert tuple(WINDOW_LABELS) == WINDOWS
+QUANTILES: Final = (0.5, 0.95, 0.99)
 
-# Windowed room metrics: name -> help. Values from RoomState.metrics().
-ROOM_WINDOW_METRICS: Final = {
-    "entries_per_minute": "Viewer entries (joins) per minute over the window.",
-    "exits_per_minute": "Viewer exits (leaves and expired sessions) per minute over the window.",
-    "danmaku_per_minute": "Chat messages per minute over the window.",
-    "orders_per_minute": "Paid orders per minute over the window.",
-    "bounce_rate": "Share of sessions started in the window shorter than the bounce threshold.",
-    "retention_1m": "Share of viewers who joined in the window still present 1 minute later.",
-    "retention_5m": "Share of viewers who joined in the window still present 5 minutes later.",
-    "stalls_per_viewer_hour": "Playback stalls per hour of watch time over the window.",
-    "latency_p50_seconds": "Median end-to-end latency over the window.",
-    "latency_p95_seconds": "95th percentile end-to-end latency over the window.",
-    "latency_p99_seconds": "99th percentile end-to-end latency over the window.",
+# Per-room gauges over a window (label `window`: "1m", "5m", or "live" for those
+# also computed since the room went live): family -> (help, extra label names).
+ROOM_GAUGES: Final = {
+    "unique_viewers": ("Distinct viewers present at any time in the window.", ()),
+    "average_stay_seconds": ("Watch time per unique viewer (AvgTime = TotalTime / UV).", ()),
+    "bounce_ratio": (
+        "Share of the sessions started in the window (shifted back by the bounce "
+        "threshold, bounce_s: 10 s by default) that lasted less than the threshold.",
+        (),
+    ),
+    "retention_ratio": (
+        "Share of the sessions started in the window, shifted back by `after`, "
+        "still open `after` later.",
+        ("after",),
+    ),
+    "unique_chatters": ("Distinct viewers who sent chat messages.", ()),
+    "interaction_ratio": ("Unique chatters / unique viewers.", ()),
+    "buyers": ("Distinct viewers with a paid order.", ()),
+    "gmv_yuan": ("Gross merchandise value in CNY yuan (order amounts), refunds subtracted.", ()),
+    "gmv_per_viewer_yuan": (
+        "GMV / unique viewers, in CNY yuan (GPM, GMV per thousand viewers, is 1000 times this).",
+        (),
+    ),
+    "conversion_ratio": ("Buyers / unique viewers.", ()),
+    "stall_ratio": ("Stall time / watch time.", ()),
+    "stalled_viewers_ratio": ("Share of unique viewers with at least one stall.", ()),
+    "latency_within_slo_ratio": (
+        "Share of end-to-end latency samples at or under the SLO (600 ms).",
+        (),
+    ),
 }
-# Metrics with both a windowed and a since-live value (window="live").
-ROOM_WINDOW_AND_LIVE_METRICS: Final = {
-    "unique_viewers": "Distinct viewers present at any time in the window.",
-    "average_stay_seconds": "Watch time per unique viewer (AvgTime = TotalTime / UV).",
-    "unique_chatters": "Distinct viewers who sent chat messages.",
-    "interaction_rate": "Unique chatters / unique viewers.",
-    "buyers": "Distinct viewers with a paid order.",
-    "gmv": "Gross merchandise value, refunds subtracted.",
-    "conversion_rate": "Buyers / unique viewers.",
-    "gpm": "GMV x 1000 / unique viewers.",
-    "watch_seconds": "Viewer-seconds watched (online viewers summed per second).",
-    "stall_ratio": "Stall time / watch time.",
-    "stalled_viewer_share": "Share of unique viewers with at least one stall.",
-    "latency_within_slo_ratio": "Share of end-to-end latency samples at or under the SLO (600 ms).",
+ROOM_LATENCY_HELP: Final = (
+    "End-to-end latency quantiles over the event-time window (1% relative error)."
+)
+# RoomState.metrics() / totals_metrics() name -> (family, extra label values, scale).
+# Not exported: the per-minute rates, stalls per viewer-hour and the windowed
+# watch time, which PromQL takes from the counters (docs/metrics.md).
+ROOM_EXPORTS: Final[dict[str, tuple[str, tuple[str, ...], float]]] = {
+    "unique_viewers": ("unique_viewers", (), 1.0),
+    "average_stay_seconds": ("average_stay_seconds", (), 1.0),
+    "bounce_rate": ("bounce_ratio", (), 1.0),
+    "retention_1m": ("retention_ratio", ("1m",), 1.0),
+    "retention_5m": ("retention_ratio", ("5m",), 1.0),
+    "unique_chatters": ("unique_chatters", (), 1.0),
+    "interaction_rate": ("interaction_ratio", (), 1.0),
+    "buyers": ("buyers", (), 1.0),
+    "gmv": ("gmv_yuan", (), 1.0),
+    "gpm": ("gmv_per_viewer_yuan", (), 1 / 1000),
+    "conversion_rate": ("conversion_ratio", (), 1.0),
+    "stall_ratio": ("stall_ratio", (), 1.0),
+    "stalled_viewer_share": ("stalled_viewers_ratio", (), 1.0),
+    "latency_within_slo_ratio": ("latency_within_slo_ratio", (), 1.0),
+}
+# RoomState.metrics() name -> the quantile of livewatch_room_latency_seconds.
+ROOM_QUANTILES: Final = {
+    "latency_p50_seconds": "0.5",
+    "latency_p95_seconds": "0.95",
+    "latency_p99_seconds": "0.99",
 }
 ROOM_COUNTERS: Final = {
     "entries": (ENTRIES, "Viewer entries since the room went live."),
-    "exits": (EXITS, "Viewer exits since the room went live."),
+    "exits": (EXITS, "Viewer exits (leaves and expired sessions) since the room went live."),
     "danmaku": (DANMAKU, "Chat messages since the room went live."),
     "orders": (ORDERS, "Paid orders since the room went live."),
     "stalls": (STALLS, "Playback stalls since the room went live."),
@@ -87,6 +126,16 @@ ROOM_COUNTERS: Final = {
     "watch_seconds": (VIEWER_SECONDS, "Viewer-seconds watched since the room went live."),
     "latency_samples": (LATENCY_SAMPLES, "End-to-end latency samples since the room went live."),
 }
+WINDOW_EVENTS: Final = {"entry": ENTRIES, "exit": EXITS, "danmaku": DANMAKU, "order": ORDERS}
+
+
+def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, dict[str, str]]:
+    """A scrape's body and headers, in the format its Accept header asks for:
+    OpenMetrics for `application/openmetrics-text` (Prometheus asks for it first),
+    the Prometheus text format otherwise. prometheus-client's own negotiation,
+    as its HTTP server does (the notifier's /metrics)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), {"Content-Type": content_type}
 
 
 def sanitize_label_value(value: str) -> str:
@@ -123,6 +172,8 @@ class PipelineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         pipeline = self.pipeline
         yield from self._worker_counters()
+        for engine in pipeline.engines.values():
+            engine.catch_up()  # quiet rooms are ticked lazily
         rooms = [room for engine in pipeline.engines.values() for room in engine.rooms.values()]
         yield from self._aggregates(rooms)
         exported = self.exported_rooms(rooms)
@@ -152,9 +203,15 @@ class PipelineCollector(Collector):
             "Events behind their source's clock by more than the allowed lateness; dropped.",
             value=pipeline.late_total,
         )
+        yield CounterMetricFamily(
+            "livewatch_rooms_evicted",
+            "Rooms with nobody online and no alert open dropped to keep a partition within "
+            "max_rooms (the least recently active first).",
+            value=pipeline.evicted_total,
+        )
         clock = GaugeMetricFamily(
-            "livewatch_partition_watermark_seconds",
-            "Event time up to which a partition is complete (epoch seconds).",
+            "livewatch_partition_watermark_timestamp_seconds",
+            "Event time up to which a partition is complete (Unix time in seconds).",
             labels=["partition"],
         )
         for partition, engine in sorted(pipeline.engines.items()):
@@ -171,17 +228,20 @@ class PipelineCollector(Collector):
         yield GaugeMetricFamily(
             "livewatch_rooms", "Live rooms this worker holds state for.", value=len(rooms)
         )
-        per_minute = GaugeMetricFamily(
-            "livewatch_per_minute",
-            "Events per minute over the window, all rooms of this worker.",
+        # No counter can stand for these: rooms are dropped when idle and move
+        # between workers, so a sum of their totals would go down.
+        in_window = GaugeMetricFamily(
+            "livewatch_window_events",
+            "Events in the event-time window, all rooms of this worker: viewer entries "
+            "and exits, chat messages, paid orders (per minute: divide by the window's minutes).",
             labels=["event", "window"],
         )
-        fields = {"entry": ENTRIES, "exit": EXITS, "danmaku": DANMAKU, "order": ORDERS}
         for seconds, label in WINDOW_LABELS.items():
-            for name, field in fields.items():
-                total = sum(r.ring.window(field, seconds) for r in rooms)
-                per_minute.add_metric([name, label], total / (seconds / 60))
-        yield per_minute
+            for name, field in WINDOW_EVENTS.items():
+                in_window.add_metric(
+                    [name, label], sum(r.ring.window(field, seconds) for r in rooms)
+                )
+        yield in_window
 
     def _room_series(self, rooms: list[RoomState]) -> Iterator[Metric]:
         online = GaugeMetricFamily(
@@ -197,10 +257,15 @@ class PipelineCollector(Collector):
             "Viewer entries since the room went live, by traffic channel (a join's source).",
             labels=["room", "source"],
         )
-        windowed = {
-            name: GaugeMetricFamily(f"livewatch_room_{name}", text, labels=["room", "window"])
-            for name, text in {**ROOM_WINDOW_METRICS, **ROOM_WINDOW_AND_LIVE_METRICS}.items()
+        gauges = {
+            name: GaugeMetricFamily(
+                f"livewatch_room_{name}", text, labels=["room", "window", *extra]
+            )
+            for name, (text, extra) in ROOM_GAUGES.items()
         }
+        # Quantiles over a window: a summary with quantile samples only (OpenMetrics
+        # allows a summary without count and sum; a gauge may not carry `quantile`).
+        latency = Metric("livewatch_room_latency_seconds", ROOM_LATENCY_HELP, "summary")
         counters = {
             name: CounterMetricFamily(f"livewatch_room_{name}", text, labels=["room"])
             for name, (_, text) in ROOM_COUNTERS.items()
@@ -215,21 +280,14 @@ class PipelineCollector(Collector):
             peak.add_metric([label], room.peak_online)
             for channel, count in room.entries_by_channel.items():
                 sources.add_metric([label, channel], count)
-            for seconds, window in WINDOW_LABELS.items():
-                for name, value in room.metrics(seconds).items():
-                    if value is not None and name in windowed:
-                        windowed[name].add_metric([label, window], value)
-            live = room.totals_metrics()
-            for name in ROOM_WINDOW_AND_LIVE_METRICS:
-                value = live[name]
-                if value is not None:
-                    windowed[name].add_metric([label, "live"], value)
+            _add_windowed(room, label, gauges, latency)
             for name, (field, _) in ROOM_COUNTERS.items():
                 counters[name].add_metric([label], room.totals[field])
         yield online
         yield peak
         yield sources
-        yield from windowed.values()
+        yield from gauges.values()
+        yield latency
         yield from counters.values()
 
     def _latency(self) -> Iterator[Metric]:
@@ -261,20 +319,22 @@ class PipelineCollector(Collector):
                 buckets.append((_le(bound), cumulative))
             histogram.add_metric([kind, sanitize_label_value(region)], buckets, total)
         yield histogram
-        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-            family = GaugeMetricFamily(
-                f"livewatch_region_latency_{name}_seconds",
-                f"End-to-end latency {name} per region over the window (1% relative error).",
-                labels=["region", "window"],
-            )
-            for region, sketches in sorted(regional.items()):
-                for seconds, window_label in WINDOW_LABELS.items():
+        quantiles = Metric(
+            "livewatch_region_latency_seconds",
+            "End-to-end latency quantiles per region over the event-time window, all rooms "
+            "of this worker's partitions (1% relative error).",
+            "summary",
+        )
+        for region, sketches in sorted(regional.items()):
+            for seconds, window_label in WINDOW_LABELS.items():
+                for q in QUANTILES:
                     value = sketches[seconds].quantile(q)
                     if value is not None:
-                        family.add_metric(
-                            [sanitize_label_value(region), window_label], value / 1000
+                        labels = {"region": sanitize_label_value(region), "window": window_label}
+                        quantiles.add_sample(
+                            quantiles.name, {**labels, "quantile": str(q)}, value / 1000
                         )
-            yield family
+        yield quantiles
 
     def _ebb(self, rooms: list[RoomState]) -> Iterator[Metric]:
         watches = {
@@ -293,7 +353,8 @@ class PipelineCollector(Collector):
         }
         for room in rooms:
             watch = watches.get(room.room_id)
-            ebb = watch.ebb.estimate if watch else None
+            traffic = watch.traffic if watch else None
+            ebb = traffic.ebb.estimate if traffic else None
             if ebb is None:
                 continue
             label = [sanitize_label_value(room.room_id)]
@@ -329,6 +390,24 @@ class PipelineCollector(Collector):
             transitions.add_metric(list(labels), count)
         yield firing
         yield transitions
+
+
+def _add_windowed(
+    room: RoomState, label: str, gauges: dict[str, GaugeMetricFamily], latency: Metric
+) -> None:
+    """A room's values over the sliding windows and since it went live."""
+    values = [(window, room.metrics(seconds)) for seconds, window in WINDOW_LABELS.items()]
+    values.append(("live", room.totals_metrics()))
+    for window, metrics in values:
+        for name, value in metrics.items():
+            if value is None:
+                continue
+            if name in ROOM_EXPORTS:
+                family, extra, scale = ROOM_EXPORTS[name]
+                gauges[family].add_metric([label, window, *extra], value * scale)
+            elif name in ROOM_QUANTILES:
+                quantile = {"room": label, "window": window, "quantile": ROOM_QUANTILES[name]}
+                latency.add_sample(latency.name, quantile, value)
 
 
 def _le(bound: float) -> str:

@@ -38,7 +38,7 @@ async def test_scraped_metrics_equal_the_offline_computation(
             break
         await asyncio.sleep(0.5)
     assert scraped == expected
-    assert any(name == "livewatch_room_retention_1m" for name, _ in scraped)
+    assert any(name == "livewatch_room_retention_ratio" for name, _ in scraped)
     assert any(
         name == "livewatch_latency_seconds_bucket" and ("le", "0.6") in labels
         for name, labels in scraped

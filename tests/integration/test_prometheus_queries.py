@@ -157,9 +157,7 @@ async def test_every_panel_query_is_valid_and_returns_data(
     # The room dashboard's variables and annotation query.
     rooms = api(base, "label/room/values", **{"match[]": "livewatch_room_online_viewers"})
     assert "room-beauty" in rooms["data"]
-    regions = api(
-        base, "label/region/values", **{"match[]": "livewatch_region_latency_p95_seconds"}
-    )
+    regions = api(base, "label/region/values", **{"match[]": "livewatch_region_latency_seconds"})
     assert "cn-south" in regions["data"]
     assert answered('livewatch_alerts_firing{room="room-outage"} > 0')
     # The delivery panels fall back to 0 when nothing failed: check their series by name.

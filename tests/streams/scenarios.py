@@ -77,6 +77,7 @@ def run_live(arrivals: list[Event], batch_sizes: list[int]) -> PartitionEngine:
 
 
 def state(engine: PartitionEngine) -> object:
+    engine.catch_up()
     return (
         engine.late,
         {

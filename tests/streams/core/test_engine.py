@@ -1,15 +1,26 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.alerts import AlertKey, Finding
+from detectors.config import DetectorConfig, DetectorSettings
 from streams.core.config import EngineConfig, MetricsConfig
-from streams.core.decode import TS_OUT_OF_BOUNDS, RawMessage
+from streams.core.decode import ROOM_BUDGET, TS_OUT_OF_BOUNDS, RawMessage
 from streams.core.engine import PartitionEngine, Pipeline
 from streams.core.events import Danmaku, Event, Join, Leave, Stall
-from tests.streams.scenarios import CONFIG, T0, interleave, run_live, source_streams, state
+from tests.streams.scenarios import (
+    CONFIG,
+    SOURCE_EVENTS,
+    T0,
+    interleave,
+    run_live,
+    source_streams,
+    state,
+)
 
 
 def online(engine: PartitionEngine) -> dict[str, set[str]]:
@@ -66,7 +77,7 @@ def test_timestamps_far_from_the_clock_are_rejected_and_do_not_move_it() -> None
         Join("r", T0 - 3_600_001, "past"),
         Join("r", T0 + 1, "b"),
     ]
-    assert engine.ingest(events) == [1, 2]
+    assert engine.ingest(events) == [(1, TS_OUT_OF_BOUNDS), (2, TS_OUT_OF_BOUNDS)]
     assert engine.event_clock == T0 + 1
     engine.flush()
     assert online(engine) == {"r": {"a", "b"}}
@@ -87,12 +98,12 @@ def test_in_live_mode_an_event_far_ahead_of_the_wall_clock_is_rejected() -> None
     now = T0 + 10_000
     joins = [Join("r", T0 + i * 10, f"u{i}") for i in range(1_000)]
     joins.insert(500, Join("r", T0 + 23 * 3_600_000, "ahead"))
-    assert engine.ingest(joins, now_ms=now) == [500]
+    assert engine.ingest(joins, now_ms=now) == [(500, TS_OUT_OF_BOUNDS)]
     assert engine.event_clock == T0 + 999 * 10 and engine.late == 0
     # The first event of a partition is judged too: it would set the clock.
     fresh = PartitionEngine(CONFIG)
     first = Join("r", now + CONFIG.max_future_ms + 1, "x")
-    assert fresh.ingest([first, Join("r", T0, "a")], now_ms=now) == [0]
+    assert fresh.ingest([first, Join("r", T0, "a")], now_ms=now) == [(0, TS_OUT_OF_BOUNDS)]
     assert fresh.event_clock == T0
     # Within the tolerance, a producer's clock slightly ahead is fine.
     assert fresh.ingest([Join("r", now + CONFIG.max_future_ms, "y")], now_ms=now) == []
@@ -105,6 +116,8 @@ def test_idle_time_advances_the_watermark_and_ticks_rooms() -> None:
     engine.advance_idle(5_000)
     assert online(engine) == {"r": {"a"}}
     engine.advance_idle(10_000)
+    assert engine.closed_second == (T0 + 10_000) // 1000 - 1
+    engine.catch_up()  # a quiet room is ticked when read
     assert engine.rooms["r"].head == (T0 + 10_000) // 1000 - 1
 
 
@@ -275,3 +288,139 @@ def test_merged_pipelines_keep_every_partition_and_count() -> None:
     assert sorted(merged.engines) == [0, 1]
     assert merged.events_total == {"join": 1}
     assert merged.invalid_total == {"key_mismatch": 1}
+
+
+def _with_watch_from(online: int, **metrics: int) -> EngineConfig:
+    detectors = DetectorSettings(DetectorConfig(watch_from_online=online))
+    return EngineConfig(
+        max_clock_skew_ms=3_600_000,
+        metrics=MetricsConfig(**metrics),
+        detectors=detectors,
+        snapshot_every_s=7,
+    )
+
+
+@st.composite
+def sparse_rooms(draw: st.DrawFn) -> list[Event]:
+    """A few rooms' joins, leaves, orders, stalls and latency samples with long silences
+    between them (longer than sessions last and than rooms stay), in event-time order."""
+    events: list[Event] = []
+    ts = T0
+    for _ in range(draw(st.integers(1, 40))):
+        ts += draw(st.sampled_from([0, 300, 1_000, 4_000, 19_000, 26_000, 61_000]))
+        room = draw(st.sampled_from(["r1", "r2", "r3"]))
+        user = draw(st.sampled_from("abcdefg"))
+        make = draw(st.sampled_from(["joins", "orders", "stalls", "latency"]))
+        event = SOURCE_EVENTS[make](room, ts, user)
+        events.append(event)
+    return events
+
+
+@given(sparse_rooms())
+@settings(max_examples=150, deadline=None)
+def test_quiet_rooms_caught_up_lazily_equal_rooms_ticked_every_second(
+    events: list[Event],
+) -> None:
+    """A room below `watch_from_online` is not ticked every second: it is caught up at
+    its next event, session expiry, end of life or read. The result must be exactly
+    that of ticking it every second (here: every room watched from 0 viewers)."""
+    timing = {"session_timeout_s": 20, "room_idle_s": 30, "expiry_scan_every_s": 5}
+    engines = [PartitionEngine(_with_watch_from(n, **timing)) for n in (0, 10**9)]
+    for engine in engines:
+        engine.ingest(events)
+        engine.advance_idle(90_000)
+        engine.flush()
+    ticked, quiet = engines
+    assert quiet.watch.rooms == {} and quiet._ticking == {}  # really all quiet
+    assert state(quiet) == state(ticked)
+    assert [_room_part(s) for s in quiet.snapshots] == [_room_part(s) for s in ticked.snapshots]
+    assert quiet.rooms.keys() == ticked.rooms.keys()
+
+
+def _room_part(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot without the detectors' ebb figures (only watched rooms have them)."""
+    metrics = {k: v for k, v in snapshot["metrics"].items() if not k.startswith("ebb_")}
+    return {**snapshot, "metrics": metrics}
+
+
+def test_the_room_budget_evicts_empty_rooms_and_refuses_new_ones_while_all_are_live() -> None:
+    config = EngineConfig(
+        max_clock_skew_ms=3_600_000,
+        max_rooms=10,
+    )
+    engine = PartitionEngine(config)
+    # Ten rooms: one keeps its viewer, nine are left empty by a leave.
+    events: list[Event] = [Join(f"r{i}", T0 + i, "a") for i in range(10)]
+    events += [Leave(f"r{i}", T0 + 100 + i, "a") for i in range(1, 10)]
+    assert engine.ingest(events) == []
+    engine.advance_idle(10_000)
+    # Three new rooms: the least recently active empty room (r1, a tenth of ten) goes
+    # for the first; the second and third each evict the next oldest.
+    later = T0 + 20_000
+    new = [Join(f"n{i}", later + i, "b") for i in range(3)]
+    assert engine.ingest(new) == []
+    engine.advance_idle(10_000)
+    assert sorted(engine.rooms) == ["n0", "n1", "n2", "r0", "r4", "r5", "r6", "r7", "r8", "r9"]
+    assert engine.evicted == 3
+    # Refill with live rooms only: r0 and the new ones have viewers online, the rest
+    # empty; once the empty ones are gone, a new room is refused, with its reason.
+    fill = [Join(f"m{i}", later + 30_000 + i, "c") for i in range(6)]
+    assert engine.ingest(fill) == []
+    refused = engine.ingest([Join("late-comer", later + 31_000, "d")])
+    assert refused == [(0, ROOM_BUDGET)]
+    assert "late-comer" not in engine.rooms and engine.evicted == 9
+    assert all(room.online for room in engine.rooms.values())
+    # Sessions end as event time passes (5 min): rooms empty, new ones get in again.
+    engine.advance_idle(400_000)
+    assert engine.ingest([Join("late-comer", later + 450_000, "d")]) == []
+    assert engine.evicted == 10
+
+
+def test_a_room_with_an_open_alert_is_never_evicted() -> None:
+    engine = PartitionEngine(EngineConfig(max_clock_skew_ms=3_600_000, max_rooms=2))
+    engine.ingest([Join("outage", T0, "a"), Leave("outage", T0 + 1, "a"), Join("x", T0, "b")])
+    engine.advance_idle(10_000)
+    finding = Finding("critical", "room went silent", {})
+    engine.watch.tracker.update(T0 + 10_000, {AlertKey("traffic_cliff", "outage"): finding})
+    assert engine.ingest([Join("junk", T0 + 11_000, "j")]) == [(0, ROOM_BUDGET)]
+    assert sorted(engine.rooms) == ["outage", "x"]
+
+
+def test_one_event_leaping_ahead_moves_nothing_and_is_taken_out_at_the_end() -> None:
+    """A join stamped 23 h ahead among 1,000 (within the 24 h skew bound): it used to
+    move the clock, the 499 joins after it were late and the room "went silent"."""
+    joins: list[Event] = [Join("r", T0 + i * 10, f"u{i}") for i in range(1_000)]
+    joins.insert(500, Join("r", T0 + 23 * 3_600_000, "ahead"))
+    for cut in (None, 500, 501):  # batch boundaries change nothing
+        engine = PartitionEngine(EngineConfig())
+        batches = [joins] if cut is None else [joins[:cut], joins[cut:]]
+        for batch in batches:
+            assert engine.ingest(batch) == []
+        engine.flush()
+        assert engine.late == 0 and engine.event_clock == T0 + 999 * 10
+        assert [e.user_id for e in engine.unconfirmed] == ["ahead"]
+        assert online(engine)["r"] == {f"u{i}" for i in range(1_000)}
+
+
+def test_a_leap_the_next_event_confirms_moves_the_clock() -> None:
+    """A log resuming after a pause longer than `max_jump_ms`: both nights count."""
+    nights = [Join("r", T0 + night * 7_200_000 + i * 1_000, f"n{night}-{i}") for night in (0, 1)
+              for i in range(100)]  # fmt: skip
+    engine = PartitionEngine(EngineConfig())
+    engine.ingest(nights)
+    engine.flush()
+    assert engine.late == 0 and engine.unconfirmed == []
+    assert engine.event_clock == nights[-1].ts
+    assert online(engine)["r"] == {f"n1-{i}" for i in range(100)}  # night 0 timed out
+
+
+def test_live_a_replayed_leap_waits_but_recent_traffic_after_a_pause_does_not() -> None:
+    replay_now = T0 + 48 * 3_600_000  # a replay of a night two days old
+    joins: list[Event] = [Join("r", T0 + i * 10, f"u{i}") for i in range(1_000)]
+    joins.insert(500, Join("r", T0 + 23 * 3_600_000, "ahead"))
+    engine = PartitionEngine(CONFIG)
+    engine.ingest(joins, now_ms=replay_now, lagging={"joins"})
+    assert engine.event_clock == T0 + 999 * 10 and engine.late == 0
+    # Traffic resuming now, after hours of silence, moves the clock at once.
+    engine.ingest([Join("r", replay_now, "back")], now_ms=replay_now, lagging={"joins"})
+    assert engine.event_clock == replay_now

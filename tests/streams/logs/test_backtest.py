@@ -224,3 +224,22 @@ def test_a_log_cut_short_stops_the_lanes_with_a_clear_error(
     )
     assert done.returncode != 0 and "unreadable" in done.stderr
     assert time.monotonic() - started < 15  # waiting 5 s for each of 4 lanes would take 20
+
+
+def test_one_line_leaping_ahead_changes_nothing(tmp_path: Path) -> None:
+    """1,000 joins and one stamped 23 h ahead in the middle: the log's clock and the
+    partition's stay put, nobody is late, no room goes silent; the leap is rejected."""
+    lines = [
+        json.dumps({"type": "join", "room_id": "r", "ts": T0 + i * 10, "user_id": f"u{i}"})
+        for i in range(1_000)
+    ]
+    ahead = {"type": "join", "room_id": "r", "ts": T0 + 23 * 3_600_000, "user_id": "x"}
+    lines.insert(500, json.dumps(ahead))
+    log = tmp_path / "leap.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    result = run_backtest(log, load_settings(environ={}))
+    assert result.pipeline is not None
+    assert result.pipeline.late_total == 0
+    assert result.pipeline.invalid_total["ts_out_of_bounds"] == 1
+    assert result.pipeline.events_total["join"] == 1_000
+    assert result.transitions == []

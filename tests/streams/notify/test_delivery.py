@@ -7,9 +7,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors.alerts import Transition
+from streams.notify.catalogue import LANGUAGES, Language
 from streams.notify.config import ReceiverConfig
 from streams.notify.delivery import DeliveryMetrics, RateLimiter, WebhookSender
-from streams.notify.formats import Notification
+from streams.notify.formats import Notification, Options
 from tests.webhook_server import SECRET, PlatformServer, platform_server
 
 T0 = 1_764_000_000_000
@@ -38,6 +39,7 @@ def sender(
     kind: str,
     registry: CollectorRegistry,
     secret: str | None = SECRET,
+    language: Language | None = None,
     **extra: float,
 ) -> WebhookSender:
     path = {
@@ -49,6 +51,7 @@ def sender(
         kind=kind,
         timeout_s=extra.pop("timeout_s", 2.0),  # type: ignore[arg-type]
         per_second=extra.pop("per_second", None),
+        language=language,
     )
     return WebhookSender(
         receiver,
@@ -56,7 +59,7 @@ def sender(
         secret,
         client,
         DeliveryMetrics(registry),
-        "https://grafana.example",
+        Options("https://grafana.example", language=receiver.text_language()),
         extra.pop("give_up_after_s", 30.0),
         backoff_base_s=0.05,
         backoff_cap_s=0.2,
@@ -68,13 +71,17 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return registry.get_sample_value(name, labels) or 0.0
 
 
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize(
     "kind", ["slack", "feishu", "dingtalk", "wecom", "webhook", "alertmanager"]
 )
-async def test_every_format_is_accepted_with_a_valid_signature(kind: str) -> None:
+async def test_every_format_is_accepted_with_a_valid_signature(
+    kind: str, language: Language
+) -> None:
     registry = CollectorRegistry()
     async with platform_server() as server, httpx.AsyncClient() as client:
-        assert await sender(server, client, kind, registry).deliver(notification()) is None
+        send = sender(server, client, kind, registry, language=language)
+        assert await send.deliver(notification()) is None
     assert len(server.delivered(kind)) == 1
     assert value(registry, "livewatch_notifications_sent_total", receiver=kind) == 1
 

@@ -49,7 +49,8 @@ def test_scrape_renders_counters_and_viewers_from_the_pipeline_state() -> None:
     assert got[("livewatch_online_viewers", ())] == 2
     assert got[("livewatch_rooms", ())] == 2
     assert got[("livewatch_events_late_total", ())] == 0
-    assert got[("livewatch_partition_watermark_seconds", (("partition", "0"),))] == (T0 + 3) / 1000
+    watermark = ("livewatch_partition_watermark_timestamp_seconds", (("partition", "0"),))
+    assert got[watermark] == (T0 + 3) / 1000
     assert got[("livewatch_room_entries_total", (("room", "a"),))] == 2
     assert got[("livewatch_room_peak_online_viewers", (("room", "a"),))] == 2
     assert got[("livewatch_room_unique_viewers", (("room", "a"), ("window", "live")))] == 2
@@ -106,7 +107,7 @@ def test_only_the_top_rooms_and_pinned_rooms_get_series_but_all_count_in_aggrega
     assert rooms == {"big", "tiny"}
     assert got[("livewatch_online_viewers", ())] == 6
     assert got[("livewatch_rooms", ())] == 3
-    assert got[("livewatch_per_minute", (("event", "entry"), ("window", "1m")))] == 6
+    assert got[("livewatch_window_events", (("event", "entry"), ("window", "1m")))] == 6
 
 
 def test_export_settings_come_from_the_settings() -> None:

@@ -1,0 +1,74 @@
+"""The room budget offline: junk room ids cost bounded memory and change nothing real."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from streams.logs.backtest import run_backtest
+from streams.settings import load_settings
+
+DEMO = Path(__file__).parents[3] / "streams/dev/samples/demo-night.jsonl.gz"
+CLI = [sys.executable, "-m", "streams.cli.main"]
+
+
+def _junk(count: int, first_ts: int, span_ms: int) -> list[bytes]:
+    """One join in each of `count` distinct rooms, spread over `span_ms`."""
+    return [
+        b'{"type":"join","room_id":"junk-%d","user_id":"u","ts":%d}'
+        % (i, first_ts + i * span_ms // count)
+        for i in range(count)
+    ]
+
+
+def test_junk_room_ids_change_nothing_for_the_real_rooms(tmp_path: Path) -> None:
+    real = gzip.decompress(DEMO.read_bytes()).splitlines()
+    times = [json.loads(line)["ts"] for line in real]
+    junk = _junk(30_000, min(times) + 30_000, max(times) - min(times) - 60_000)
+    mixed = sorted(real + junk, key=lambda line: json.loads(line)["ts"])
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(mixed) + b"\n")
+    settings = load_settings(environ={}, overrides={"max_rooms": 300})
+    flooded = run_backtest(path, settings)
+    alone = run_backtest(DEMO, settings)
+    assert flooded.pipeline is not None and alone.pipeline is not None
+    # The budget was under pressure: junk rooms were refused and evicted...
+    assert flooded.pipeline.invalid_total["room_budget"] > 10_000
+    assert flooded.pipeline.evicted_total > 1_000
+    # ...and the real rooms saw exactly what they see alone.
+    assert flooded.transitions == alone.transitions
+    assert flooded.transitions  # the demo night's incidents
+    counted = flooded.pipeline.events_total["join"] + flooded.pipeline.invalid_total["room_budget"]
+    assert counted == alone.pipeline.events_total["join"] + 30_000
+
+
+def _peak_rss_mib(log: Path) -> float:
+    """Peak resident memory of one backtest process (one lane) of `log`."""
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    command = [*CLI, "backtest", str(log), "--jobs", "1", "--set", "max_rooms=2000"]
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *command],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return int(done.stdout.split()[-1]) / 1024
+
+
+def test_memory_stays_bounded_whatever_room_ids_arrive(tmp_path: Path) -> None:
+    """Four times the room ids, the same memory: 8,000 rooms are held (2,000 in each of
+    four partitions), the rest refused while the ones held are live."""
+    peaks = {}
+    for count in (40_000, 160_000):
+        log = tmp_path / f"junk-{count}.jsonl"
+        log.write_bytes(b"\n".join(_junk(count, 1_764_000_000_000, 60_000)) + b"\n")
+        peaks[count] = _peak_rss_mib(log)
+    assert peaks[160_000] < peaks[40_000] * 1.25 + 20, peaks
