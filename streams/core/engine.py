@@ -89,6 +89,7 @@ class PartitionEngine:
         against the room budget from their first event."""
         self.late = 0
         self.evicted = 0
+        """Rooms dropped to make room for new ones (see `_make_room`)."""
         self._leaping = False
         """The latest event leapt more than `max_jump_ms` ahead of the clock: it waits
         without moving the clock, and only the next event, leaping too, confirms the
@@ -98,7 +99,6 @@ class PartitionEngine:
         self._full_at: int | None = None
         """The closed second at which every room held was found live: rooms only empty
         as event time passes, so the budget is not searched again before it does."""
-        """Rooms dropped to make room for new ones (see `_make_room`)."""
         self.latency = LatencyStats(self.config.metrics)
         self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
         self.snapshots: list[dict[str, Any]] = []
