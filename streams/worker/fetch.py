@@ -22,6 +22,7 @@ heartbeats run in the consumer's own thread meanwhile.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ import faust
 from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 
+log = logging.getLogger(__name__)
 Records = Mapping[TP, Sequence[Any]]
 """Fetched records (aiokafka's ConsumerRecord) by topic-partition, in offset order."""
 
@@ -59,8 +61,14 @@ class BatchConsumer(Consumer):
                 if not self.flow_active:
                     # A rebalance began during the fetch: what it read may belong
                     # to partitions that are no longer ours. Read again from the
-                    # committed offsets, as Faust does.
-                    await self.perform_seek()
+                    # committed offsets, as Faust does; and as Faust does, a seek that
+                    # fails because the assignment changed under it (aiokafka's
+                    # IllegalStateError "No current assignment") is only logged: the
+                    # rebalance under way seeks the new assignment again.
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:
+                        log.warning("seek during a rebalance failed, retried after it: %r", exc)
                     continue
                 ours = {
                     tp: rs
