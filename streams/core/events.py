@@ -11,11 +11,21 @@ from typing import Annotated, Final, Literal, get_args
 import msgspec
 
 MAX_ROOM_ID_LENGTH: Final = 128
+MAX_ID_LENGTH: Final = 128
+"""User ids and order ids: every viewer costs its id in several tables, so a flood of
+100 KB ids must be refused, not held."""
+MAX_TEXT_LENGTH: Final = 1_000
+"""Danmaku text, in characters: above every platform's own limit (Twitch 500, Douyin and
+Bilibili far less), and what the spam detector keeps per message stays small."""
+MAX_REGION_LENGTH: Final = 64
 
 # Epoch milliseconds between 2000-01-01 and 2100-01-01: catches seconds or
 # microseconds sent by mistake without consulting any clock.
 EventTime = Annotated[int, msgspec.Meta(ge=946_684_800_000, lt=4_102_444_800_000)]
 RoomId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ROOM_ID_LENGTH)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+Region = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REGION_LENGTH)]
 # Finite and non-negative: msgspec already refuses NaN/Infinity literals and
 # numbers that overflow a double, the bounds refuse negatives.
 NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)]
@@ -30,7 +40,7 @@ class BaseEvent(msgspec.Struct, tag_field="type", frozen=True, gc=False):
     room_id: RoomId
     ts: EventTime
     """Event time, epoch milliseconds."""
-    user_id: str
+    user_id: Id
 
 
 class Join(BaseEvent, tag="join", frozen=True, gc=False):
@@ -42,11 +52,11 @@ class Leave(BaseEvent, tag="leave", frozen=True, gc=False):
 
 
 class Danmaku(BaseEvent, tag="danmaku", frozen=True, gc=False):
-    text: str
+    text: Text
 
 
 class Order(BaseEvent, tag="order", frozen=True, gc=False):
-    order_id: str
+    order_id: Id
     amount: NonNegative
     status: OrderStatus = "paid"
 
@@ -58,7 +68,7 @@ class Stall(BaseEvent, tag="stall", frozen=True, gc=False):
 class Latency(BaseEvent, tag="latency", frozen=True, gc=False):
     value_ms: NonNegative
     kind: LatencyKind = "e2e"
-    region: str | None = None
+    region: Region | None = None
 
 
 Event = Join | Leave | Danmaku | Order | Stall | Latency

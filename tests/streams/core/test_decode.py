@@ -198,3 +198,36 @@ def test_any_bytes_decode_to_events_or_rejects_never_an_exception(
     assert all(r.reason in INVALID_REASONS and r.detail for r in out.rejected)
     lines = decode_log_lines([value.replace(b"\n", b" ")], [1], "log")
     assert all(r.reason in INVALID_REASONS for r in lines.rejected)
+
+
+@pytest.mark.parametrize(
+    ("event", "limit"),
+    [
+        (base("join", user_id="u" * 100_000), 128),
+        (base("join", user_id=""), 128),
+        (base("danmaku", text="刷" * 1_001), 1_000),
+        (base("order", order_id="o" * 129, amount=1), 128),
+        (base("latency", value_ms=1, region="r" * 65), 64),
+    ],
+)
+def test_huge_or_empty_ids_and_texts_are_invalid_not_held(
+    event: dict[str, object], limit: int
+) -> None:
+    """A viewer costs its id in several tables and a message its text in the spam
+    window: 100 KB ids or megabyte texts must be refused, not held."""
+    out = decode(event)
+    assert out.events == []
+    assert [r.reason for r in out.rejected] == [INVALID_FIELD]
+    assert str(limit) in out.rejected[0].detail or "length" in out.rejected[0].detail
+
+
+def test_ids_and_texts_at_their_limits_are_valid() -> None:
+    out = decode(
+        [
+            base("join", user_id="u" * 128),
+            base("danmaku", text="刷" * 1_000),
+            base("order", order_id="o" * 128, amount=1),
+            base("latency", value_ms=1, region="r" * 64),
+        ]
+    )
+    assert len(out.events) == 4 and out.rejected == []
