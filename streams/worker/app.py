@@ -39,6 +39,7 @@ from streams.kafka.deadletter import rejected_letter
 from streams.settings import Settings
 from streams.worker.checkpoint import (
     CheckpointError,
+    OutdatedCheckpoint,
     join_checkpoint,
     restore_checkpoint,
     split_checkpoint,
@@ -76,7 +77,7 @@ class Partition:
     """The state changed since its last checkpoint."""
     checkpointed_at: float | None = None
     checkpoint_took: float = 0.0
-    """Seconds the last checkpoint took to take (pickle and split)."""
+    """Seconds the last checkpoint took to take (encode and split)."""
     checkpoint_seq: int = 0
     """Sequence number of the next checkpoint."""
 
@@ -408,7 +409,7 @@ class Worker:
 
     def checkpoint_due(self, partition: Partition, now: float) -> bool:
         """The interval has passed, and 20 times what the last checkpoints of all
-        partitions took together: taking checkpoints (pickling whole states, on the one
+        partitions took together: taking checkpoints (encoding whole states, on the one
         thread that also processes) stays under 5% of the time however big the state
         grows, at the price of more to replay on a restart."""
         if partition.checkpointed_at is None:
@@ -448,6 +449,15 @@ class Worker:
                 engine, checkpoint = restore_checkpoint(blob, self.settings.engine_config())
             except KeyError:
                 self.health.restores["absent"] += 1
+                continue
+            except OutdatedCheckpoint as exc:
+                log.warning(
+                    "partition %d: %s: not read; starting from the committed offsets "
+                    "(drain before upgrading: docs/deploy.md)",
+                    number,
+                    exc,
+                )
+                self.health.restores["outdated"] += 1
                 continue
             except CheckpointError as exc:
                 # Starting empty loses the partition's history but keeps the worker up.

@@ -2,9 +2,9 @@
 
 A checkpoint is what a restarted or newly assigned worker resumes from: the
 engine state after processing every message before `offsets` (per source
-topic), so consumption restarts exactly there. The engine state is pickled: it
-is an object graph of dicts, sets and numpy arrays written and read only by
-livewatch workers (the changelog topic must not be writable by anyone else).
+topic), so consumption restarts exactly there. The engine state is stored as
+data (streams.core.persist): reading a checkpoint never runs code, whoever wrote
+it. Formats before 6 were pickles; they are never read (see `OutdatedCheckpoint`).
 
 A big room's state runs to megabytes, above Kafka's default 1 MB record limit,
 so a checkpoint is stored as chunks plus a head record written last. Chunks go
@@ -16,7 +16,6 @@ checkpoint intact. Compaction keeps only the latest record per key.
 from __future__ import annotations
 
 import hashlib
-import pickle
 from collections.abc import Callable
 from typing import Final
 
@@ -24,9 +23,11 @@ import msgspec
 
 from streams.core.config import EngineConfig
 from streams.core.engine import PartitionEngine
+from streams.core.persist import StateFormatError, dump_state, load_state
 
-FORMAT_VERSION: Final = 5
-"""2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
+FORMAT_VERSION: Final = 6
+"""The format of the state in a checkpoint. 6: data only (streams.core.persist);
+before, pickles. 2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
 by traffic channel (`channels`), rings start sparse; 4: spam detectors keep fresh
 status, content and contact counts per account, cluster signatures and mutes, burn
@@ -37,6 +38,11 @@ CHUNK_BYTES: Final = 512 * 1024
 
 class CheckpointError(ValueError):
     pass
+
+
+class OutdatedCheckpoint(CheckpointError):
+    """A checkpoint of another format version: never read (before 6 they were pickles,
+    which run code when read). The partition starts from its committed offsets."""
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
@@ -60,7 +66,7 @@ class CheckpointChunk(msgspec.Struct, frozen=True):
 
 
 def take_checkpoint(engine: PartitionEngine, partition: int, offsets: dict[str, int]) -> bytes:
-    state = pickle.dumps(engine, protocol=pickle.HIGHEST_PROTOCOL)
+    state = dump_state(engine)
     return msgspec.msgpack.encode(Checkpoint(FORMAT_VERSION, partition, dict(offsets), state))
 
 
@@ -71,10 +77,13 @@ def restore_checkpoint(data: bytes, config: EngineConfig) -> tuple[PartitionEngi
     except msgspec.DecodeError as exc:
         raise CheckpointError(f"unreadable checkpoint: {exc}") from None
     if checkpoint.version != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint format {checkpoint.version}, expected {FORMAT_VERSION}")
-    engine = pickle.loads(checkpoint.state)  # written by livewatch workers only
-    if not isinstance(engine, PartitionEngine):
-        raise CheckpointError("checkpoint does not hold a partition engine")
+        raise OutdatedCheckpoint(
+            f"checkpoint format {checkpoint.version}, expected {FORMAT_VERSION}"
+        )
+    try:
+        engine = load_state(checkpoint.state)
+    except StateFormatError as exc:
+        raise CheckpointError(f"checkpoint state: {exc}") from None
     engine.config = config
     # New settings reach rooms that start from now on and the alert lifecycle;
     # the rooms in the checkpoint keep the detector settings they started with.

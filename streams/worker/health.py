@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-RESTORE_RESULTS = ("restored", "absent", "failed")
+RESTORE_RESULTS = ("restored", "absent", "outdated", "failed")
+"""outdated: a checkpoint of another format, never read (streams.worker.checkpoint)."""
 
 
 @dataclass

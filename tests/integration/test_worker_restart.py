@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.core.config import EngineConfig
-from streams.dev.demo import scrape
+from streams.dev.demo import scrape, stop_process
 from streams.kafka.client import client_options
 from streams.logs.replay import replay
 from streams.settings import Settings, env_name
-from streams.worker.checkpoint import join_checkpoint, restore_checkpoint
+from streams.worker.checkpoint import (
+    Checkpoint,
+    join_checkpoint,
+    restore_checkpoint,
+    split_checkpoint,
+)
 from tests.conftest import RunningWorker
 from tests.integration.offline import fetch, offline_exposition, room_state_samples
 from tests.integration.workers import events_counted, eventually, split_sample
@@ -144,3 +151,71 @@ async def test_a_killed_worker_resumes_from_its_checkpoint_exactly(
     assert restores["failed"] == 0
     # It resumed from the checkpoint: only the second half was processed again.
     assert events_counted(restarted.metrics_url) == produced_second
+
+
+class _Payload:
+    """What a pickled checkpoint could do when read: leave a file behind."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (str(self.marker),))
+
+
+async def write_pickled_checkpoints(settings: Settings, partitions: set[int], marker: Path) -> None:
+    """Format 5 checkpoints (pickles, as before format 6) over the partitions' latest."""
+    producer = AIOKafkaProducer(**client_options(settings))
+    await producer.start()
+    try:
+        for partition in partitions:
+            blob = msgspec.msgpack.encode(
+                Checkpoint(5, partition, {}, pickle.dumps(_Payload(marker)))
+            )
+            for key, value in split_checkpoint(partition, blob, 1_000):
+                await producer.send_and_wait(
+                    f"{settings.app_id}-checkpoints-changelog", value, key=key, partition=partition
+                )
+    finally:
+        await producer.stop()
+
+
+async def test_a_pickled_checkpoint_is_not_read_and_the_partition_starts_from_its_offsets(
+    isolated_env: dict[str, str],
+    worker_factory: Callable[[dict[str, str]], RunningWorker],
+    tmp_path: Path,
+) -> None:
+    """An upgrade that was not drained, or a forged checkpoint: logged, counted, never run."""
+    first, second, _ = split_sample(tmp_path)
+    env = {**isolated_env, env_name("idle_after_s"): "3600", env_name("checkpoint_interval_s"): "5"}
+    worker = worker_factory(env)
+    settings = worker.settings
+    await replay(first, settings)
+    ends_first, _ = await source_offsets(settings)
+
+    async def first_half_committed() -> bool:
+        return (await source_offsets(settings))[1] == ends_first
+
+    await eventually(first_half_committed)
+    stop_process(worker.process)
+    partitions_with_data = {tp.partition for tp, end in ends_first.items() if end > 0}
+    marker = tmp_path / "pickle-ran"
+    await write_pickled_checkpoints(settings, partitions_with_data, marker)
+
+    produced_second = (await replay(second, settings)).produced
+    restarted = worker_factory(env)
+
+    async def second_half_counted() -> bool:
+        return events_counted(restarted.metrics_url) >= produced_second
+
+    await eventually(second_half_counted, within=60)
+    assert not marker.exists(), "a pickle in the checkpoint table was run"
+    restores = {
+        dict(k)["result"]: v
+        for k, v in scrape(restarted.metrics_url)["livewatch_checkpoint_restores_total"].items()
+    }
+    assert restores["outdated"] == len(partitions_with_data)
+    assert restores["restored"] == restores["failed"] == 0
+    # From the committed offsets: the first half is not processed again.
+    assert events_counted(restarted.metrics_url) == produced_second
+    assert "drain before upgrading" in restarted.log.read_text(errors="replace")

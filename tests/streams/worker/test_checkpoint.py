@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -14,6 +15,7 @@ from streams.worker.checkpoint import (
     FORMAT_VERSION,
     Checkpoint,
     CheckpointError,
+    OutdatedCheckpoint,
     chunk_key,
     join_checkpoint,
     restore_checkpoint,
@@ -48,11 +50,33 @@ def test_foreign_or_corrupt_checkpoints_are_refused() -> None:
     with pytest.raises(CheckpointError, match="unreadable"):
         restore_checkpoint(b"\x00garbage", CONFIG)
     future = msgspec.msgpack.encode(Checkpoint(FORMAT_VERSION + 1, 0, {}, b""))
-    with pytest.raises(CheckpointError, match=f"format {FORMAT_VERSION + 1}"):
+    with pytest.raises(OutdatedCheckpoint, match=f"format {FORMAT_VERSION + 1}"):
         restore_checkpoint(future, CONFIG)
-    not_an_engine = msgspec.msgpack.encode(Checkpoint(FORMAT_VERSION, 0, {}, pickle.dumps([1])))
+    not_an_engine = msgspec.msgpack.encode(
+        Checkpoint(FORMAT_VERSION, 0, {}, msgspec.msgpack.encode(["L", [1]]))
+    )
     with pytest.raises(CheckpointError, match="does not hold"):
         restore_checkpoint(not_an_engine, CONFIG)
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path.touch, (str(self.marker),))
+
+
+@pytest.mark.parametrize("version", [5, FORMAT_VERSION])
+def test_pickled_checkpoints_are_never_unpickled(tmp_path: Path, version: int) -> None:
+    """Version 5 and before were pickles; a pickle under the current version is forged."""
+    marker = tmp_path / "ran"
+    pickled = msgspec.msgpack.encode(
+        Checkpoint(version, 0, {"live.joins": 7}, pickle.dumps(_Payload(marker)))
+    )
+    with pytest.raises(OutdatedCheckpoint if version == 5 else CheckpointError):
+        restore_checkpoint(pickled, CONFIG)
+    assert not marker.exists()
 
 
 @given(

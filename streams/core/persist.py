@@ -1,0 +1,307 @@
+"""A partition engine's state as plain data: what checkpoints store. Pure: no I/O.
+
+Checkpoints used to be pickles, and unpickling calls whatever the bytes name: anyone
+able to write to the checkpoint topic could run code in every worker restoring from
+it. This format is data only, msgpack through msgspec. Reading it builds builtin
+containers and scalars, numpy arrays of numeric dtypes, and instances of the
+classes in `_CLASSES`, livewatch's own state classes, made without calling their
+constructors and given their attributes; no name in the data is imported or
+called. A hostile checkpoint can still hold wrong values, so the checkpoint topic
+stays writable by the workers only (docs/deploy.md), but it cannot run code.
+
+The object graph keeps its shape as pickle keeps it: an object reached twice (a
+room is in both `rooms` and `_ticking`) is stored once and referred to after.
+
+Every value that is not a scalar (None, bool, int, float, str, bytes) is a list
+whose first item is its tag:
+
+    ["r", n]                 the n-th container or object stored before (preorder)
+    ["L", [scalars]]         list of scalars      ["l", [values]]      any list
+    ["S", [scalars]]         set of scalars       ["s", [values]]      any set
+    ["m", {key: scalar}]     dict of str or int keys to scalars
+    ["d", [keys], [values]]  any dict             ["c", [keys], [values]]  Counter
+    ["q", maxlen, [values]]  deque                ["t", [values]]      tuple
+    ["f", [values]]          frozenset            ["T", name, [values]]  named tuple
+    ["a", dtype, shape, bytes]  numpy array       ["n", dtype, bytes]  numpy scalar
+    ["o", name, {attribute: value}]  instance of a class in `_CLASSES`
+    ["e", name, bytes]       msgspec Struct (events, findings), msgspec-encoded
+
+Lists, sets, dicts, Counters, deques, arrays and objects are numbered in the order
+they are first met; tuples, frozensets, named tuples and structs are immutable and
+stored whole each time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+import numpy as np
+
+from detectors.alerts import AlertKey, AlertTracker, Finding, Transition, _Active
+from detectors.cliff import CliffDetector, CliffReading
+from detectors.config import (
+    BurnWindow,
+    CliffConfig,
+    DetectorConfig,
+    DetectorSettings,
+    EbbConfig,
+    LevelConfig,
+    LifecycleConfig,
+    SloConfig,
+    SpamConfig,
+)
+from detectors.ebb import EbbEstimate, EbbTracker
+from detectors.slo import BurnRate
+from detectors.spam import SpamDetector, Verdict, _Message
+from streams.core.config import EngineConfig, MetricsConfig
+from streams.core.engine import PartitionEngine
+from streams.core.events import Danmaku, Join, Latency, Leave, Order, Stall
+from streams.core.latency import LatencySamples, LatencyStats
+from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
+from streams.core.room import RoomState
+from streams.core.sketch import LatencySketch
+from streams.core.watch import PartitionWatch, RoomWatch, Traffic
+
+
+class StateFormatError(ValueError):
+    """The bytes are not an engine state this version can read."""
+
+
+_CLASSES: Final[dict[str, type]] = {
+    cls.__qualname__: cls
+    for cls in (
+        PartitionEngine,
+        RoomState,
+        SecondRing,
+        LastSeen,
+        WindowedSketch,
+        LatencySketch,
+        LatencySamples,
+        LatencyStats,
+        PartitionWatch,
+        RoomWatch,
+        Traffic,
+        AlertTracker,
+        _Active,
+        CliffDetector,
+        CliffReading,
+        EbbTracker,
+        EbbEstimate,
+        BurnRate,
+        SpamDetector,
+        _Message,
+        EngineConfig,
+        MetricsConfig,
+        DetectorSettings,
+        DetectorConfig,
+        LifecycleConfig,
+        CliffConfig,
+        EbbConfig,
+        BurnWindow,
+        SloConfig,
+        SpamConfig,
+        LevelConfig,
+    )
+}
+"""Classes whose instances a state may hold, by name: the only ones reading makes."""
+_TUPLES: Final[dict[str, type]] = {cls.__qualname__: cls for cls in (AlertKey, Verdict)}
+_STRUCTS: Final[dict[str, type[msgspec.Struct]]] = {
+    cls.__qualname__: cls
+    for cls in (Join, Leave, Danmaku, Order, Stall, Latency, Finding, Transition)
+}
+_SCALARS: Final = frozenset({type(None), bool, int, float, str, bytes})
+_NUMERIC_KINDS: Final = frozenset("biuf")
+"""numpy dtype kinds an array may have (object arrays would hold anything)."""
+
+
+def dump_state(engine: PartitionEngine) -> bytes:
+    try:
+        return msgspec.msgpack.encode(_Writer().value(engine))
+    except (TypeError, OverflowError) as exc:  # a new state type, or an int beyond 64 bits
+        raise StateFormatError(f"engine state not storable: {exc}") from None
+
+
+def load_state(data: bytes) -> PartitionEngine:
+    try:
+        engine = _Reader().value(msgspec.msgpack.decode(data))
+    except StateFormatError:
+        raise
+    except Exception as exc:  # whatever the bytes hold, reading them fails only this way
+        raise StateFormatError(f"unreadable engine state: {type(exc).__name__}: {exc}") from None
+    if not isinstance(engine, PartitionEngine):
+        raise StateFormatError("the state does not hold a partition engine")
+    return engine
+
+
+def _attributes(obj: object) -> dict[str, Any]:
+    attributes = dict(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        for name in cls.__dict__.get("__slots__", ()):
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                attributes[name] = getattr(obj, name)
+    return attributes
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.numbers: dict[int, int] = {}
+        self.keep: list[object] = []
+        """Everything numbered, alive until the end: ids must not be reused."""
+
+    def value(self, obj: object) -> Any:
+        kind = type(obj)
+        if kind in _SCALARS:
+            return obj
+        number = self.numbers.get(id(obj))
+        if number is not None:
+            return ["r", number]
+        if kind is tuple:
+            return ["t", self.values(obj)]
+        if kind is frozenset:
+            return ["f", self.values(obj)]
+        if isinstance(obj, tuple) and kind.__qualname__ in _TUPLES:
+            return ["T", kind.__qualname__, self.values(obj)]
+        if isinstance(obj, msgspec.Struct) and kind.__qualname__ in _STRUCTS:
+            return ["e", kind.__qualname__, msgspec.msgpack.encode(obj)]
+        if isinstance(obj, np.generic) and obj.dtype.kind in _NUMERIC_KINDS:
+            return ["n", obj.dtype.str, obj.tobytes()]
+        self.numbers[id(obj)] = len(self.numbers)
+        self.keep.append(obj)
+        return self._numbered(obj, kind)
+
+    def values(self, items: Any) -> list[Any]:
+        return [self.value(item) for item in items]
+
+    def _numbered(self, obj: Any, kind: type) -> list[Any]:
+        if kind is list:
+            return ["L", obj] if _flat(obj) else ["l", self.values(obj)]
+        if kind is set:
+            return ["S", list(obj)] if _flat(obj) else ["s", self.values(obj)]
+        if kind is dict:
+            if all(type(k) is str or type(k) is int for k in obj) and _flat(obj.values()):
+                return ["m", obj]
+            return ["d", self.values(obj.keys()), self.values(obj.values())]
+        if kind is Counter:
+            return ["c", self.values(obj.keys()), self.values(obj.values())]
+        if kind is deque:
+            return ["q", obj.maxlen, self.values(obj)]
+        if kind is np.ndarray:
+            if obj.dtype.kind not in _NUMERIC_KINDS:
+                raise TypeError(f"numpy array of dtype {obj.dtype}")
+            return ["a", obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()]
+        name = kind.__qualname__
+        if _CLASSES.get(name) is not kind:
+            raise TypeError(f"{kind.__module__}.{name} is not a state class (persist._CLASSES)")
+        return ["o", name, {a: self.value(v) for a, v in _attributes(obj).items()}]
+
+
+def _flat(items: Any) -> bool:
+    return all(type(item) in _SCALARS for item in items)
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.numbered: list[object] = []
+        self.forms: dict[str, Callable[[list[Any]], object]] = {
+            "r": self._reference,
+            "L": lambda node: self._number(node[1]),
+            "l": self._list,
+            "S": lambda node: self._number(set(node[1])),
+            "s": self._set,
+            "m": lambda node: self._number(node[1]),
+            "d": self._dict,
+            "c": self._counter,
+            "q": self._deque,
+            "t": lambda node: tuple(self.values(node[1])),
+            "f": lambda node: frozenset(self.values(node[1])),
+            "T": lambda node: _TUPLES[node[1]](*self.values(node[2])),
+            "e": lambda node: msgspec.msgpack.decode(node[2], type=_STRUCTS[node[1]]),
+            "a": self._array,
+            "n": lambda node: np.frombuffer(node[2], dtype=_numeric(node[1]))[0],
+            "o": self._object,
+        }
+
+    def value(self, node: Any) -> Any:
+        if type(node) is not list:
+            if type(node) is dict:  # only inside an "m" form
+                raise StateFormatError("a map outside its form")
+            return node
+        if not node or type(node[0]) is not str or node[0] not in self.forms:
+            raise StateFormatError(f"unknown form {node[:1]!r}")
+        return self.forms[node[0]](node)
+
+    def values(self, nodes: Any) -> list[Any]:
+        if type(nodes) is not list:
+            raise StateFormatError("a form's items are not a list")
+        return [self.value(node) for node in nodes]
+
+    def _number(self, obj: Any) -> Any:
+        self.numbered.append(obj)
+        return obj
+
+    def _reference(self, node: list[Any]) -> object:
+        number = node[1]
+        if type(number) is not int or not 0 <= number < len(self.numbered):
+            raise StateFormatError(f"reference to {number!r} before it was stored")
+        return self.numbered[number]
+
+    def _list(self, node: list[Any]) -> list[Any]:
+        made: list[Any] = self._number([])
+        made.extend(self.values(node[1]))
+        return made
+
+    def _set(self, node: list[Any]) -> set[Any]:
+        made: set[Any] = self._number(set())
+        made.update(self.values(node[1]))
+        return made
+
+    def _dict(self, node: list[Any]) -> dict[Any, Any]:
+        made: dict[Any, Any] = self._number({})
+        made.update(zip(self.values(node[1]), self.values(node[2]), strict=True))
+        return made
+
+    def _counter(self, node: list[Any]) -> Counter[Any]:
+        made: Counter[Any] = self._number(Counter())
+        made.update(dict(zip(self.values(node[1]), self.values(node[2]), strict=True)))
+        return made
+
+    def _deque(self, node: list[Any]) -> deque[Any]:
+        maxlen = node[1]
+        if maxlen is not None and (type(maxlen) is not int or maxlen < 0):
+            raise StateFormatError(f"deque maxlen {maxlen!r}")
+        made: deque[Any] = self._number(deque(maxlen=maxlen))
+        made.extend(self.values(node[2]))
+        return made
+
+    def _array(self, node: list[Any]) -> Any:
+        _, dtype, shape, data = node
+        if type(data) is not bytes or not all(type(n) is int for n in shape):
+            raise StateFormatError("an array without bytes or an integer shape")
+        array = np.frombuffer(bytearray(data), dtype=_numeric(dtype)).reshape(shape)
+        return self._number(array)
+
+    def _object(self, node: list[Any]) -> object:
+        _, name, attributes = node
+        cls = _CLASSES.get(name) if type(name) is str else None
+        if cls is None:
+            raise StateFormatError(f"{name!r} is not a state class")
+        if type(attributes) is not dict:
+            raise StateFormatError(f"{name}: attributes are not a map")
+        made = self._number(object.__new__(cls))
+        for attribute, value in attributes.items():
+            if type(attribute) is not str or attribute.startswith("__"):
+                raise StateFormatError(f"{name}: attribute {attribute!r}")
+            object.__setattr__(made, attribute, self.value(value))
+        return made
+
+
+def _numeric(dtype: Any) -> np.dtype[Any]:
+    if type(dtype) is not str:
+        raise StateFormatError(f"dtype {dtype!r}")
+    made = np.dtype(dtype)
+    if made.kind not in _NUMERIC_KINDS:
+        raise StateFormatError(f"dtype {dtype!r} is not numeric")
+    return made

@@ -1,0 +1,126 @@
+"""The engine state as data: it round-trips whole, and reading never runs code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.core.engine import PartitionEngine
+from streams.core.events import Danmaku, Event, Join, Latency
+from streams.core.persist import StateFormatError, dump_state, load_state
+from tests.streams.scenarios import CONFIG, T0, interleave, source_streams, state
+
+
+def busy_engine() -> PartitionEngine:
+    """Rooms big enough to be ticked, with chat, latency and an open alert."""
+    engine = PartitionEngine(CONFIG)
+    events: list[Event] = [Join("big", T0 + i, f"u{i}") for i in range(60)]
+    events += [Danmaku("big", T0 + 1_000 + i, f"u{i % 7}", "加V:xx123") for i in range(40)]
+    events += [Latency("big", T0 + 2_000 + i, f"u{i}", 900.0, region="cn-east") for i in range(60)]
+    events.append(Join("small", T0 + 3_000, "solo"))
+    engine.ingest(events)
+    engine.advance_idle(20_000)
+    return engine
+
+
+def test_a_loaded_state_equals_the_dumped_one_and_keeps_shared_objects_shared() -> None:
+    engine = busy_engine()
+    assert engine.watch.tracker.active, "an alert is open when the state is dumped"
+    loaded = load_state(dump_state(engine))
+    assert state(loaded) == state(busy_engine())
+    assert loaded.watch.tracker.active, "the open alert survives"
+    assert loaded._ticking
+    for room_id, room in loaded._ticking.items():
+        assert room is loaded.rooms[room_id]  # one object, as before
+
+
+@given(source_streams(), st.data())
+@settings(max_examples=60, deadline=None)
+def test_a_dump_of_any_state_loads_and_continues_like_the_original(
+    streams: dict[str, list[Event]], data: st.DataObject
+) -> None:
+    events = interleave(streams, 2)
+    cut = data.draw(st.integers(0, len(events)))
+    original, copy = PartitionEngine(CONFIG), PartitionEngine(CONFIG)
+    original.ingest(events[:cut])
+    copy.ingest(events[:cut])
+    copy = load_state(dump_state(copy))
+    for engine in (original, copy):
+        engine.ingest(events[cut:])
+        engine.flush()
+    assert state(copy) == state(original)
+    assert copy.watch.drain() == original.watch.drain()
+
+
+class _Payload:
+    """What an attacker's pickle would do when read: leave a file behind."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_is_refused_without_being_run(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(StateFormatError):
+        load_state(pickle.dumps(_Payload(marker)))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        ["o", "system", {}],  # a name that is not a state class
+        ["o", "PartitionEngine", {"__class__": ["t", []]}],  # dunder attributes
+        ["o", "PartitionEngine", {"__dict__": ["m", {}]}],
+        ["a", "O", [1], b"\x00" * 8],  # object arrays could hold anything
+        ["a", "<f8", [3], b"\x00" * 8],  # a shape its bytes do not fill
+        ["r", 5],  # a reference to nothing stored
+        ["x", 1],  # an unknown form
+        ["e", "Join", msgspec.msgpack.encode({"nope": 1})],
+        ["l", [["l", [["l", []]]]]],  # a valid list, but no engine
+    ],
+)
+def test_forged_states_are_refused(node: object) -> None:
+    with pytest.raises(StateFormatError):
+        load_state(msgspec.msgpack.encode(node))
+
+
+_MSGPACK = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats()
+    | st.text()
+    | st.binary()
+    | st.sampled_from(["o", "r", "l", "L", "d", "m", "a", "n", "e", "T", "q"]),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(st.one_of(st.binary(), _MSGPACK.map(msgspec.msgpack.encode)))
+@settings(max_examples=400, deadline=None)
+def test_arbitrary_bytes_load_as_an_engine_or_raise_the_format_error(data: bytes) -> None:
+    try:
+        engine = load_state(data)
+    except StateFormatError:
+        return
+    assert isinstance(engine, PartitionEngine)
+
+
+def test_a_state_holding_an_unknown_type_is_not_dumped() -> None:
+    engine = PartitionEngine(CONFIG)
+    engine.unconfirmed = [object()]  # type: ignore[list-item]
+    with pytest.raises(StateFormatError, match="not a state class"):
+        dump_state(engine)
