@@ -26,9 +26,17 @@ RoomId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ROOM_ID_LENGTH
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
 Region = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REGION_LENGTH)]
-# Finite and non-negative: msgspec already refuses NaN/Infinity literals and
-# numbers that overflow a double, the bounds refuse negatives.
-NonNegative = Annotated[float, msgspec.Meta(ge=0.0, le=1.7976931348623157e308)]
+# Non-negative and bounded: msgspec already refuses NaN/Infinity literals and numbers
+# that overflow a double; one absurd value must not own a room's sums and quantiles.
+MAX_AMOUNT: Final = 10_000_000.0
+"""Yuan in one order: above any item sold on a live stream (cars and jewellery included)."""
+MAX_STALL_MS: Final = 3_600_000.0
+"""One stall: a viewer whose player stalled for an hour has left long before."""
+MAX_LATENCY_MS: Final = 600_000.0
+"""One latency sample: ten minutes, a thousand times the 600 ms target."""
+Amount = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_AMOUNT)]
+StallMs = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_STALL_MS)]
+LatencyMs = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_LATENCY_MS)]
 
 Channel = Literal["feed", "follow", "search", "ad", "share", "other"]
 """Where a viewer came from: the traffic channel of a join (its JSON field is `source`)."""
@@ -57,16 +65,16 @@ class Danmaku(BaseEvent, tag="danmaku", frozen=True, gc=False):
 
 class Order(BaseEvent, tag="order", frozen=True, gc=False):
     order_id: Id
-    amount: NonNegative
+    amount: Amount
     status: OrderStatus = "paid"
 
 
 class Stall(BaseEvent, tag="stall", frozen=True, gc=False):
-    duration_ms: NonNegative
+    duration_ms: StallMs
 
 
 class Latency(BaseEvent, tag="latency", frozen=True, gc=False):
-    value_ms: NonNegative
+    value_ms: LatencyMs
     kind: LatencyKind = "e2e"
     region: Region | None = None
 

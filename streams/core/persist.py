@@ -1,13 +1,14 @@
-"""A partition engine's state as plain data: what checkpoints store. Pure: no I/O.
+"""Object graphs as plain data: the format of checkpointed engine state. Pure: no I/O.
 
 Checkpoints used to be pickles, and unpickling calls whatever the bytes name: anyone
 able to write to the checkpoint topic could run code in every worker restoring from
 it. This format is data only, msgpack through msgspec. Reading it builds builtin
 containers and scalars, numpy arrays of numeric dtypes, and instances of the
-classes in `_CLASSES`, livewatch's own state classes, made without calling their
-constructors and given their attributes; no name in the data is imported or
-called. A hostile checkpoint can still hold wrong values, so the checkpoint topic
-stays writable by the workers only (docs/deploy.md), but it cannot run code.
+classes the caller allows (`Classes`: livewatch's own state classes, listed in
+streams.worker.checkpoint), made without calling their constructors and given
+their attributes; no name in the data is imported or called. A hostile checkpoint
+can still hold wrong values, so the checkpoint topic stays writable by the workers
+only (docs/deploy.md), but it cannot run code.
 
 The object graph keeps its shape as pickle keeps it: an object reached twice (a
 room is in both `rooms` and `_ticking`) is stored once and referred to after.
@@ -21,10 +22,11 @@ whose first item is its tag:
     ["m", {key: scalar}]     dict of str or int keys to scalars
     ["d", [keys], [values]]  any dict             ["c", [keys], [values]]  Counter
     ["q", maxlen, [values]]  deque                ["t", [values]]      tuple
-    ["f", [values]]          frozenset            ["T", name, [values]]  named tuple
+    ["f", [values]]          frozenset
     ["a", dtype, shape, bytes]  numpy array       ["n", dtype, bytes]  numpy scalar
-    ["o", name, {attribute: value}]  instance of a class in `_CLASSES`
-    ["e", name, bytes]       msgspec Struct (events, findings), msgspec-encoded
+    ["o", name, {attribute: value}]  instance of an allowed class
+    ["T", name, [values]]    named tuple of an allowed class
+    ["e", name, bytes]       msgspec Struct of an allowed class (events, findings)
 
 Lists, sets, dicts, Counters, deques, arrays and objects are numbered in the order
 they are first met; tuples, frozensets, named tuples and structs are immutable and
@@ -35,105 +37,61 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 import numpy as np
 
-from detectors.alerts import AlertKey, AlertTracker, Finding, Transition, _Active
-from detectors.cliff import CliffDetector, CliffReading
-from detectors.config import (
-    BurnWindow,
-    CliffConfig,
-    DetectorConfig,
-    DetectorSettings,
-    EbbConfig,
-    LevelConfig,
-    LifecycleConfig,
-    SloConfig,
-    SpamConfig,
-)
-from detectors.ebb import EbbEstimate, EbbTracker
-from detectors.slo import BurnRate
-from detectors.spam import SpamDetector, Verdict, _Message
-from streams.core.config import EngineConfig, MetricsConfig
-from streams.core.engine import PartitionEngine
-from streams.core.events import Danmaku, Join, Latency, Leave, Order, Stall
-from streams.core.latency import LatencySamples, LatencyStats
-from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
-from streams.core.room import RoomState
-from streams.core.sketch import LatencySketch
-from streams.core.watch import PartitionWatch, RoomWatch, Traffic
+
+class Classes:
+    """The classes a graph may hold instances of, by name (their `__qualname__`)."""
+
+    def __init__(self, *classes: type) -> None:
+        self.objects: dict[str, type] = {}
+        self.tuples: dict[str, type] = {}
+        self.structs: dict[str, type[msgspec.Struct]] = {}
+        for cls in classes:
+            if issubclass(cls, msgspec.Struct):
+                table: dict[str, Any] = self.structs
+            elif issubclass(cls, tuple):
+                table = self.tuples
+            else:
+                table = self.objects
+            if cls.__qualname__ in table:
+                raise ValueError(f"two classes named {cls.__qualname__}")
+            table[cls.__qualname__] = cls
 
 
 class StateFormatError(ValueError):
     """The bytes are not an engine state this version can read."""
 
 
-_CLASSES: Final[dict[str, type]] = {
-    cls.__qualname__: cls
-    for cls in (
-        PartitionEngine,
-        RoomState,
-        SecondRing,
-        LastSeen,
-        WindowedSketch,
-        LatencySketch,
-        LatencySamples,
-        LatencyStats,
-        PartitionWatch,
-        RoomWatch,
-        Traffic,
-        AlertTracker,
-        _Active,
-        CliffDetector,
-        CliffReading,
-        EbbTracker,
-        EbbEstimate,
-        BurnRate,
-        SpamDetector,
-        _Message,
-        EngineConfig,
-        MetricsConfig,
-        DetectorSettings,
-        DetectorConfig,
-        LifecycleConfig,
-        CliffConfig,
-        EbbConfig,
-        BurnWindow,
-        SloConfig,
-        SpamConfig,
-        LevelConfig,
-    )
-}
-"""Classes whose instances a state may hold, by name: the only ones reading makes."""
-_TUPLES: Final[dict[str, type]] = {cls.__qualname__: cls for cls in (AlertKey, Verdict)}
-_STRUCTS: Final[dict[str, type[msgspec.Struct]]] = {
-    cls.__qualname__: cls
-    for cls in (Join, Leave, Danmaku, Order, Stall, Latency, Finding, Transition)
-}
 _SCALARS: Final = frozenset({type(None), bool, int, float, str, bytes})
 _NUMERIC_KINDS: Final = frozenset("biuf")
 """numpy dtype kinds an array may have (object arrays would hold anything)."""
 
 
-def dump_state(engine: PartitionEngine) -> bytes:
+def dump(root: object, classes: Classes) -> bytes:
     try:
-        return msgspec.msgpack.encode(_Writer().value(engine))
+        return msgspec.msgpack.encode(_Writer(classes).value(root))
     except (TypeError, OverflowError) as exc:  # a new state type, or an int beyond 64 bits
-        raise StateFormatError(f"engine state not storable: {exc}") from None
+        raise StateFormatError(f"state not storable: {exc}") from None
 
 
-def load_state(data: bytes) -> PartitionEngine:
+T = TypeVar("T")
+
+
+def load(data: bytes, classes: Classes, root: type[T]) -> T:
+    """The graph `data` holds, whose root must be a `root`."""
     try:
-        engine = _Reader().value(msgspec.msgpack.decode(data))
+        made = _Reader(classes).value(msgspec.msgpack.decode(data))
     except StateFormatError:
         raise
     except Exception as exc:  # whatever the bytes hold, reading them fails only this way
-        raise StateFormatError(f"unreadable engine state: {type(exc).__name__}: {exc}") from None
-    if not isinstance(engine, PartitionEngine):
-        raise StateFormatError("the state does not hold a partition engine")
-    return engine
+        raise StateFormatError(f"unreadable state: {type(exc).__name__}: {exc}") from None
+    if not isinstance(made, root):
+        raise StateFormatError(f"the state does not hold a {root.__qualname__}")
+    return made
 
 
 def _attributes(obj: object) -> dict[str, Any]:
@@ -146,7 +104,8 @@ def _attributes(obj: object) -> dict[str, Any]:
 
 
 class _Writer:
-    def __init__(self) -> None:
+    def __init__(self, classes: Classes) -> None:
+        self.classes = classes
         self.numbers: dict[int, int] = {}
         self.keep: list[object] = []
         """Everything numbered, alive until the end: ids must not be reused."""
@@ -162,9 +121,9 @@ class _Writer:
             return ["t", self.values(obj)]
         if kind is frozenset:
             return ["f", self.values(obj)]
-        if isinstance(obj, tuple) and kind.__qualname__ in _TUPLES:
+        if isinstance(obj, tuple) and self.classes.tuples.get(kind.__qualname__) is kind:
             return ["T", kind.__qualname__, self.values(obj)]
-        if isinstance(obj, msgspec.Struct) and kind.__qualname__ in _STRUCTS:
+        if isinstance(obj, msgspec.Struct) and self.classes.structs.get(kind.__qualname__) is kind:
             return ["e", kind.__qualname__, msgspec.msgpack.encode(obj)]
         if isinstance(obj, np.generic) and obj.dtype.kind in _NUMERIC_KINDS:
             return ["n", obj.dtype.str, obj.tobytes()]
@@ -193,8 +152,8 @@ class _Writer:
                 raise TypeError(f"numpy array of dtype {obj.dtype}")
             return ["a", obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()]
         name = kind.__qualname__
-        if _CLASSES.get(name) is not kind:
-            raise TypeError(f"{kind.__module__}.{name} is not a state class (persist._CLASSES)")
+        if self.classes.objects.get(name) is not kind:
+            raise TypeError(f"{kind.__module__}.{name} is not an allowed class")
         return ["o", name, {a: self.value(v) for a, v in _attributes(obj).items()}]
 
 
@@ -203,7 +162,8 @@ def _flat(items: Any) -> bool:
 
 
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, classes: Classes) -> None:
+        self.classes = classes
         self.numbered: list[object] = []
         self.forms: dict[str, Callable[[list[Any]], object]] = {
             "r": self._reference,
@@ -217,8 +177,8 @@ class _Reader:
             "q": self._deque,
             "t": lambda node: tuple(self.values(node[1])),
             "f": lambda node: frozenset(self.values(node[1])),
-            "T": lambda node: _TUPLES[node[1]](*self.values(node[2])),
-            "e": lambda node: msgspec.msgpack.decode(node[2], type=_STRUCTS[node[1]]),
+            "T": lambda node: classes.tuples[node[1]](*self.values(node[2])),
+            "e": lambda node: msgspec.msgpack.decode(node[2], type=classes.structs[node[1]]),
             "a": self._array,
             "n": lambda node: np.frombuffer(node[2], dtype=_numeric(node[1]))[0],
             "o": self._object,
@@ -285,9 +245,9 @@ class _Reader:
 
     def _object(self, node: list[Any]) -> object:
         _, name, attributes = node
-        cls = _CLASSES.get(name) if type(name) is str else None
+        cls = self.classes.objects.get(name) if type(name) is str else None
         if cls is None:
-            raise StateFormatError(f"{name!r} is not a state class")
+            raise StateFormatError(f"{name!r} is not an allowed class")
         if type(attributes) is not dict:
             raise StateFormatError(f"{name}: attributes are not a map")
         made = self._number(object.__new__(cls))

@@ -3,7 +3,7 @@
 A checkpoint is what a restarted or newly assigned worker resumes from: the
 engine state after processing every message before `offsets` (per source
 topic), so consumption restarts exactly there. The engine state is stored as
-data (streams.core.persist): reading a checkpoint never runs code, whoever wrote
+data (streams.core.persist, `STATE_CLASSES`): reading a checkpoint never runs code, whoever wrote
 it. Formats before 6 were pickles; they are never read (see `OutdatedCheckpoint`).
 
 A big room's state runs to megabytes, above Kafka's default 1 MB record limit,
@@ -21,9 +21,31 @@ from typing import Final
 
 import msgspec
 
-from streams.core.config import EngineConfig
+from detectors.alerts import AlertKey, AlertTracker, Finding, Transition, _Active
+from detectors.cliff import CliffDetector, CliffReading
+from detectors.config import (
+    BurnWindow,
+    CliffConfig,
+    DetectorConfig,
+    DetectorSettings,
+    EbbConfig,
+    LevelConfig,
+    LifecycleConfig,
+    SloConfig,
+    SpamConfig,
+)
+from detectors.ebb import EbbEstimate, EbbTracker
+from detectors.slo import BurnRate
+from detectors.spam import SpamDetector, Verdict, _Message
+from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.engine import PartitionEngine
-from streams.core.persist import StateFormatError, dump_state, load_state
+from streams.core.events import Danmaku, Join, Latency, Leave, Order, Stall
+from streams.core.latency import LatencySamples, LatencyStats
+from streams.core.persist import Classes, StateFormatError, dump, load
+from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
+from streams.core.room import RoomState
+from streams.core.sketch import LatencySketch
+from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
 FORMAT_VERSION: Final = 6
 """The format of the state in a checkpoint. 6: data only (streams.core.persist);
@@ -32,6 +54,50 @@ moved into subpackages (pickles name their classes' modules), rooms count entrie
 by traffic channel (`channels`), rings start sparse; 4: spam detectors keep fresh
 status, content and contact counts per account, cluster signatures and mutes, burn
 rates their first active second, cliff detectors the room's usual entries."""
+STATE_CLASSES: Final = Classes(
+    PartitionEngine,
+    RoomState,
+    SecondRing,
+    LastSeen,
+    WindowedSketch,
+    LatencySketch,
+    LatencySamples,
+    LatencyStats,
+    PartitionWatch,
+    RoomWatch,
+    Traffic,
+    AlertTracker,
+    _Active,
+    AlertKey,
+    Finding,
+    Transition,
+    CliffDetector,
+    CliffReading,
+    EbbTracker,
+    EbbEstimate,
+    BurnRate,
+    SpamDetector,
+    _Message,
+    Verdict,
+    Join,
+    Leave,
+    Danmaku,
+    Order,
+    Stall,
+    Latency,
+    EngineConfig,
+    MetricsConfig,
+    DetectorSettings,
+    DetectorConfig,
+    LifecycleConfig,
+    CliffConfig,
+    EbbConfig,
+    BurnWindow,
+    SloConfig,
+    SpamConfig,
+    LevelConfig,
+)
+"""What an engine's state is made of: the only classes reading a checkpoint creates."""
 CHUNK_BYTES: Final = 512 * 1024
 """Well under Kafka's default max.message.bytes (1 MiB) with headroom for the envelope."""
 
@@ -66,7 +132,7 @@ class CheckpointChunk(msgspec.Struct, frozen=True):
 
 
 def take_checkpoint(engine: PartitionEngine, partition: int, offsets: dict[str, int]) -> bytes:
-    state = dump_state(engine)
+    state = dump(engine, STATE_CLASSES)
     return msgspec.msgpack.encode(Checkpoint(FORMAT_VERSION, partition, dict(offsets), state))
 
 
@@ -81,7 +147,7 @@ def restore_checkpoint(data: bytes, config: EngineConfig) -> tuple[PartitionEngi
             f"checkpoint format {checkpoint.version}, expected {FORMAT_VERSION}"
         )
     try:
-        engine = load_state(checkpoint.state)
+        engine = load(checkpoint.state, STATE_CLASSES, PartitionEngine)
     except StateFormatError as exc:
         raise CheckpointError(f"checkpoint state: {exc}") from None
     engine.config = config

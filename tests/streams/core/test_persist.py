@@ -13,8 +13,17 @@ from hypothesis import strategies as st
 
 from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Event, Join, Latency
-from streams.core.persist import StateFormatError, dump_state, load_state
+from streams.core.persist import StateFormatError, dump, load
+from streams.worker.checkpoint import STATE_CLASSES
 from tests.streams.scenarios import CONFIG, T0, interleave, source_streams, state
+
+
+def dump_state(engine: PartitionEngine) -> bytes:
+    return dump(engine, STATE_CLASSES)
+
+
+def load_state(data: bytes) -> PartitionEngine:
+    return load(data, STATE_CLASSES, PartitionEngine)
 
 
 def busy_engine() -> PartitionEngine:
@@ -122,5 +131,5 @@ def test_arbitrary_bytes_load_as_an_engine_or_raise_the_format_error(data: bytes
 def test_a_state_holding_an_unknown_type_is_not_dumped() -> None:
     engine = PartitionEngine(CONFIG)
     engine.unconfirmed = [object()]  # type: ignore[list-item]
-    with pytest.raises(StateFormatError, match="not a state class"):
+    with pytest.raises(StateFormatError, match="not an allowed class"):
         dump_state(engine)
