@@ -7,15 +7,20 @@ fire together go out together; later changes go out at most every
 group sends the latest state of each alert; an alert that fired and resolved
 within `group_wait` (event time) sends nothing. While a room has
 an inhibiting alert firing (a traffic cliff), its target alerts (stall and
-latency SLOs) are left out. Each transition carries a token (its Kafka offset)
+latency SLOs) are left out. The alerts topic is at-least-once (a worker that takes
+over a partition sends again what the dead one sent after its last checkpoint), so
+a transition seen before, one of the last `SEEN` by its identity, is dropped.
+Each transition carries a token (its Kafka offset)
 that is handed back once every notification including it has been produced,
 so the notifier can commit only what is safely out.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Final
 
 from detectors.alerts import Transition
 from streams.notify.config import NotifyConfig
@@ -26,6 +31,9 @@ from streams.notify.wording import safe
 Token = Hashable
 AlertId = tuple[str, str | None]
 """(alert type, region) within a room."""
+SEEN: Final = 10_000
+"""Transitions remembered to drop their copies: far more than a partition's worker
+sends between two checkpoints."""
 
 
 @dataclass
@@ -55,19 +63,19 @@ class Dispatcher:
         self.groups: dict[tuple[str, str], _Group] = {}
         self.latest: dict[tuple[str, str, str | None], Transition] = {}
         """(room, alert, region) -> its firing transition, whoever it is routed to
-        (dedup, and inhibition); resolved alerts leave."""
+        (inhibition); resolved alerts leave."""
+        self.seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
+        """Identities of the last SEEN transitions, oldest first."""
 
     def add(self, t: Transition, token: Token, now: float) -> int:
         """Take one transition; return how many groups now hold its token (0: done)."""
         alert_id: AlertId = (t.alert, t.region)
-        known = self.latest.get((t.room_id, *alert_id))
-        if known is not None and (known.state, known.ts, known.severity, known.summary) == (
-            t.state,
-            t.ts,
-            t.severity,
-            t.summary,
-        ):
-            return 0  # a redelivered duplicate
+        identity = (t.room_id, t.alert, t.region, t.state, t.severity, t.started_at, t.ts)
+        if identity in self.seen:
+            return 0  # a copy: redelivered, or sent again by a worker taking over
+        self.seen[identity] = None
+        if len(self.seen) > SEEN:
+            self.seen.popitem(last=False)
         if t.state == "firing":
             self.latest[(t.room_id, *alert_id)] = t
         else:

@@ -64,6 +64,22 @@ def test_a_redelivered_transition_is_not_sent_twice() -> None:
     assert sent(d, 200) == []
 
 
+def test_copies_of_a_resolved_alert_sent_again_by_a_new_owner_are_dropped() -> None:
+    """After a failover the new owner of a partition sends again what the dead worker
+    sent after its last checkpoint: a firing and its resolution, both already out."""
+    d = Dispatcher(CONFIG)
+    firing, resolved = alert("latency_slo"), alert("latency_slo", "resolved", ts=T0 + 600_000)
+    d.add(firing, 1, now=0)
+    assert sent(d, 10) == [[("latency_slo", "firing")]]
+    d.add(resolved, 2, now=20)
+    assert sent(d, 70) == [[("latency_slo", "resolved")]]
+    assert d.add(firing, 3, now=80) == 0
+    assert d.add(resolved, 4, now=80) == 0
+    assert sent(d, 10_000) == []
+    # The same alert firing again later is news.
+    assert d.add(alert("latency_slo", ts=T0 + 900_000), 5, now=90) == 1
+
+
 def test_an_alert_resolved_within_group_wait_sends_nothing() -> None:
     d = Dispatcher(CONFIG)
     d.add(alert("spam_flood"), 1, now=0)
