@@ -243,3 +243,33 @@ def test_one_line_leaping_ahead_changes_nothing(tmp_path: Path) -> None:
     assert result.pipeline.invalid_total["ts_out_of_bounds"] == 1
     assert result.pipeline.events_total["join"] == 1_000
     assert result.transitions == []
+
+
+def test_ten_megabyte_lines_are_rejected_through_the_command_line(tmp_path: Path) -> None:
+    """Three 10 MB lines (a text, a user id, a nested array) among 200 joins: each a
+    reject with its reason in the summary, the joins all counted, no traceback."""
+    joins = [
+        json.dumps({"type": "join", "room_id": "r1", "ts": T0 + i, "user_id": f"u{i}"}).encode()
+        for i in range(200)
+    ]
+    huge = 10 << 20
+    bad = [
+        json.dumps(
+            {
+                "type": "danmaku",
+                "room_id": "r1",
+                "ts": T0,
+                "user_id": "u",
+                "text": "刷" * (huge // 3),
+            }
+        ).encode(),
+        json.dumps({"type": "join", "room_id": "r1", "ts": T0, "user_id": "u" * huge}).encode(),
+        b"[" * huge,
+    ]
+    log = tmp_path / "huge.jsonl"
+    log.write_bytes(b"\n".join(joins[:100] + bad + joins[100:]) + b"\n")
+    done = subprocess.run([*CLI, "backtest", str(log)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "200 events" in done.stdout, done.stdout
+    assert "3 invalid (2 invalid_field, 1 not_an_event)" in done.stdout, done.stdout
