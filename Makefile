@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install kafka-jars system-deps demo test lint typecheck check bench sample docs clean
+.PHONY: install kafka-jars system-deps demo test soak lint typecheck check bench sample docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ demo: kafka-jars
 
 test: kafka-jars lint typecheck
 	$(BIN)/pytest -q
+
+# The long fault and load runs (docs/reliability.md): the suite's versions of these
+# tests, bigger and longer. About 25 minutes.
+soak: kafka-jars
+	LIVEWATCH_SOAK_HOSTILE=100000 $(BIN)/pytest -q -s tests/integration/test_worker_hostile.py
+	LIVEWATCH_SOAK_BURST=6 $(BIN)/pytest -q -s tests/integration/test_worker_overload.py
+	LIVEWATCH_SOAK_ROOMS=1000000 $(BIN)/pytest -q -s tests/streams/logs/test_room_budget.py
+	LIVEWATCH_SOAK_BROKER_SPEED=2 LIVEWATCH_SOAK_BROKER_DOWN_S=60 LIVEWATCH_SOAK_BROKER_KILL=1 \
+	  $(BIN)/pytest -q -s tests/integration/test_broker_restart.py
+	LIVEWATCH_SOAK_FAILOVER_SPEED=2 $(BIN)/pytest -q -s tests/integration/test_worker_failover.py
 
 lint: install
 	$(BIN)/ruff check streams detectors tests deploy benchmarks grafana

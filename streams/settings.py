@@ -107,8 +107,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     At most this much is buffered per assigned topic-partition."""
     idle_after_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
     """Live mode: a partition silent this long lets event time pass with the wall clock."""
+    flush_idle_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """Live mode: once no source of a partition has held its watermark for this long
+    (each caught up, without a message for `source_hold_s`), what still waits for the
+    watermark (the last `allowed_lateness_ms` of input) is applied, as a backtest does
+    at the end of its log, so a worker that replayed a log ends where the backtest of
+    it does. An event arriving afterwards that is not
+    newer than the newest flushed one is late: keep it well above any pause of a
+    running producer."""
     source_hold_s: Annotated[float, msgspec.Meta(ge=0)] = 2.0
-    """Live mode: a caught-up source holds the watermark this long after its last message."""
+    """Live mode: a caught-up source holds the watermark this long after its last message,
+    and every source this long after a partition's input resumes from such a silence."""
     deadletter_max_payload_bytes: Positive = 65536
     """A dead letter keeps at most this much of what was rejected."""
     group_session_timeout_s: Annotated[float, msgspec.Meta(ge=6, le=1800)] = 60.0

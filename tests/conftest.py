@@ -46,6 +46,9 @@ def isolated_env(kafka: LocalKafka, tmp_path: Path) -> dict[str, str]:
         env_name("metrics_host"): "127.0.0.1",
         env_name("allowed_lateness_ms"): "1000",
         env_name("idle_after_s"): "0.5",
+        # Tests that compare with the offline state before the end of input (the last
+        # lateness window held) must not see it flushed; those of the flush set it short.
+        env_name("flush_idle_s"): "3600",
         env_name("log_level"): "info",
     }
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -110,7 +111,15 @@ def run_replay(args: argparse.Namespace) -> int:
                 ),
             )
         )
-    print(f"replayed {stats.produced} events, skipped {stats.skipped} unroutable lines")
+    for shown in stats.shown:
+        print(shown, file=sys.stderr)
+    if stats.skipped > len(stats.shown):
+        print(f"... and {stats.skipped - len(stats.shown)} more lines skipped", file=sys.stderr)
+    reasons = ", ".join(f"{n} {reason}" for reason, n in stats.reasons.most_common())
+    print(
+        f"replayed {stats.produced} events, skipped {stats.skipped} unroutable lines"
+        + (f" ({reasons})" if reasons else "")
+    )
     return 0
 
 
@@ -243,7 +252,13 @@ def run_record(args: argparse.Namespace) -> int:
             from_beginning=args.from_beginning,
         )
     )
-    print(f"{args.out}: recorded {stats.lines} events, skipped {stats.skipped} messages")
+    for shown in stats.shown:
+        print(shown, file=sys.stderr)
+    reasons = ", ".join(f"{n} {reason}" for reason, n in stats.reasons.most_common())
+    print(
+        f"{args.out}: recorded {stats.lines} events, skipped {stats.skipped} messages"
+        + (f" ({reasons})" if reasons else "")
+    )
     return 0
 
 

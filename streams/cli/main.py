@@ -8,15 +8,17 @@ for usage errors. Results go to stdout, progress and logs to stderr.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
 
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaError as ClientError
 
 from streams.cli import dev, logs, notify, settings, worker
-from streams.cli.options import settings_args
+from streams.cli.options import settings_args, settings_from
 from streams.core.runtime import tune_gc
 from streams.dev.broker import KafkaError
 from streams.kafka.topics import TopicLayoutError
@@ -47,10 +49,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"livewatch: error: {exc}", file=sys.stderr)
         return 1
     except KafkaConnectionError as exc:
-        print(f"livewatch: error: cannot reach Kafka: {exc}", file=sys.stderr)
+        problem = security_problem(args) or f"cannot reach Kafka: {exc}"
+        print(f"livewatch: error: {problem}", file=sys.stderr)
+        return 1
+    except ClientError as exc:  # e.g. replay gave up: the broker away past its delivery timeout
+        print(f"livewatch: error: Kafka: {exc!r}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def security_problem(args: argparse.Namespace) -> str | None:
+    """A refused login or TLS handshake, said as such (aiokafka reports either as
+    "Unable to bootstrap"): one more connection, made only after a failure."""
+    from streams.kafka.client import connection_problem
+
+    try:
+        settings = settings_from(args)
+    except (SettingsError, AttributeError):
+        return None
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    return asyncio.run(connection_problem(settings))
 
 
 if __name__ == "__main__":

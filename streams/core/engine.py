@@ -601,9 +601,15 @@ class Pipeline:
             if clock is not None and clock < until_ms:
                 engine.advance_idle(until_ms - clock)
 
-    def flush(self) -> None:
-        """Apply everything buffered: the input has ended."""
-        for engine in self.engines.values():
+    def flush(self, partitions: Iterable[int] | None = None) -> None:
+        """Apply everything buffered: the input has ended (of `partitions`, default all).
+
+        The backtest flushes at the end of its log; the worker flushes a partition
+        whose every source has been caught up and silent for `flush_idle_s`. After a
+        flush the watermark stands at the newest event applied: input that resumes
+        with events not newer than that is late."""
+        numbers = self.engines.keys() if partitions is None else partitions
+        for engine in [self.engines[n] for n in numbers if n in self.engines]:
             engine.flush()
             for event in engine.unconfirmed:
                 self.events_total[event_type(event)] -= 1

@@ -13,6 +13,7 @@ import ctypes
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -97,17 +99,28 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _server_properties(workdir: Path, port: int, controller_port: int, partitions: int) -> str:
+def _server_properties(
+    workdir: Path,
+    port: int,
+    controller_port: int,
+    partitions: int,
+    sasl_ssl_port: int | None = None,
+) -> str:
+    # The PLAINTEXT listener stays, for the broker itself and the tooling; a SASL_SSL
+    # one is added beside it when asked (LocalKafka's `sasl_ssl_users`).
+    secured = f",SASL_SSL://127.0.0.1:{sasl_ssl_port}" if sasl_ssl_port else ""
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port}{secured},"
+            f"CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}{secured}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            + (",SASL_SSL:SASL_SSL" if sasl_ssl_port else ""),
             f"log.dirs={workdir / 'data'}",
             f"num.partitions={partitions}",
             # livewatch creates its topics explicitly, with co-partitioned counts.
@@ -125,6 +138,69 @@ def _server_properties(workdir: Path, port: int, controller_port: int, partition
     )
 
 
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+"""The SASL mechanism of LocalKafka's SASL_SSL listener."""
+
+
+def make_tls_keys(directory: Path, password: str) -> None:
+    """A small CA and a broker key it signs, made with the JDK's keytool.
+
+    `broker.p12` (PKCS12, `password`) is the broker's keystore; `ca.pem`, the CA's
+    certificate, is the clients' `ssl_cafile`. The broker's certificate names
+    127.0.0.1 and localhost, so clients verify the host name as well."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, broker = directory / "ca.p12", directory / "broker.p12"
+    key = ("-keyalg", "EC", "-groupname", "secp256r1", "-validity", "30")
+    _keytool(ca, password, "-genkeypair", "-alias", "ca", "-dname", "CN=livewatch test CA",
+             "-ext", "bc:c", *key)  # fmt: skip
+    _keytool(ca, password, "-exportcert", "-rfc", "-alias", "ca", "-file", f"{directory}/ca.pem")
+    _keytool(broker, password, "-genkeypair", "-alias", "broker", "-dname", "CN=localhost", *key)
+    _keytool(broker, password, "-certreq", "-alias", "broker", "-file", f"{directory}/broker.csr")
+    _keytool(ca, password, "-gencert", "-alias", "ca", "-rfc", "-validity", "30",
+             "-infile", f"{directory}/broker.csr", "-outfile", f"{directory}/broker.pem",
+             "-ext", "san=ip:127.0.0.1,dns:localhost", "-ext", "eku=serverAuth")  # fmt: skip
+    # The CA first, so that keytool can verify the signed certificate it replaces.
+    _keytool(broker, password, "-importcert", "-alias", "ca", "-file", f"{directory}/ca.pem")
+    _keytool(
+        broker, password, "-importcert", "-alias", "broker", "-file", f"{directory}/broker.pem"
+    )
+
+
+def _keytool(keystore: Path, password: str, *args: str) -> None:
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        raise KafkaError("the JDK's keytool is needed to make the broker's TLS keys")
+    store = ("-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", password)
+    done = subprocess.run([keytool, *args, *store, "-noprompt"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise KafkaError(f"keytool {args[0]} failed: {done.stdout}{done.stderr}")
+
+
+def _sasl_ssl_properties(keystore: Path, password: str) -> str:
+    return "\n".join(
+        [
+            f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+            f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.location={keystore}",
+            f"ssl.keystore.password={password}",
+            f"ssl.key.password={password}",
+            "",
+        ]
+    )
+
+
+def _scram_user(name: str, password: str) -> str:
+    """The storage tool's `--add-scram` value: the user's SCRAM credential, written
+    into the cluster's metadata when its storage is formatted."""
+    if not re.fullmatch(r"[A-Za-z0-9._@+-]+", name + password):
+        raise KafkaError(
+            f"SCRAM user {name!r}: use letters, digits and ._@+- in names and passwords"
+        )
+    return f"{SCRAM_MECHANISM}=[name={name},password={password}]"
+
+
 class LocalKafka:
     """Start with `start()` or a `with` block; `bootstrap` is then host:port."""
 
@@ -136,7 +212,11 @@ class LocalKafka:
         heap_mb: int = 512,
         partitions: int = 4,
         startup_timeout: float = 90.0,
+        sasl_ssl_users: Mapping[str, str] | None = None,
     ) -> None:
+        """`sasl_ssl_users` (name -> password): add a SASL_SSL listener
+        (`sasl_ssl_bootstrap`) with these SCRAM-SHA-512 users and a TLS key signed by
+        a CA made for this broker (`ca_file`), beside the PLAINTEXT one."""
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="livewatch-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -145,11 +225,41 @@ class LocalKafka:
         self.heap_mb = heap_mb
         self.partitions = partitions
         self.startup_timeout = startup_timeout
+        self.sasl_ssl_users = dict(sasl_ssl_users or {})
+        self.sasl_ssl_port = free_port() if self.sasl_ssl_users else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def sasl_ssl_bootstrap(self) -> str:
+        """host:port of the SASL_SSL listener (SCRAM-SHA-512 over TLS)."""
+        if self.sasl_ssl_port is None:
+            raise KafkaError("this broker has no SASL_SSL listener (see sasl_ssl_users)")
+        return f"127.0.0.1:{self.sasl_ssl_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM certificate of the CA that signed the SASL_SSL listener's key."""
+        return self.workdir / "tls" / "ca.pem"
+
+    def _security_properties(self) -> str:
+        """The SASL_SSL listener's settings, with its TLS keys made the first time."""
+        if not self.sasl_ssl_users:
+            return ""
+        tls = self.workdir / "tls"
+        if not tls.exists():  # made aside, so that a failure leaves no half a keystore
+            making = self.workdir / "tls.new"
+            shutil.rmtree(making, ignore_errors=True)
+            making.mkdir(mode=0o700)
+            password = secrets.token_urlsafe(18)
+            make_tls_keys(making, password)
+            (making / "keystore-password").write_text(password)
+            making.rename(tls)
+        password = (tls / "keystore-password").read_text()
+        return _sasl_ssl_properties(tls / "broker.p12", password)
 
     @property
     def log_path(self) -> Path:
@@ -174,16 +284,13 @@ class LocalKafka:
     def start(self) -> LocalKafka:
         config = self.workdir / "server.properties"
         config.write_text(
-            _server_properties(self.workdir, self.port, self.controller_port, self.partitions)
+            _server_properties(
+                self.workdir, self.port, self.controller_port, self.partitions, self.sasl_ssl_port
+            )
+            + self._security_properties()
         )
-        cluster_id = _cluster_id()
-        formatted = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
-            capture_output=True,
-            text=True,
-        )
-        if formatted.returncode != 0:
-            raise KafkaError(f"formatting KRaft storage failed:\n{formatted.stderr}")
+        if not self.formatted:  # a restart keeps the cluster, its topics and offsets
+            self._format(config)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self._java("kafka.Kafka", str(config)),
@@ -198,6 +305,25 @@ class LocalKafka:
             self.stop()
             raise
         return self
+
+    @property
+    def formatted(self) -> bool:
+        """The KRaft storage holds a cluster: `start()` runs it rather than format anew."""
+        return (self.workdir / "data" / "meta.properties").exists()
+
+    def _format(self, config: Path) -> None:
+        scram = [
+            a for n, p in self.sasl_ssl_users.items() for a in ("--add-scram", _scram_user(n, p))
+        ]
+        formatted = subprocess.run(
+            self._java(
+                "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), *scram
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if formatted.returncode != 0:
+            raise KafkaError(f"formatting KRaft storage failed:\n{formatted.stderr}")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -224,17 +350,30 @@ class LocalKafka:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return "(no log)"
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0, *, keep_data: bool = False, kill: bool = False) -> None:
+        """Stop the broker (SIGTERM, a clean shutdown; SIGKILL after `timeout`, or at
+        once with `kill`) and delete the work directory it made itself, unless
+        `keep_data`: then `start()` runs the same broker again (see `restart`)."""
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self._own_workdir:
+        if self._own_workdir and not keep_data:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def restart(self, down_for: float = 0.0, *, kill: bool = False) -> LocalKafka:
+        """Stop the broker, leave it down `down_for` seconds, and start it again on the
+        same ports with the same data: topics, messages and committed offsets survive,
+        as after a real broker's restart. `kill`: a crash (SIGKILL) rather than a clean
+        shutdown. The JVM dies with the thread that starts it (PR_SET_PDEATHSIG): call
+        this from a thread that outlives the broker's use, not a short-lived one."""
+        self.stop(keep_data=True, kill=kill)
+        time.sleep(down_for)
+        return self.start()
 
     def __enter__(self) -> LocalKafka:
         return self.start()

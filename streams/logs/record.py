@@ -9,24 +9,48 @@ file is flushed after every batch and closed on Ctrl-C, so it stays valid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Final
 
 import msgspec
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from streams.core.decode import DECODE_ERRORS
-from streams.kafka.client import client_options
+from streams.kafka.client import client_options, start_clients
+from streams.kafka.topics import ensure_topics
 from streams.logs.files import create_log
 from streams.settings import Settings
+
+FETCH_ANSWERED_S = 5.0
+"""A consumer whose fetches no partition answered for this long has lost its broker
+(a caught-up fetch is answered every half second): that is no quiet for
+`until_idle_s`."""
+
+
+SHOWN_SKIPS: Final = 20
+"""Skipped messages reported one by one; the rest are counted by reason."""
 
 
 @dataclass
 class RecordStats:
     lines: int = 0
     skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    """Skipped messages by reason: `not_json` (empty) or `not_utf8`, as the worker says."""
+    shown: list[str] = field(default_factory=list)
+    """The first SHOWN_SKIPS skipped messages, as `topic/partition@offset: reason`."""
+
+    def skip(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        self.skipped += 1
+        reason = "not_json" if not message.value else "not_utf8"
+        self.reasons[reason] += 1
+        if len(self.shown) < SHOWN_SKIPS:
+            where = f"{message.topic}/{message.partition}@{message.offset}"
+            self.shown.append(f"{where}: {reason}")
 
 
 def message_lines(value: bytes | None) -> list[bytes] | None:
@@ -57,14 +81,19 @@ async def record(
     from_beginning: bool = False,
 ) -> RecordStats:
     stats = RecordStats()
+    partitions = await ensure_topics(settings)  # as replay: the layout the worker creates
+    # Partitions assigned, not a consumer group: no session to lose while the broker is
+    # away, after which a rejoin would reset the positions to `auto_offset_reset`
+    # (events recorded twice, or skipped). The positions stay here the whole run.
     consumer = AIOKafkaConsumer(
-        *settings.source_topics.values(),
         **client_options(settings),
-        group_id=f"livewatch-record-{uuid.uuid4().hex[:8]}",
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
-    await consumer.start()
+    await start_clients(consumer)
+    consumer.assign(
+        [TopicPartition(t, p) for t in settings.source_topics.values() for p in range(partitions)]
+    )
     started = last = time.monotonic()
     try:
         with create_log(path) as handle:
@@ -75,14 +104,14 @@ async def record(
                 if until_idle_s is not None and now - last >= until_idle_s:
                     break
                 batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
-                if not consumer.assignment():  # still joining: idle time starts later
+                if not _fetching(consumer):  # starting, or the broker is away: not quiet
                     last = time.monotonic()
                 chunk: list[bytes] = []
                 for messages in batches.values():
                     for message in messages:
                         lines = message_lines(message.value)
                         if lines is None:
-                            stats.skipped += 1
+                            stats.skip(message)
                         else:
                             chunk += lines
                 if chunk:
@@ -93,5 +122,15 @@ async def record(
     except asyncio.CancelledError:  # Ctrl-C: the with-blocks have closed the file
         pass
     finally:
-        await consumer.stop()
+        # aiokafka's stop() raises the CancelledError of a fetch it cancels while that
+        # fetch waits to retry an unreachable broker (aio-libs/aiokafka#647); the file
+        # is complete and closed by then.
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer.stop()
     return stats
+
+
+def _fetching(consumer: AIOKafkaConsumer) -> bool:
+    """The broker answered a fetch of some partition lately: silence is quiet."""
+    answered = [consumer.last_poll_timestamp(tp) or 0 for tp in consumer.assignment()]
+    return max(answered, default=0) >= time.time() * 1000 - FETCH_ANSWERED_S * 1000

@@ -5,23 +5,47 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 import msgspec
 from aiokafka import AIOKafkaProducer
 
+from streams.core.decode import decode_log_lines
 from streams.core.events import EVENT_TYPES
-from streams.kafka.client import client_options
+from streams.kafka.client import producer_options
 from streams.kafka.topics import ensure_topics
 from streams.logs.files import open_log, read_lines, route
 from streams.settings import Settings
+
+SHOWN_SKIPS: Final = 20
+"""Skipped lines reported one by one; the rest are counted by reason."""
 
 
 @dataclass
 class ReplayStats:
     produced: int = 0
     skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    """Skipped lines by reason (the decoder's reasons, docs/events.md)."""
+    shown: list[str] = field(default_factory=list)
+    """The first SHOWN_SKIPS skipped lines, as `log:line: reason: detail`."""
+
+    def skip(self, path: str, number: int, line: bytes) -> None:
+        """A line that cannot be produced: not shaped like an event of a known type."""
+        self.skipped += 1
+        rejected = decode_log_lines([line], [number], path).rejected
+        if rejected:
+            reason, detail = rejected[0].reason, rejected[0].detail
+        elif line.strip():
+            reason, detail = "not_an_event", "a JSON array: replay sends one event per line"
+        else:
+            reason, detail = "blank", "an empty line"
+        self.reasons[reason] += 1
+        if len(self.shown) < SHOWN_SKIPS:
+            self.shown.append(f"{path}:{number}: {reason}: {detail}")
 
 
 async def replay(
@@ -40,16 +64,16 @@ async def replay(
     stats = ReplayStats()
     open_log(path).close()  # an unreadable file fails before any connection is made
     await ensure_topics(settings)  # a fresh cluster: the same layout the worker creates
-    producer = AIOKafkaProducer(**client_options(settings), linger_ms=20, acks="all")
+    producer = AIOKafkaProducer(**producer_options(settings), linger_ms=20)
     await producer.start()
     try:
         first_ts: int | None = None
         started = time.monotonic()
         pending = []
-        for _, line in read_lines(path):
+        for number, line in read_lines(path):
             routing = route(line)
             if routing is None or routing.type not in EVENT_TYPES:
-                stats.skipped += 1
+                stats.skip(str(path), number, line)
                 continue
             first_ts = routing.ts if first_ts is None else first_ts
             if rebase_to_ms is not None:

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from detectors.alerts import Transition
 from streams.core.decode import DECODE_ERRORS
-from streams.kafka.client import client_options
+from streams.kafka.client import client_options, producer_options, start_clients
 from streams.kafka.deadletter import dead_letter
 from streams.notify.config import NotifyConfig, default_external_url
 from streams.notify.delivery import ConsoleSender, DeliveryMetrics, WebhookSender
@@ -178,7 +178,7 @@ class Notifier:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self.producer = AIOKafkaProducer(**client_options(settings), acks="all")
+        self.producer = AIOKafkaProducer(**producer_options(settings))
         self.queues: dict[str, asyncio.Queue[tuple[Notification, list[Token]]]] = {}
         self.committed: dict[TopicPartition, int] = {}
 
@@ -189,8 +189,7 @@ class Notifier:
             external_url = default_external_url(self.settings.notifier_metrics_port)
             senders = build_senders(self.config, client, self.metrics, environ, out, external_url)
             self.queues = {name: asyncio.Queue() for name in senders}
-            await self.producer.start()
-            await self.consumer.start()
+            await start_clients(self.producer, self.consumer)
             deliveries = [
                 asyncio.create_task(self.deliver(name, sender)) for name, sender in senders.items()
             ]

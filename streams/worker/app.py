@@ -51,9 +51,17 @@ from streams.worker.health import HealthCollector, WorkerHealth
 
 log = logging.getLogger(__name__)
 
+TICK_GAP_S = 3.0
+"""Ticks (every second) further apart than this were held up: what a blocked tick
+could not watch does not count as quiet time (`flush_idle`)."""
 CHECKPOINT_PAUSE = 20
 """A partition's next checkpoint waits at least this many times what the last
 checkpoints of all partitions took together."""
+UNANSWERED_S = 3.0
+"""Live mode: a source whose fetches the broker has not answered for this long holds
+the watermark (a caught-up fetch is answered every 1.5 s): the broker is away, and its
+silence says nothing of what producers hold for it. Below the default allowed lateness
+(5 s), so event time moved before it shows makes no event late."""
 
 
 @dataclass
@@ -71,8 +79,16 @@ class Partition:
     """Restored offsets not yet committed to the consumer group."""
     last_message: dict[str, float] = field(default_factory=dict)
     """Monotonic time each topic last delivered a message."""
+    woke_at: float | None = None
+    """Monotonic time input resumed after every topic had been quiet `source_hold_s`."""
     last_activity: float | None = None
     """Monotonic time the partition last received messages or idle time."""
+    known_since: float = field(default_factory=time.monotonic)
+    """Monotonic time this worker first heard of the partition (its assignment)."""
+    held_at: float | None = None
+    """Monotonic time a source was last seen holding the watermark (`lagging_sources`)."""
+    flushed: bool = False
+    """Its input has ended: flushed after `flush_idle_s` of silence; new input clears it."""
     dirty: bool = False
     """The state changed since its last checkpoint."""
     checkpointed_at: float | None = None
@@ -134,6 +150,10 @@ class Worker:
         self.health = WorkerHealth()
         self.partitions: dict[int, Partition] = {}
         """Assigned partition numbers (their engines are the pipeline's)."""
+        self.flush_checked_at: float | None = None
+        """Monotonic time `flush_idle` last ran."""
+        self.idle_checked_at: float | None = None
+        """Monotonic time `advance_idle` last ran."""
         self.source_of_topic = {topic: s for s, topic in settings.source_topics.items()}
         self.checkpoints = self.app.Table(
             "checkpoints",
@@ -227,20 +247,27 @@ class Worker:
         now_ms = int(time.time() * 1000)
         rejected: list[Rejected] = []
         for number, by_topic in fresh.items():
+            partition = self.partition(number)
+            if all(now - t >= self.settings.source_hold_s for t in partition.last_message.values()):
+                partition.woke_at = now
             messages = [
                 RawMessage(topic, number, r.offset, r.key, r.value)
                 for topic, batch in by_topic.items()
                 for r in batch
             ]
-            # Lag as it was before this batch: sources finishing in it still hold.
+            # Lag as it was before this batch: sources finishing in it still hold. So do
+            # the sources delivering in it: after a silence nothing lagged before the
+            # batch, and its first topic's events would carry the watermark past the
+            # others' events in the same batch (late at the start of every replay).
             lagging = self.lagging_sources(number, now)
+            lagging |= {self.source_of_topic[topic] for topic in by_topic}
             rejected += self.pipeline.process(number, messages, now_ms=now_ms, lagging=lagging)
-            partition = self.partitions[number]
             for topic, batch in by_topic.items():
                 partition.positions[topic] = batch[-1].offset + 1
                 partition.last_message[topic] = now
             self.pipeline.settle(number, self.lagging_sources(number, now))
             partition.last_activity = now
+            partition.flushed = False
             partition.dirty = True
         return rejected
 
@@ -288,6 +315,7 @@ class Worker:
         for number in self.pipeline.engines:
             self.pipeline.settle(number, self.lagging_sources(number, now))
         self.advance_idle(now)
+        self.flush_idle(now)
         await self.emit()
         covered = self.checkpoint(now)
         if covered:
@@ -332,21 +360,30 @@ class Worker:
         delivered a message within the last `source_hold_s`: the high watermark is only
         as fresh as the last fetch, and during a fast replay a topic that looks caught
         up has more on the way. Unknown positions count as holding: the safe side.
+        Every source holds for `source_hold_s` after the partition's input resumes
+        from a silence: the first fetch of a fast replay may bring one topic's seconds
+        before the others' same seconds have reached the broker.
         """
         partition = self.partition(number)
         recent = now - self.settings.source_hold_s
+        if partition.woke_at is not None and partition.woke_at > recent:
+            return set(self.source_of_topic.values())
         lagging = set()
+        answered_since = time.time() - UNANSWERED_S
         for topic, source in self.source_of_topic.items():
             try:
-                highwater = self.app.consumer.highwater(TP(topic, number))
+                highwater: int | None = self.app.consumer.highwater(TP(topic, number))
+                answered = self.app.answered_at(TP(topic, number))
             except (AssertionError, KeyError):  # not assigned (mid-rebalance): hold
-                highwater = None
+                highwater = answered = None
             position = partition.position(topic)
             if (
                 highwater is None
                 or position is None
                 or highwater > position
                 or partition.last_message.get(topic, float("-inf")) > recent
+                or answered is None
+                or answered < answered_since  # the broker is away: its silence is no news
             ):
                 lagging.add(source)
         return lagging
@@ -372,14 +409,72 @@ class Worker:
 
         Only in partitions with nothing left to read: one with a backlog that waited
         while the worker was busy elsewhere (a big batch, many dead letters) is not
-        idle, and moving its clock would make its backlog late."""
+        idle, and moving its clock would make its backlog late.
+
+        And only as far as the broker vouches for the silence: up to its last answer to
+        a fetch of every source, never across a time it did not answer or this worker
+        was blocked (a broker away holds commits and sends). Producers keep what they
+        could not send meanwhile, stamped in that time: a broker's outage is no silence.
+        """
+        stalled = self.idle_checked_at is not None and now - self.idle_checked_at > UNANSWERED_S
+        self.idle_checked_at = now
         for number in self.pipeline.engines:
             partition = self.partition(number)
-            idle = now - (now if partition.last_activity is None else partition.last_activity)
+            answered = self.answered_until(number, now)
+            if stalled or answered < now - UNANSWERED_S:
+                partition.last_activity = now  # silent or not, nobody knows: start again
+                continue
+            idle = answered - (now if partition.last_activity is None else partition.last_activity)
             if idle >= self.settings.idle_after_s and not self.lagging_sources(number, now):
                 self.pipeline.advance_idle(number, int(idle * 1000))
-                partition.last_activity = now
+                partition.last_activity = answered
                 partition.dirty = True
+
+    def answered_until(self, number: int, now: float) -> float:
+        """Monotonic time of the broker's last answer to a fetch of every source of the
+        partition (the oldest of the latest); -inf when one is not assigned or unanswered."""
+        to_monotonic = now - time.time()
+        answers = []
+        for topic in self.source_of_topic:
+            try:
+                answered = self.app.answered_at(TP(topic, number))
+            except (AssertionError, KeyError):
+                answered = None
+            if answered is None:
+                return float("-inf")
+            answers.append(answered + to_monotonic)
+        return min([now, *answers])
+
+    def flush_idle(self, now: float) -> None:
+        """The end of input: a partition none of whose sources has held the watermark
+        for `flush_idle_s` (`lagging_sources`: nothing left to read, no message within
+        `source_hold_s`, the broker answering) applies what waits for the watermark, as
+        a backtest does at the end of its log, once until new input arrives.
+
+        Without it a worker that replayed a log (`idle_after_s` long, so event time
+        does not follow the wall clock) would hold its last `allowed_lateness_ms`
+        forever and never end where the backtest of the log ends. The price: an event
+        arriving after the flush that is not newer than the newest flushed one is late,
+        hence a silence far longer than any pause of a running producer."""
+        wait = self.settings.flush_idle_s
+        # Ticks this far apart were blocked (a broker away holds sends and commits):
+        # nothing vouches that the sources were quiet meanwhile.
+        blocked = self.flush_checked_at is not None and now - self.flush_checked_at > TICK_GAP_S
+        self.flush_checked_at = now
+        for number in list(self.pipeline.engines):
+            partition = self.partition(number)
+            if partition.flushed:
+                continue
+            if blocked or self.lagging_sources(number, now):
+                partition.held_at = now
+                continue
+            quiet = now - (partition.held_at or partition.known_since)
+            if quiet >= wait:
+                self.pipeline.flush([number])
+                partition.flushed = True
+                partition.dirty = True  # the flushed state is what a successor resumes
+                self.health.idle_flushes += 1
+                log.info("partition %d: every source quiet for %.0f s: flushed", number, quiet)
 
     def checkpoint(
         self, now: float, *, force: bool = False, only: set[int] | None = None

@@ -85,6 +85,14 @@ class BatchConsumer(Consumer):
                 return
             raise
 
+    def answered_at(self, tp: TP) -> float | None:
+        """Wall-clock time (s) the broker last answered a fetch of `tp`; None before its
+        first answer. A caught-up partition is answered at least every 1.5 s (Faust's
+        `fetch_max_wait_ms`): an older answer means the broker is away, and the high
+        watermark is stale. Raises AssertionError when `tp` is not assigned."""
+        stamp = self._thread._ensure_consumer().last_poll_timestamp(tp)
+        return None if stamp is None else float(stamp) / 1000
+
     async def _dispatch(self, records: Records) -> None:
         sink = getattr(self.app, "sink", None)
         batch = {}
@@ -117,6 +125,12 @@ class App(faust.App):
     is looked up at each fetch: Faust creates the consumer whenever it first needs it)."""
 
     sink: BatchSink | None = None
+
+    def answered_at(self, tp: TP) -> float | None:
+        """BatchConsumer.answered_at of this app's consumer."""
+        consumer = self.consumer
+        assert isinstance(consumer, BatchConsumer)
+        return consumer.answered_at(tp)
 
     def _new_consumer(self) -> BatchConsumer:
         return BatchConsumer(

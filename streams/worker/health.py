@@ -28,6 +28,8 @@ class WorkerHealth:
     """Partition assignments by what the checkpoint table held: RESTORE_RESULTS."""
     redelivered_messages: int = 0
     """Messages Kafka delivered again below the partition's position, skipped."""
+    idle_flushes: int = 0
+    """Partitions flushed at the end of their input (`flush_idle_s` of silence)."""
 
     def checkpoint_written(self, partition: int, size: int, now: float) -> None:
         self.checkpoints_written += 1
@@ -56,12 +58,11 @@ class HealthCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         health = self.health
-        written = CounterMetricFamily(
+        yield CounterMetricFamily(
             "livewatch_checkpoints_written",
             "Partition checkpoints written to the checkpoint table.",
+            value=health.checkpoints_written,
         )
-        written.add_metric([], health.checkpoints_written)
-        yield written
         age = GaugeMetricFamily(
             "livewatch_checkpoint_age_seconds",
             "Time since the partition's last checkpoint was written.",
@@ -86,12 +87,17 @@ class HealthCollector(Collector):
         for result in RESTORE_RESULTS:
             restores.add_metric([result], health.restores[result])
         yield restores
-        redelivered = CounterMetricFamily(
+        yield CounterMetricFamily(
             "livewatch_redelivered_messages",
             "Messages delivered again below the processed position and skipped.",
+            value=health.redelivered_messages,
         )
-        redelivered.add_metric([], health.redelivered_messages)
-        yield redelivered
+        yield CounterMetricFamily(
+            "livewatch_idle_flushes",
+            "Partitions whose pending input was applied because every source had been "
+            "silent for flush_idle_s (the end of a replay).",
+            value=health.idle_flushes,
+        )
         lag = GaugeMetricFamily(
             "livewatch_consumer_lag_messages",
             "Messages in the source topic-partition not processed yet (high watermark - position).",

@@ -145,8 +145,12 @@ def test_what_is_scraped_or_probed_listens_beyond_loopback() -> None:
     services = compose()["services"]
     for name in ("worker-1", "worker-2", "notifier"):
         assert services[name]["environment"]["LIVEWATCH_METRICS_HOST"] == "0.0.0.0", name
+    checked = []
     for container in containers():
-        if any(port.get("name") == "metrics" for port in container.get("ports", [])):
+        probed = any(container.get(p) for p in ("readinessProbe", "livenessProbe"))
+        if probed or any(port.get("name") == "metrics" for port in container.get("ports", [])):
             env = {e["name"]: e.get("value") for e in container["env"]}
             assert env.get("LIVEWATCH_METRICS_HOST") == "0.0.0.0", container["name"]
+            checked.append(container["name"])
+    assert sorted(checked) == ["notifier", "worker"]  # not passing for want of containers
     assert load_settings(environ={}).metrics_host == "127.0.0.1"

@@ -8,11 +8,14 @@ import urllib.request
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
 
+from detectors.alerts import Transition
 from streams.core.config import EngineConfig
 from streams.core.engine import Pipeline
 from streams.kafka.partitioner import partition_for
+from streams.logs.backtest import run_backtest
 from streams.logs.files import read_lines
-from streams.worker.exporter import PipelineCollector
+from streams.settings import Settings
+from streams.worker.exporter import ExportConfig, PipelineCollector
 from streams.worker.health import HealthCollector, WorkerHealth
 from tests.exposition import Samples
 from tests.exposition import samples as parse
@@ -34,6 +37,18 @@ def offline_exposition(path: str | os.PathLike[str], partitions: int, lateness_m
     registry = CollectorRegistry()
     registry.register(PipelineCollector(pipeline))
     return generate_latest(registry).decode()
+
+
+def backtest_exposition(
+    path: str | os.PathLike[str], settings: Settings
+) -> tuple[str, list[Transition]]:
+    """`livewatch backtest` of the log under the worker's settings: what the worker's
+    pipeline exports once its input has ended and been flushed, and the transitions."""
+    result = run_backtest(path, settings)
+    assert result.pipeline is not None
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(result.pipeline, ExportConfig.from_settings(settings)))
+    return generate_latest(registry).decode(), result.transitions
 
 
 def fetch(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,6 +49,12 @@ def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_pat
             " FIRING " in line and alert in line and room in line for line in out.splitlines()
         ), (alert, out[-3000:])
     assert "top rooms" in out and "room-beauty" in out
+    # Live equals offline at the end of the input (issue 16, 4b): the worker flushed its
+    # last lateness window and ends where the backtest of the night ends.
+    assert "the worker's final online viewers equal the backtest's in all 4 rooms" in out, out
+    sent = re.search(r"the worker sent (\d+) alert transitions", out)
+    found = re.search(r"the backtest of the same log finds (\d+) alert transitions", out)
+    assert sent and found and sent.group(1) == found.group(1), out[-3000:]
     assert f"report written to {report}" in out
     assert report.stat().st_size > 100_000 and "room-outage" in report.read_text()
     # No worker, notifier or broker of the demo outlives it.

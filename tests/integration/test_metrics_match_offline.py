@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
+import msgspec
 import pytest
 
-from streams.dev.demo import SAMPLE
+from streams.dev.demo import NIGHT, SAMPLE, scrape
 from streams.logs.replay import replay
 from streams.settings import env_name
 from tests.conftest import RunningWorker
-from tests.integration.offline import fetch, offline_exposition, pipeline_samples
+from tests.integration.offline import (
+    backtest_exposition,
+    fetch,
+    offline_exposition,
+    pipeline_samples,
+)
+from tests.integration.workers import alert_transitions, eventually
 
 pytestmark = pytest.mark.kafka
+
+WATERMARK = "livewatch_partition_watermark_timestamp_seconds"
 
 
 async def test_scraped_metrics_equal_the_offline_computation(
@@ -55,3 +66,63 @@ async def test_scraped_metrics_equal_the_offline_computation(
         text=True,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+async def test_after_the_input_ends_the_worker_equals_the_backtest_of_the_night(
+    isolated_env: dict[str, str], worker_factory: Callable[[dict[str, str]], RunningWorker]
+) -> None:
+    """Issue 16, 4b: once no source of a partition has held its watermark for
+    `flush_idle_s`, the worker applies the last `allowed_lateness_ms` it held back, as
+    the backtest does at the end of the log: the demo night's every exported series
+    (room gauges and counters, events, late and invalid counts, alert counts) and every
+    alert transition on the topic equal the backtest's. Replayed at full speed into an
+    idle worker, so no event may go late at the start either."""
+    env = {
+        **isolated_env,
+        env_name("idle_after_s"): "3600",  # no wall-clock drift: the result is exact
+        env_name("flush_idle_s"): "5",
+    }
+    worker = worker_factory(env)
+    settings = worker.settings
+    backtest, transitions = await asyncio.to_thread(backtest_exposition, NIGHT, settings)
+    expected = pipeline_samples(backtest)
+    with_data = len([k for k in expected if k[0] == WATERMARK])  # the night fills 3 of 4
+    held = pipeline_samples(
+        offline_exposition(NIGHT, settings.partitions, settings.allowed_lateness_ms)
+    )
+    # The test can fail: without the flush the last window is missing from the rooms.
+    online = "livewatch_room_online_viewers"
+    assert {k: v for k, v in held.items() if k[0] == online} != {
+        k: v for k, v in expected.items() if k[0] == online
+    }
+
+    stats = await replay(NIGHT, settings, speed=None)
+    assert stats.skipped == 0 and stats.produced == 181_282
+    started = time.monotonic()
+
+    def flushes() -> float:
+        return scrape(worker.metrics_url)["livewatch_idle_flushes_total"][()]
+
+    async def every_partition_flushed() -> bool:
+        return await asyncio.to_thread(flushes) >= with_data
+
+    await eventually(every_partition_flushed, within=120)
+    print(f"flushed {time.monotonic() - started:.1f} s after the replay ended")
+    scraped = pipeline_samples(await asyncio.to_thread(fetch, worker.metrics_url))
+    assert scraped == expected
+    assert await asyncio.to_thread(flushes) == with_data  # once each, at the end
+
+    # Whole transitions (state, times, severity, summary, details), one for one.
+    wanted = sorted(msgspec.to_builtins(transitions), key=canonical)
+    assert len(wanted) == 8 and len({canonical(t) for t in wanted}) == len(wanted)
+
+    async def all_sent() -> bool:
+        return len(await alert_transitions(settings)) >= len(wanted)
+
+    await eventually(all_sent, within=30)
+    await asyncio.sleep(2)  # anything more (it should not come) would arrive by now
+    assert sorted(await alert_transitions(settings), key=canonical) == wanted
+
+
+def canonical(transition: dict[str, Any]) -> str:
+    return json.dumps(transition, sort_keys=True)

@@ -8,8 +8,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,63 +19,11 @@ from streams.dev.demo import NIGHT
 from streams.logs.replay import replay
 from streams.settings import env_name
 from tests.conftest import RunningWorker
+from tests.integration.prometheus import api
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = {"$room": "room-beauty", "$region": "cn-south", "$__rate_interval": "30s"}
-
-
-def api(base: str, path: str, **params: str) -> dict[str, Any]:
-    url = f"{base}/api/v1/{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        result: dict[str, Any] = json.loads(response.read())
-    return result
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[[str, str], str]]:
-    """Start a real Prometheus scraping the given metrics target; return its URL."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(worker: str, notifier: str) -> str:
-        port = free_port()
-        config = tmp_path / "prometheus.yml"
-        rules = ROOT / "deploy/prometheus/rules"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            f"rule_files: ['{rules}/*.yml']\n"
-            "scrape_configs:\n"
-            f"  - {{job_name: livewatch-worker, static_configs: [{{targets: ['{worker}']}}]}}\n"
-            f"  - {{job_name: livewatch-notifier, static_configs: [{{targets: ['{notifier}']}}]}}\n"
-        )
-        log = (tmp_path / "prometheus.log").open("wb")
-        started.append(
-            subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                api(base, "query", query="up")
-                return base
-            except OSError:
-                time.sleep(0.5)
-        raise RuntimeError("prometheus did not start: " + (tmp_path / "prometheus.log").read_text())
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def panel_queries() -> list[tuple[str, str, str]]:

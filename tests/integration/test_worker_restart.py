@@ -19,51 +19,26 @@ import msgspec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.core.config import EngineConfig
 from streams.dev.demo import scrape, stop_process
 from streams.kafka.client import client_options
 from streams.logs.replay import replay
 from streams.settings import Settings, env_name
 from streams.worker.checkpoint import (
     Checkpoint,
-    join_checkpoint,
-    restore_checkpoint,
     split_checkpoint,
 )
 from tests.conftest import RunningWorker
 from tests.integration.offline import fetch, offline_exposition, room_state_samples
-from tests.integration.workers import events_counted, eventually, split_sample
+from tests.integration.workers import (
+    checkpointed_offsets,
+    events_counted,
+    eventually,
+    split_sample,
+)
 
 pytestmark = pytest.mark.kafka
 
 Offsets = dict[TopicPartition, int]
-
-
-async def checkpointed_offsets(settings: Settings) -> Offsets:
-    """What the changelog topic's latest complete checkpoints cover, per source partition."""
-    topic = f"{settings.app_id}-checkpoints-changelog"
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        latest: dict[bytes, bytes] = {}
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                latest.update((r.key, r.value) for r in records if r.key and r.value)
-    finally:
-        await consumer.stop()
-    covered: Offsets = {}
-    for partition in range(settings.partitions):
-        try:
-            _, blob = join_checkpoint(partition, latest.get)
-        except KeyError:
-            continue
-        _, checkpoint = restore_checkpoint(blob, EngineConfig())
-        covered.update({TopicPartition(t, partition): o for t, o in checkpoint.offsets.items()})
-    return covered
 
 
 async def source_offsets(settings: Settings) -> tuple[Offsets, Offsets]:

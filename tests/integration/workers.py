@@ -1,15 +1,23 @@
 """What the worker tests on the broker share: the demo night in halves, waiting for a
-condition, a worker's events counter."""
+condition, a worker's events counter, a topic's records."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.core.config import EngineConfig
 from streams.dev.demo import SAMPLE, scrape
+from streams.kafka.client import client_options
 from streams.logs.files import read_lines
+from streams.settings import Settings
+from streams.worker.checkpoint import join_checkpoint, restore_checkpoint
 
 
 def split_sample(directory: Path) -> tuple[Path, Path, Path]:
@@ -32,3 +40,52 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 90) -
 
 def events_counted(url: str) -> int:
     return int(sum(scrape(url).get("livewatch_events_total", {}).values()))
+
+
+async def topic_records(settings: Settings, topic: str) -> list[tuple[int, int, bytes]]:
+    """Every record of `topic` (created with `settings.partitions`, as livewatch creates
+    its topics) up to its end offsets now: (partition, offset, value)."""
+    return [(p, o, value or b"") for p, o, _, value in await _keyed_records(settings, topic)]
+
+
+async def _keyed_records(
+    settings: Settings, topic: str
+) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[tuple[int, int, bytes | None, bytes | None]] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for tp, batch in (await consumer.getmany(timeout_ms=1000)).items():
+                records += [(tp.partition, r.offset, r.key, r.value) for r in batch]
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def alert_transitions(settings: Settings) -> list[dict[str, Any]]:
+    """The transitions on the alerts topic, in each partition's order."""
+    records = await topic_records(settings, settings.topic(settings.topic_alerts))
+    return [json.loads(value) for _, _, value in sorted(records)]
+
+
+async def checkpointed_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    """What the latest complete checkpoint of each partition covers, per source partition."""
+    topic = f"{settings.app_id}-checkpoints-changelog"
+    latest: dict[bytes, bytes] = {}
+    for _, _, key, value in await _keyed_records(settings, topic):
+        if key and value:
+            latest[key] = value
+    covered: dict[TopicPartition, int] = {}
+    for partition in range(settings.partitions):
+        try:
+            _, blob = join_checkpoint(partition, latest.get)
+        except KeyError:
+            continue
+        _, checkpoint = restore_checkpoint(blob, EngineConfig())
+        covered.update({TopicPartition(t, partition): o for t, o in checkpoint.offsets.items()})
+    return covered

@@ -276,6 +276,40 @@ def test_silent_partitions_move_up_to_the_log_clock() -> None:
     assert pipeline.engines[0].event_clock == T0 + 60_000
 
 
+def test_flushing_one_partition_applies_its_last_window_and_later_input_goes_on() -> None:
+    """The worker's end-of-input flush (`flush_idle_s`): one partition, the others keep
+    their pending window; input that resumes is applied when newer than the flushed
+    events and late when not."""
+    pipeline = Pipeline(EngineConfig(allowed_lateness_ms=5_000))
+
+    def joins(partition: int, *stamps: tuple[int, str]) -> None:
+        messages = [
+            RawMessage("joins", partition, i, f"r{partition}".encode(), json.dumps(e).encode())
+            for i, e in enumerate(
+                {"type": "join", "room_id": f"r{partition}", "ts": ts, "user_id": user}
+                for ts, user in stamps
+            )
+        ]
+        pipeline.process(partition, messages, lagging=())
+
+    for partition in (0, 1):
+        joins(partition, (T0, "a"), (T0 + 3_000, "b"))
+    assert [online(pipeline.engines[p]) for p in (0, 1)] == [{}, {}]  # both held back
+
+    pipeline.flush([0])
+    assert online(pipeline.engines[0]) == {"r0": {"a", "b"}}
+    assert online(pipeline.engines[1]) == {}  # not flushed: still waiting
+    assert pipeline.watermarks()[0] == T0 + 3_000
+    pipeline.flush([0])  # a second flush with nothing new changes nothing
+    assert pipeline.watermarks()[0] == T0 + 3_000
+
+    joins(0, (T0 + 2_000, "late"), (T0 + 9_000, "c"))  # input resumes after the flush
+    assert pipeline.late_total == 1  # not newer than the flushed join of b
+    pipeline.flush([0])
+    assert online(pipeline.engines[0]) == {"r0": {"a", "b", "c"}}
+    assert pipeline.events_total == {"join": 6}
+
+
 def test_merged_pipelines_keep_every_partition_and_count() -> None:
     config = EngineConfig()
     lanes = [Pipeline(config), Pipeline(config)]

@@ -14,6 +14,7 @@ def test_checkpoint_age_is_rendered_at_scrape_time_and_forgotten_with_the_partit
     health.checkpoint_written(3, 4096, 990.0)
     health.restores["restored"] += 2
     health.redelivered_messages += 5
+    health.idle_flushes += 3
     now[0] = 1002.5
 
     scraped = samples(generate_latest(registry).decode())
@@ -23,6 +24,7 @@ def test_checkpoint_age_is_rendered_at_scrape_time_and_forgotten_with_the_partit
     assert scraped[("livewatch_checkpoint_restores_total", (("result", "restored"),))] == 2
     assert scraped[("livewatch_checkpoint_restores_total", (("result", "failed"),))] == 0
     assert scraped[("livewatch_redelivered_messages_total", ())] == 5
+    assert scraped[("livewatch_idle_flushes_total", ())] == 3
 
     health.forget(3)
     scraped = samples(generate_latest(registry).decode())

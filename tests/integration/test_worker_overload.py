@@ -1,0 +1,271 @@
+"""A burst far above what the worker sustains: lag grows and drains, nothing is lost,
+alerts are those of event time, and Prometheus's lag alert fires while it is behind.
+
+The burst is a whole simulated night (`livewatch simulate --scenario mixed`, 1.2M
+events with incidents) written by five `kcat` processes at once, librdkafka's speed,
+a few events per message as busy producers batch them. Prometheus (Debian's) scrapes
+the worker every second and evaluates the project's own rules; only the lag rule's
+`for: 5m` is shortened to a few seconds, since a burst the suite can afford drains
+in under a minute (promtool's unit tests cover the rule's timing). `make soak` runs
+a night LIVEWATCH_SOAK_BURST times as long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from streams.core.events import EVENT_TYPES
+from streams.dev.demo import scrape
+from streams.kafka.topics import ensure_topics
+from streams.settings import Settings, env_name, load_settings
+from tests.conftest import RunningWorker
+from tests.integration.offline import backtest_exposition, fetch, pipeline_samples
+from tests.integration.prometheus import RULES, api
+from tests.integration.workers import alert_transitions, eventually
+
+pytestmark = pytest.mark.kafka
+
+REPEAT = int(os.environ.get("LIVEWATCH_SOAK_BURST", "3"))
+LAG_RULE = "LivewatchConsumerLagGrowing"
+BUNDLE_MS = 2_000
+"""Events of a room and topic within this span share a message, up to BUNDLE of them."""
+BUNDLE = 50
+LATENESS_MS = 5_000
+"""Above BUNDLE_MS: bundling reorders events within a span, which must not make any late."""
+
+
+def simulate(out: Path) -> None:
+    """The mixed night, REPEAT times as long (each copy after the one before)."""
+    night = out.with_suffix(".one.jsonl")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams.cli.main",
+            "simulate",
+            "--scenario",
+            "mixed",
+            "--out",
+            str(night),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    lines = [line for line in night.read_bytes().splitlines() if routable(line)]
+    first = msgspec.json.decode(lines[0])["ts"]
+    span = msgspec.json.decode(lines[-1])["ts"] - first + 60_000
+    with out.open("wb") as log:
+        for copy in range(REPEAT):
+            for line in lines:
+                if copy:
+                    event = msgspec.json.decode(line)
+                    event["ts"] += copy * span
+                    line = msgspec.json.encode(event)
+                log.write(line + b"\n")
+
+
+def routable(line: bytes) -> bool:
+    """Lines kcat can key: the night's junk lines (its hostile share) are left out."""
+    try:
+        event = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return False
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("room_id"), str)
+        and event.get("type") in EVENT_TYPES
+    )
+
+
+class Routing(msgspec.Struct):
+    type: str
+    room_id: str
+    ts: int
+
+
+def bundles(log: Path, settings: Settings) -> dict[str, list[bytes]]:
+    """Per topic, `key<TAB>value` lines: a room's events of the same BUNDLE_MS in one
+    JSON array of at most BUNDLE, in the log's order."""
+    out: dict[str, list[bytes]] = defaultdict(list)
+    open_: dict[tuple[str, str], list[bytes]] = {}
+    bucket = None
+    decode = msgspec.json.Decoder(Routing).decode
+    for line in log.read_bytes().splitlines():
+        event = decode(line)
+        if event.ts // BUNDLE_MS != bucket:
+            _flush(open_, out)
+            bucket = event.ts // BUNDLE_MS
+        where = (settings.topic_for_type(event.type), event.room_id)
+        run = open_.setdefault(where, [])
+        run.append(line)
+        if len(run) == BUNDLE:
+            _flush({where: open_.pop(where)}, out)
+    _flush(open_, out)
+    return out
+
+
+def _flush(runs: dict[tuple[str, str], list[bytes]], out: dict[str, list[bytes]]) -> None:
+    for (topic, room), run in runs.items():
+        out[topic].append(room.encode() + b"\t[" + b",".join(run) + b"]")
+    runs.clear()
+
+
+async def kcat(settings: Settings, topic: str, lines: list[bytes]) -> None:
+    process = await asyncio.create_subprocess_exec(
+        shutil.which("kcat") or "kcat",
+        "-P",
+        "-b",
+        settings.bootstrap_servers,
+        "-t",
+        topic,
+        "-K",
+        r"\t",
+        "-z",
+        "lz4",
+        "-X",
+        "topic.partitioner=murmur2_random",  # Java's placement of keys
+        "-X",
+        "linger.ms=50",
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, err = await process.communicate(b"\n".join(lines) + b"\n")
+    assert process.returncode == 0, err.decode()
+
+
+def lag_rules(directory: Path) -> Path:
+    """The project's rules, the lag rule's `for` shortened to 3 s."""
+    directory.mkdir()
+    for path in RULES.glob("*.yml"):
+        text = path.read_text()
+        if LAG_RULE in text:
+            head, rule = text.split(f"- alert: {LAG_RULE}", 1)
+            rule = rule.replace("for: 5m", "for: 3s", 1)
+            text = f"{head}- alert: {LAG_RULE}{rule}"
+            assert "for: 3s" in text
+        (directory / path.name).write_text(text)
+    return directory
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def history(base: str) -> dict[str, Any]:
+    """The last minute of the lag and of the rule, for a failure's message."""
+    now = time.time()
+    return {
+        query: api(base, "query_range", query=query, start=str(now - 60), end=str(now), step="1")
+        for query in ("sum(livewatch_consumer_lag_messages)", f'ALERTS{{alertname="{LAG_RULE}"}}')
+    }
+
+
+def firing(base: str) -> bool:
+    alerts = api(base, "query", query=f'ALERTS{{alertname="{LAG_RULE}",alertstate="firing"}}')
+    return bool(alerts["data"]["result"])
+
+
+def lag(url: str) -> float:
+    return sum(scrape(url).get("livewatch_consumer_lag_messages", {}).values())
+
+
+async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhile(
+    isolated_env: dict[str, str],
+    worker_factory: Callable[[dict[str, str]], RunningWorker],
+    prometheus: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    env = {
+        **isolated_env,
+        env_name("idle_after_s"): "3600",  # event time only: the result is exact
+        env_name("flush_idle_s"): "5",
+        env_name("allowed_lateness_ms"): str(LATENESS_MS),
+    }
+    settings = load_settings(environ=env)
+    log = tmp_path / "burst.jsonl"
+    await asyncio.to_thread(simulate, log)
+    topics = await asyncio.to_thread(bundles, log, settings)
+    messages = sum(len(lines) for lines in topics.values())
+    backtest, transitions = await asyncio.to_thread(backtest_exposition, log, settings)
+    expected = pipeline_samples(backtest)
+    events = sum(v for k, v in expected.items() if k[0] == "livewatch_events_total")
+    assert transitions, "the night's incidents raise alerts"
+
+    assert await ensure_topics(settings) == 4
+    worker = worker_factory(env)
+    url = worker.metrics_url
+    base = prometheus(
+        f"127.0.0.1:{settings.metrics_port}", "127.0.0.1:9", lag_rules(tmp_path / "rules")
+    )
+
+    def lag_seen() -> bool:  # a baseline before the burst: growth is measured from it
+        return bool(api(base, "query", query="livewatch_consumer_lag_messages")["data"]["result"])
+
+    await eventually(lambda: asyncio.to_thread(lag_seen), within=60)
+
+    def counted() -> float:
+        return sum(scrape(url).get("livewatch_events_total", {}).values())
+
+    started = time.monotonic()
+    await asyncio.gather(*(kcat(settings, topic, lines) for topic, lines in topics.items()))
+    produced_s = time.monotonic() - started
+    processed_then = counted()
+    peak_lag, fired_behind, samples, slowest_scrape = 0.0, False, 0, 0.0
+    while counted() < events:
+        assert time.monotonic() - started < 300, f"not drained: {counted()} of {events}"
+        asked = time.monotonic()
+        behind = await asyncio.to_thread(lag, url)
+        slowest_scrape = max(slowest_scrape, time.monotonic() - asked)
+        peak_lag = max(peak_lag, behind)
+        fired_behind |= behind > 10_000 and await asyncio.to_thread(firing, base)
+        samples += 1
+        await asyncio.sleep(0.5)
+    drained_s = time.monotonic() - started
+    rate_in = events / produced_s
+    rate_out = (events - processed_then) / max(drained_s - produced_s, 1e-9)
+    peak = _peak_rss_mib(worker.process.pid)
+    print(
+        f"burst: {events} events in {messages} messages written in {produced_s:.1f} s "
+        f"({rate_in:,.0f} ev/s), drained {drained_s:.1f} s after the start "
+        f"({rate_out:,.0f} ev/s after the burst); peak lag {peak_lag:,.0f} messages; "
+        f"peak RSS {peak:.0f} MiB; lag alert fired while behind: {fired_behind}; "
+        f"slowest scrape {slowest_scrape:.2f} s"
+    )
+    assert worker.process.poll() is None
+    assert peak_lag > 10_000, "the burst outran the worker"
+    assert fired_behind, f"{LAG_RULE} did not fire while behind: {history(base)}"
+
+    async def resolved() -> bool:
+        return not await asyncio.to_thread(firing, base)
+
+    await eventually(resolved, within=60)
+
+    # Nothing lost, nothing twice, alerts of event time: the backtest of the same log.
+    async def flushed() -> bool:
+        return pipeline_samples(await asyncio.to_thread(fetch, url)) == expected
+
+    await eventually(flushed, within=60)
+    assert sorted(map(canonical, await alert_transitions(settings))) == sorted(
+        canonical(msgspec.to_builtins(t)) for t in transitions
+    )
+    assert peak < 1_500, f"worker peak RSS {peak:.0f} MiB"
+
+
+def canonical(transition: dict[str, Any]) -> str:
+    return json.dumps(transition, sort_keys=True)
