@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +65,7 @@ from streams.worker.exporter import PipelineCollector
 from tests.conftest import RunningWorker
 from tests.exposition import Samples
 from tests.integration.offline import fetch, pipeline_samples
+from tests.integration.workers import eventually, topic_records
 from tests.webhook_server import PlatformServer, platform_server
 
 pytestmark = pytest.mark.kafka
@@ -191,21 +192,8 @@ def transition_key(t: Transition) -> bytes:
 
 async def read_alerts(settings: Settings) -> list[Transition]:
     """Every transition on the alerts topic, from the beginning to its end now."""
-    topic = settings.topic(settings.topic_alerts)
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[Transition] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                out += [msgspec.json.decode(r.value or b"", type=Transition) for r in records]
-        return out
-    finally:
-        await consumer.stop()
+    records = await topic_records(settings, settings.topic(settings.topic_alerts))
+    return [msgspec.json.decode(value, type=Transition) for _, _, value in records]
 
 
 async def notifier_committed_all(settings: Settings) -> bool:
@@ -239,16 +227,6 @@ def line_count(path: Path) -> int:
         return 0
     with path.open("rb") as handle:
         return sum(1 for _ in handle)
-
-
-async def first_time(check: Callable[[], Awaitable[bool]], within: float) -> float:
-    """The monotonic time `check` first holds, polled every 0.2 s."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
-    return time.monotonic()
 
 
 def show(name: str, log: Path) -> None:
@@ -351,7 +329,7 @@ async def test_worker_notifier_replay_and_record_ride_out_a_broker_restart(
             async def alerting() -> bool:
                 return bool(server.delivered("hook"))
 
-            await first_time(alerting, within=60 + NIGHT_S / SPEED)
+            await eventually(alerting, within=60 + NIGHT_S / SPEED)
             before = await asyncio.to_thread(counted, url)
             assert replay.poll() is None and 0 < before < total, (before, total)
 
@@ -390,7 +368,7 @@ async def test_worker_notifier_replay_and_record_ride_out_a_broker_restart(
                 "notifier": notifier_delivers,
                 "replay finished": replay_ends,
             }
-            times = await asyncio.gather(*(first_time(c, budget) for c in checks.values()))
+            times = await asyncio.gather(*(eventually(c, budget) for c in checks.values()))
             recovered = dict(zip(checks, times, strict=True))
             assert replay.returncode == 0, logs["replay"].read_text(errors="replace")
             assert f"replayed {total} events" in logs["replay"].read_text(errors="replace")
@@ -402,7 +380,7 @@ async def test_worker_notifier_replay_and_record_ride_out_a_broker_restart(
                 return pipeline_samples(await asyncio.to_thread(fetch, url)) == expected
 
             try:
-                done_at = await first_time(worker_done, within=120)
+                done_at = await eventually(worker_done, within=120)
             finally:
                 scraped = pipeline_samples(await asyncio.to_thread(fetch, url))
                 assert scraped == expected, differences(scraped, expected)
@@ -417,7 +395,7 @@ async def test_worker_notifier_replay_and_record_ride_out_a_broker_restart(
                 return event_counters(await asyncio.to_thread(fetch, live_url)) == counters
 
             try:
-                live_done_at = await first_time(live_worker_done, within=60)
+                live_done_at = await eventually(live_worker_done, within=60)
             finally:
                 scraped = event_counters(await asyncio.to_thread(fetch, live_url))
                 assert scraped == counters, differences(scraped, counters)
@@ -428,7 +406,7 @@ async def test_worker_notifier_replay_and_record_ride_out_a_broker_restart(
             async def record_ends() -> bool:
                 return record.poll() is not None
 
-            record_ended = await first_time(record_ends, within=RECORD_IDLE_S + 60)
+            record_ended = await eventually(record_ends, within=RECORD_IDLE_S + 60)
             assert record.returncode == 0, logs["record"].read_text(errors="replace")
             assert Counter(line for _, line in read_lines(recorded)) == Counter(
                 line for _, line in read_lines(NIGHT)
@@ -443,7 +421,7 @@ async def test_worker_notifier_replay_and_record_ride_out_a_broker_restart(
             async def notifier_done() -> bool:
                 return await notifier_committed_all(settings)
 
-            await first_time(notifier_done, within=60)
+            await eventually(notifier_done, within=60)
             latest = {t.fingerprint: t.state for t in emitted}
             sent = delivered(server)
             assert set(latest.items()) <= set(sent)

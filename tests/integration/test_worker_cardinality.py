@@ -7,7 +7,6 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
@@ -16,7 +15,7 @@ from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, env_name, load_settings
 from tests.conftest import RunningWorker
 from tests.integration.test_worker_end_to_end import read_topic
-from tests.integration.workers import eventually
+from tests.integration.workers import eventually, peak_rss_mib
 
 JUNK_ROOMS = 60_000
 MAX_ROOMS = 500
@@ -51,13 +50,6 @@ async def _produce(settings: Settings, messages: list[tuple[str, bytes]]) -> Non
 def _scrape_lines(url: str) -> int:
     with urllib.request.urlopen(url, timeout=10) as response:
         return int(response.read().decode().count("\n"))
-
-
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 async def test_a_flood_of_room_ids_keeps_the_worker_bounded(
@@ -108,7 +100,7 @@ async def test_a_flood_of_room_ids_keeps_the_worker_bounded(
     # Per-room series only for the top rooms: the scrape stays small.
     lines = _scrape_lines(url)
     assert lines < 15_000, lines  # ~40 series for each of the top_rooms (200), and the rest
-    peak = _peak_rss_mib(worker.process.pid)
+    peak = peak_rss_mib(worker.process.pid)
     assert peak < 400, f"worker peak RSS {peak:.0f} MiB"
     # Each refused event is a dead letter with its reason.
     letters = await read_topic(settings, settings.topic(settings.topic_deadletter), int(refused))

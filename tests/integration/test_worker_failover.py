@@ -45,7 +45,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -60,7 +60,7 @@ from streams.settings import env_name
 from tests.conftest import RunningWorker
 from tests.exposition import Samples
 from tests.integration.offline import backtest_exposition, fetch, pipeline_samples
-from tests.integration.workers import alert_transitions, checkpointed_offsets
+from tests.integration.workers import alert_transitions, checkpointed_offsets, eventually
 
 SPEED = float(os.environ.get("LIVEWATCH_SOAK_FAILOVER_SPEED", "20"))
 JOIN_AT = 2 / 3
@@ -146,16 +146,6 @@ def canonical(transition: dict[str, Any]) -> str:
     return json.dumps(transition, sort_keys=True)
 
 
-async def first_time(check: Callable[[], Awaitable[bool]], within: float) -> float:
-    """The monotonic time `check` first holds, polled every 0.2 s."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
-    return time.monotonic()
-
-
 async def test_two_workers_one_killed_then_a_third_joining_end_as_one_worker(
     isolated_env: dict[str, str],
     worker_factory: Callable[[dict[str, str]], RunningWorker],
@@ -178,7 +168,7 @@ async def test_two_workers_one_killed_then_a_third_joining_end_as_one_worker(
         mine, theirs = await asyncio.gather(*(asyncio.to_thread(owned, w) for w in pair))
         return bool(mine) and bool(theirs) and mine | theirs == every and not mine & theirs
 
-    await first_time(split_a_b, within=90)
+    await eventually(split_a_b, within=90)
     backtest, transitions = await asyncio.to_thread(backtest_exposition, NIGHT, settings)
     expected = pipeline_samples(backtest)
     produced: Counter[str] = Counter()
@@ -195,7 +185,7 @@ async def test_two_workers_one_killed_then_a_third_joining_end_as_one_worker(
         sent = await asyncio.gather(*(asyncio.to_thread(transitions_sent, w) for w in pair))
         return any(sent)
 
-    await first_time(one_alerted, within=REPLAY_S + 60)
+    await eventually(one_alerted, within=REPLAY_S + 60)
     a, b = pair if transitions_sent(pair[0]) else pair[::-1]
     from_a = await asyncio.to_thread(owned, a)
     last_words = await asyncio.to_thread(scrape, a.metrics_url)
@@ -228,9 +218,9 @@ async def test_two_workers_one_killed_then_a_third_joining_end_as_one_worker(
         marks = await asyncio.to_thread(watermarks, b)
         return all(marks.get(p, 0) >= a_marks[p] for p in moved)
 
-    assigned = await first_time(b_assigned, within=90)
-    moving = await first_time(b_moving, within=90)
-    caught_up = await first_time(b_where_a_was, within=90)
+    assigned = await eventually(b_assigned, within=90)
+    moving = await eventually(b_moving, within=90)
+    caught_up = await eventually(b_where_a_was, within=90)
 
     # -- C joins: a rebalance while the replay goes on --
     await asyncio.sleep(max(0.0, started + JOIN_AT * REPLAY_S - time.monotonic()))
@@ -246,14 +236,14 @@ async def test_two_workers_one_killed_then_a_third_joining_end_as_one_worker(
         )
         return bool(mine) and bool(theirs) and mine | theirs == every and not mine & theirs
 
-    rebalanced = await first_time(split_b_c, within=90)
+    rebalanced = await eventually(split_b_c, within=90)
     to_c = await asyncio.to_thread(owned, c)
 
     async def c_moving() -> bool:
         marks = await asyncio.to_thread(watermarks, c)
         return all(marks.get(p, 0) > b_marks[p] for p in to_c if p in b_marks)
 
-    c_moved = await first_time(c_moving, within=90)
+    c_moved = await eventually(c_moving, within=90)
     stats = await replaying
     assert stats.skipped == 0 and stats.produced == sum(produced.values())
     replay_ended = time.monotonic()
@@ -271,7 +261,7 @@ async def test_two_workers_one_killed_then_a_third_joining_end_as_one_worker(
         return not differences(merged(await scraped()), want)
 
     try:
-        equal_at = await first_time(as_one_worker, within=FLUSH_IDLE_S + 120)
+        equal_at = await eventually(as_one_worker, within=FLUSH_IDLE_S + 120)
     finally:
         wrong = differences(merged(await scraped()), want)
         for line in wrong[:40]:

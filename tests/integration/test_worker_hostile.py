@@ -29,7 +29,7 @@ from streams.settings import Settings, env_name, load_settings
 from tests.conftest import RunningWorker
 from tests.integration.offline import fetch, offline_exposition, room_state_samples
 from tests.integration.test_worker_end_to_end import generate_valid_events, read_topic
-from tests.integration.workers import eventually
+from tests.integration.workers import eventually, peak_rss_mib
 
 pytestmark = pytest.mark.kafka
 
@@ -130,13 +130,6 @@ async def _produce(settings: Settings, messages: list[tuple[str, bytes | None, b
         await producer.stop()
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 async def test_hostile_messages_are_dead_letters_and_valid_ones_count_exactly(
     isolated_env: dict[str, str],
     worker_factory: Callable[[dict[str, str]], RunningWorker],
@@ -204,7 +197,7 @@ async def test_hostile_messages_are_dead_letters_and_valid_ones_count_exactly(
     assert len(letters) == HOSTILE
     assert Counter(letter["reason"] for letter in letters) == invalid()
     assert all(letter["reason"] in INVALID_REASONS and letter["detail"] for letter in letters)
-    peak = _peak_rss_mib(worker.process.pid)
+    peak = peak_rss_mib(worker.process.pid)
     print(
         f"{HOSTILE} hostile + {VALID} valid messages: produced in {produced_s:.1f} s, "
         f"processed in {processed_s:.1f} s, worker peak RSS {peak:.0f} MiB"

@@ -34,7 +34,7 @@ from streams.settings import Settings, env_name, load_settings
 from tests.conftest import RunningWorker
 from tests.integration.offline import backtest_exposition, fetch, pipeline_samples
 from tests.integration.prometheus import RULES, api
-from tests.integration.workers import alert_transitions, eventually
+from tests.integration.workers import alert_transitions, eventually, peak_rss_mib
 
 pytestmark = pytest.mark.kafka
 
@@ -160,13 +160,6 @@ def lag_rules(directory: Path) -> Path:
     return directory
 
 
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
-
-
 def history(base: str) -> dict[str, Any]:
     """The last minute of the lag and of the rule, for a failure's message."""
     now = time.time()
@@ -239,7 +232,7 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
     drained_s = time.monotonic() - started
     rate_in = events / produced_s
     rate_out = (events - processed_then) / max(drained_s - produced_s, 1e-9)
-    peak = _peak_rss_mib(worker.process.pid)
+    peak = peak_rss_mib(worker.process.pid)
     print(
         f"burst: {events} events in {messages} messages written in {produced_s:.1f} s "
         f"({rate_in:,.0f} ev/s), drained {drained_s:.1f} s after the start "

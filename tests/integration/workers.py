@@ -30,12 +30,24 @@ def split_sample(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 90) -> None:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 90, poll: float = 0.2
+) -> float:
+    """Wait until `check` holds; return the monotonic time it first did."""
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(poll)
+    return time.monotonic()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """A process's peak resident memory so far (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
 
 
 def events_counted(url: str) -> int:
