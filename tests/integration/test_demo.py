@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -28,12 +29,24 @@ def _ours() -> set[int]:
     return found
 
 
+def _free_pair() -> int:
+    """A port free with the one after it: the demo's notifier listens on port + 1."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
 def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_path: Path) -> None:
     before = _ours()
     report = tmp_path / "demo.html"
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli.main", "demo", "--speed", "40",
-         "--metrics-port", str(free_port()), "--report", str(report)],
+         "--metrics-port", str(_free_pair()), "--report", str(report)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip

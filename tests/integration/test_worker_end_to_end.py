@@ -305,7 +305,9 @@ async def test_worker_counts_viewers_and_dead_letters_invalid_input(
     assert json.loads(batch_element["payload"])["order_id"] == "neg"
 
 
-async def read_topic(settings: Settings, topic: str, count: int) -> list[dict[str, Any]]:
+async def read_topic(
+    settings: Settings, topic: str, count: int, within: float = 30
+) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.bootstrap_servers,
@@ -315,7 +317,7 @@ async def read_topic(settings: Settings, topic: str, count: int) -> list[dict[st
     await consumer.start()
     records: list[dict[str, Any]] = []
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + within
         while len(records) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=1000)
             for messages in batch.values():
