@@ -19,7 +19,7 @@ import msgspec
 
 from detectors.alerts import Transition
 from streams.cli.options import Commands, progress, settings_args, settings_from
-from streams.logs.files import EventLogError, read_chunks
+from streams.logs.files import EventLogError, Skips, read_chunks
 from streams.settings import load_settings, with_assignments
 
 
@@ -111,16 +111,19 @@ def run_replay(args: argparse.Namespace) -> int:
                 ),
             )
         )
-    for shown in stats.shown:
-        print(shown, file=sys.stderr)
-    if stats.skipped > len(stats.shown):
-        print(f"... and {stats.skipped - len(stats.shown)} more lines skipped", file=sys.stderr)
-    reasons = ", ".join(f"{n} {reason}" for reason, n in stats.reasons.most_common())
+    _show_skips(stats)
     print(
         f"replayed {stats.produced} events, skipped {stats.skipped} unroutable lines"
-        + (f" ({reasons})" if reasons else "")
+        + stats.by_reason()
     )
     return 0
+
+
+def _show_skips(skips: Skips) -> None:
+    for shown in skips.shown:
+        print(shown, file=sys.stderr)
+    if skips.skipped > len(skips.shown):
+        print(f"... and {skips.skipped - len(skips.shown)} more skipped", file=sys.stderr)
 
 
 def run_backtest(args: argparse.Namespace) -> int:
@@ -252,12 +255,10 @@ def run_record(args: argparse.Namespace) -> int:
             from_beginning=args.from_beginning,
         )
     )
-    for shown in stats.shown:
-        print(shown, file=sys.stderr)
-    reasons = ", ".join(f"{n} {reason}" for reason, n in stats.reasons.most_common())
+    _show_skips(stats)
     print(
         f"{args.out}: recorded {stats.lines} events, skipped {stats.skipped} messages"
-        + (f" ({reasons})" if reasons else "")
+        + stats.by_reason()
     )
     return 0
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, NamedTuple, cast
+from typing import IO, Final, NamedTuple, cast
 
 import msgspec
 
@@ -15,6 +17,32 @@ from streams.core.decode import DECODE_ERRORS
 from streams.core.events import EventTime
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+SHOWN_SKIPS: Final = 20
+"""Skipped inputs `replay` and `record` report one by one; the rest are counted by reason."""
+
+
+@dataclass
+class Skips:
+    """What `replay` or `record` could not pass on: counted by reason, the first named."""
+
+    skipped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    """Skipped inputs by reason (the decoder's reasons, docs/events.md)."""
+    shown: list[str] = field(default_factory=list)
+    """The first SHOWN_SKIPS skipped inputs, as `place: reason[: detail]`."""
+
+    def note(self, place: str, reason: str, detail: str | None = None) -> None:
+        self.skipped += 1
+        self.reasons[reason] += 1
+        if len(self.shown) < SHOWN_SKIPS:
+            self.shown.append(f"{place}: {reason}" + (f": {detail}" if detail else ""))
+
+    def by_reason(self) -> str:
+        """` (3 not_json, 1 not_utf8)`, or nothing when nothing was skipped."""
+        said = ", ".join(f"{n} {reason}" for reason, n in self.reasons.most_common())
+        return f" ({said})" if said else ""
 
 
 class EventLogError(OSError):

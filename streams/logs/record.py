@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -22,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from streams.core.decode import DECODE_ERRORS
 from streams.kafka.client import client_options, start_clients
 from streams.kafka.topics import ensure_topics
-from streams.logs.files import create_log
+from streams.logs.files import Skips, create_log
 from streams.settings import Settings
 
 FETCH_ANSWERED_S = 5.0
@@ -31,26 +29,15 @@ FETCH_ANSWERED_S = 5.0
 `until_idle_s`."""
 
 
-SHOWN_SKIPS: Final = 20
-"""Skipped messages reported one by one; the rest are counted by reason."""
-
-
 @dataclass
-class RecordStats:
+class RecordStats(Skips):
     lines: int = 0
-    skipped: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    """Skipped messages by reason: `not_json` (empty) or `not_utf8`, as the worker says."""
-    shown: list[str] = field(default_factory=list)
-    """The first SHOWN_SKIPS skipped messages, as `topic/partition@offset: reason`."""
 
     def skip(self, message: ConsumerRecord[bytes, bytes]) -> None:
-        self.skipped += 1
+        """A message that cannot be a line: `not_json` (empty) or `not_utf8`, as the
+        worker would say."""
         reason = "not_json" if not message.value else "not_utf8"
-        self.reasons[reason] += 1
-        if len(self.shown) < SHOWN_SKIPS:
-            where = f"{message.topic}/{message.partition}@{message.offset}"
-            self.shown.append(f"{where}: {reason}")
+        self.note(f"{message.topic}/{message.partition}@{message.offset}", reason)
 
 
 def message_lines(value: bytes | None) -> list[bytes] | None:

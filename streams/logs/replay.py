@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final
+from dataclasses import dataclass
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -17,25 +15,16 @@ from streams.core.decode import decode_log_lines
 from streams.core.events import EVENT_TYPES
 from streams.kafka.client import producer_options
 from streams.kafka.topics import ensure_topics
-from streams.logs.files import open_log, read_lines, route
+from streams.logs.files import Skips, open_log, read_lines, route
 from streams.settings import Settings
-
-SHOWN_SKIPS: Final = 20
-"""Skipped lines reported one by one; the rest are counted by reason."""
 
 
 @dataclass
-class ReplayStats:
+class ReplayStats(Skips):
     produced: int = 0
-    skipped: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
-    """Skipped lines by reason (the decoder's reasons, docs/events.md)."""
-    shown: list[str] = field(default_factory=list)
-    """The first SHOWN_SKIPS skipped lines, as `log:line: reason: detail`."""
 
     def skip(self, path: str, number: int, line: bytes) -> None:
         """A line that cannot be produced: not shaped like an event of a known type."""
-        self.skipped += 1
         rejected = decode_log_lines([line], [number], path).rejected
         if rejected:
             reason, detail = rejected[0].reason, rejected[0].detail
@@ -43,9 +32,7 @@ class ReplayStats:
             reason, detail = "not_an_event", "a JSON array: replay sends one event per line"
         else:
             reason, detail = "blank", "an empty line"
-        self.reasons[reason] += 1
-        if len(self.shown) < SHOWN_SKIPS:
-            self.shown.append(f"{path}:{number}: {reason}: {detail}")
+        self.note(f"{path}:{number}", reason, detail)
 
 
 async def replay(

@@ -52,8 +52,9 @@ from streams.worker.health import HealthCollector, WorkerHealth
 log = logging.getLogger(__name__)
 
 TICK_GAP_S = 3.0
-"""Ticks (every second) further apart than this were held up: what a blocked tick
-could not watch does not count as quiet time (`flush_idle`)."""
+"""Ticks (every second) further apart than this were held up (a broker away holds
+sends and commits): what a blocked tick could not watch is no quiet time
+(`advance_idle`, `flush_idle`)."""
 CHECKPOINT_PAUSE = 20
 """A partition's next checkpoint waits at least this many times what the last
 checkpoints of all partitions took together."""
@@ -150,10 +151,8 @@ class Worker:
         self.health = WorkerHealth()
         self.partitions: dict[int, Partition] = {}
         """Assigned partition numbers (their engines are the pipeline's)."""
-        self.flush_checked_at: float | None = None
-        """Monotonic time `flush_idle` last ran."""
-        self.idle_checked_at: float | None = None
-        """Monotonic time `advance_idle` last ran."""
+        self.ticked_at: float | None = None
+        """Monotonic time of the last tick."""
         self.source_of_topic = {topic: s for s, topic in settings.source_topics.items()}
         self.checkpoints = self.app.Table(
             "checkpoints",
@@ -314,8 +313,10 @@ class Worker:
         now = time.monotonic()
         for number in self.pipeline.engines:
             self.pipeline.settle(number, self.lagging_sources(number, now))
-        self.advance_idle(now)
-        self.flush_idle(now)
+        blocked = self.ticked_at is not None and now - self.ticked_at > TICK_GAP_S
+        self.ticked_at = now
+        self.advance_idle(now, blocked=blocked)
+        self.flush_idle(now, blocked=blocked)
         await self.emit()
         covered = self.checkpoint(now)
         if covered:
@@ -404,7 +405,7 @@ class Worker:
                 if position is not None:
                     partition.fetch_positions[tp.topic] = position
 
-    def advance_idle(self, now: float) -> None:
+    def advance_idle(self, now: float, *, blocked: bool) -> None:
         """Live mode: event time keeps passing in partitions that receive nothing.
 
         Only in partitions with nothing left to read: one with a backlog that waited
@@ -416,12 +417,10 @@ class Worker:
         was blocked (a broker away holds commits and sends). Producers keep what they
         could not send meanwhile, stamped in that time: a broker's outage is no silence.
         """
-        stalled = self.idle_checked_at is not None and now - self.idle_checked_at > UNANSWERED_S
-        self.idle_checked_at = now
         for number in self.pipeline.engines:
             partition = self.partition(number)
             answered = self.answered_until(number, now)
-            if stalled or answered < now - UNANSWERED_S:
+            if blocked or answered < now - UNANSWERED_S:
                 partition.last_activity = now  # silent or not, nobody knows: start again
                 continue
             idle = answered - (now if partition.last_activity is None else partition.last_activity)
@@ -445,7 +444,7 @@ class Worker:
             answers.append(answered + to_monotonic)
         return min([now, *answers])
 
-    def flush_idle(self, now: float) -> None:
+    def flush_idle(self, now: float, *, blocked: bool) -> None:
         """The end of input: a partition none of whose sources has held the watermark
         for `flush_idle_s` (`lagging_sources`: nothing left to read, no message within
         `source_hold_s`, the broker answering) applies what waits for the watermark, as
@@ -457,10 +456,6 @@ class Worker:
         arriving after the flush that is not newer than the newest flushed one is late,
         hence a silence far longer than any pause of a running producer."""
         wait = self.settings.flush_idle_s
-        # Ticks this far apart were blocked (a broker away holds sends and commits):
-        # nothing vouches that the sources were quiet meanwhile.
-        blocked = self.flush_checked_at is not None and now - self.flush_checked_at > TICK_GAP_S
-        self.flush_checked_at = now
         for number in list(self.pipeline.engines):
             partition = self.partition(number)
             if partition.flushed:

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from aiokafka import ConsumerRecord
 
-from streams.logs.record import SHOWN_SKIPS, RecordStats, message_lines
+from streams.logs.files import SHOWN_SKIPS
+from streams.logs.record import RecordStats, message_lines
 
 
 def test_recorded_messages_become_one_event_per_line() -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from streams.logs.replay import SHOWN_SKIPS, ReplayStats
+from streams.logs.files import SHOWN_SKIPS
+from streams.logs.replay import ReplayStats
 
 
 def test_each_skipped_line_gets_its_number_and_the_decoders_reason() -> None:
