@@ -176,7 +176,38 @@ def _keytool(keystore: Path, password: str, *args: str) -> None:
         raise KafkaError(f"keytool {args[0]} failed: {done.stdout}{done.stderr}")
 
 
-def _sasl_ssl_properties(keystore: Path, password: str) -> str:
+def make_client_certificate(
+    tls: Path, password: str, name: str, directory: Path
+) -> tuple[Path, Path]:
+    """A client key (PEM, unencrypted, made with openssl) and its certificate signed by
+    the CA `make_tls_keys` made in `tls` (PEM, made with keytool), in `directory`: a
+    client's `ssl_certfile` and `ssl_keyfile` for mutual TLS."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise KafkaError("openssl is needed to make a client's TLS key")
+    key, request, certificate = (directory / f"{name}.{ext}" for ext in ("key", "csr", "pem"))
+    done = subprocess.run(
+        [openssl, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(request)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise KafkaError(f"openssl req failed: {done.stdout}{done.stderr}")
+    _keytool(tls / "ca.p12", password, "-gencert", "-alias", "ca", "-rfc",
+             "-validity", "30", "-infile", str(request), "-outfile", str(certificate),
+             "-ext", "eku=clientAuth")  # fmt: skip
+    return certificate, key
+
+
+def _sasl_ssl_properties(keystore: Path, password: str, client_auth: bool = False) -> str:
+    # The broker's keystore also holds the CA's certificate as a trusted entry: with
+    # client authentication it is the truststore that checks clients' certificates.
+    clients = [
+        "listener.name.sasl_ssl.ssl.client.auth=required",
+        "ssl.truststore.type=PKCS12",
+        f"ssl.truststore.location={keystore}",
+        f"ssl.truststore.password={password}",
+    ]
     return "\n".join(
         [
             f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
@@ -186,6 +217,7 @@ def _sasl_ssl_properties(keystore: Path, password: str) -> str:
             f"ssl.keystore.location={keystore}",
             f"ssl.keystore.password={password}",
             f"ssl.key.password={password}",
+            *(clients if client_auth else []),
             "",
         ]
     )
@@ -213,10 +245,13 @@ class LocalKafka:
         partitions: int = 4,
         startup_timeout: float = 90.0,
         sasl_ssl_users: Mapping[str, str] | None = None,
+        client_auth: bool = False,
     ) -> None:
         """`sasl_ssl_users` (name -> password): add a SASL_SSL listener
         (`sasl_ssl_bootstrap`) with these SCRAM-SHA-512 users and a TLS key signed by
-        a CA made for this broker (`ca_file`), beside the PLAINTEXT one."""
+        a CA made for this broker (`ca_file`), beside the PLAINTEXT one. `client_auth`:
+        that listener also wants a client certificate signed by the same CA (mutual
+        TLS; `client_certificate` makes one)."""
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="livewatch-kafka-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -227,6 +262,7 @@ class LocalKafka:
         self.startup_timeout = startup_timeout
         self.sasl_ssl_users = dict(sasl_ssl_users or {})
         self.sasl_ssl_port = free_port() if self.sasl_ssl_users else None
+        self.client_auth = client_auth
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -259,7 +295,15 @@ class LocalKafka:
             (making / "keystore-password").write_text(password)
             making.rename(tls)
         password = (tls / "keystore-password").read_text()
-        return _sasl_ssl_properties(tls / "broker.p12", password)
+        return _sasl_ssl_properties(tls / "broker.p12", password, self.client_auth)
+
+    def client_certificate(self, name: str, directory: Path) -> tuple[Path, Path]:
+        """(certificate, key) PEM files in `directory` for a client called `name`, signed
+        by this broker's CA (the keys exist once the broker has started)."""
+        tls = self.workdir / "tls"
+        password = (tls / "keystore-password").read_text()
+        directory.mkdir(parents=True, exist_ok=True)
+        return make_client_certificate(tls, password, name, directory)
 
     @property
     def log_path(self) -> Path:

@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from streams.dev.broker import LocalKafka, die_with_parent
+from streams.dev.broker import LocalKafka, die_with_parent, free_port
 from streams.logs.backtest import run_backtest
 from streams.logs.replay import replay
 from streams.logs.report import REPORT_EVERY_S, write_report
@@ -53,17 +53,23 @@ def scrape(url: str) -> Samples:
     return samples
 
 
-def wait_for_metrics(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+def wait_for_metrics(
+    url: str, process: subprocess.Popen[bytes], timeout: float = 60, name: str = "worker"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the worker exited with code {process.returncode}")
+        check_running(process, name)
         try:
             scrape(url)
             return
         except (OSError, urllib.error.URLError):
             time.sleep(0.5)
-    raise RuntimeError(f"the worker's {url} did not answer within {timeout} s")
+    raise RuntimeError(f"the {name}'s {url} did not answer within {timeout} s")
+
+
+def check_running(process: subprocess.Popen[bytes], name: str) -> None:
+    if process.poll() is not None:
+        raise RuntimeError(f"the {name} exited with code {process.returncode}")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> None:
@@ -164,15 +170,27 @@ def _styled(line: str) -> Text:
 
 
 async def _replay_and_watch(
-    sample: Path, settings: Settings, speed: float, url: str, alerts: queue.Queue[str]
+    sample: Path,
+    settings: Settings,
+    speed: float,
+    url: str,
+    alerts: queue.Queue[str],
+    children: dict[str, subprocess.Popen[bytes]],
 ) -> tuple[int, int]:
-    """Replay while showing the top rooms and the notifier's alerts; (events, alert lines)."""
+    """Replay while showing the top rooms and the notifier's alerts; (events, alert lines).
+
+    A worker or notifier that dies on the way ends the demo with an error: a demo that
+    printed no alerts because nobody was listening must not pass for a quiet night."""
     console = Console()
     replaying = asyncio.create_task(replay(sample, settings, speed=speed))
     printed, quiet_polls, previous = 0, 0, None
     with Live(Table(), console=console, refresh_per_second=2) as live:
         while not replaying.done() or quiet_polls < 5:
             await asyncio.sleep(1)
+            for name, child in children.items():
+                if child.poll() is not None:
+                    replaying.cancel()
+                    check_running(child, name)
             while not alerts.empty():
                 line = alerts.get()
                 printed += " FIRING " in line or " RESOLVED " in line
@@ -195,13 +213,17 @@ async def _replay_and_watch(
 def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="livewatch-demo-"))
     url = f"http://127.0.0.1:{metrics_port}/metrics"
+    # Any free port: a fixed neighbour of the worker's may be taken, and a notifier
+    # that cannot listen exits before it prints a single alert.
+    notifier_port = free_port()
     worker = notifier = None
+    alerts: queue.Queue[str] = queue.Queue()
     with LocalKafka(workdir=workdir / "kafka") as kafka:
         print(f"Kafka broker up at {kafka.bootstrap}", flush=True)
         env = {
             env_name("bootstrap_servers"): kafka.bootstrap,
             env_name("metrics_port"): str(metrics_port),
-            env_name("notifier_metrics_port"): str(metrics_port + 1),
+            env_name("notifier_metrics_port"): str(notifier_port),
             env_name("state_dir"): str(workdir / "state"),
             # The night's event time is its own: the wall clock does not age its rooms
             # after the replay, and once the input has been silent for 5 s the last
@@ -214,12 +236,17 @@ def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT)
             worker = start_worker(env, workdir / "worker.log")
             wait_for_metrics(url, worker)
             notifier = start_notifier(env)
-            alerts: queue.Queue[str] = queue.Queue()
             threading.Thread(target=_pipe_lines, args=(notifier, alerts), daemon=True).start()
             print(f"worker up, metrics at {url} (worker log: {workdir / 'worker.log'})")
-            print(f"notifier up; replaying {sample.name} at {speed}x ...", flush=True)
+            notifier_url = f"http://127.0.0.1:{notifier_port}/metrics"
+            wait_for_metrics(notifier_url, notifier, name="notifier")
+            print(f"notifier up, metrics at {notifier_url}")
+            print(f"replaying {sample.name} at {speed}x ...", flush=True)
             settings = load_settings(environ=env)
-            produced, alerted = asyncio.run(_replay_and_watch(sample, settings, speed, url, alerts))
+            children = {"worker": worker, "notifier": notifier}
+            produced, alerted = asyncio.run(
+                _replay_and_watch(sample, settings, speed, url, alerts, children)
+            )
             totals = scrape(url)
             events = {dict(k)["type"]: int(v) for k, v in totals["livewatch_events_total"].items()}
             sent = int(sum(totals.get("livewatch_alert_transitions_total", {}).values()))
@@ -235,6 +262,13 @@ def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT)
         except KeyboardInterrupt:
             print("interrupted, stopping", flush=True)
             return 130
+        except RuntimeError as error:
+            print(f"demo failed: {error} (worker log: {workdir / 'worker.log'})", file=sys.stderr)
+            if notifier is not None and notifier.poll() is not None:
+                time.sleep(0.5)  # its last words are still in the pipe
+                last = list(alerts.queue)[-20:]
+                print("\n".join(f"notifier: {line}" for line in last), file=sys.stderr)
+            return 1
         finally:
             for process in (notifier, worker):
                 if process is not None:

@@ -84,7 +84,12 @@ async def connection_problem(settings: Settings, timeout_s: float = 10.0) -> str
             f"authentication failed for user {settings.sasl_username!r} "
             f"({settings.security_protocol} {settings.sasl_mechanism}) at {first}: {said}"
         )
-    except (OSError, KafkaError, TimeoutError, ValueError):
+    except (OSError, KafkaError, TimeoutError, ValueError) as exc:
+        # Under TLS 1.3 the broker checks the client's certificate after the handshake:
+        # its refusal (e.g. "certificate required") arrives as a closed connection.
+        refusal = exc.__cause__
+        if isinstance(refusal, ssl.SSLError):
+            return f"TLS handshake with {first} failed: {refusal.reason or refusal}"
         return None
     conn.close()
     return None

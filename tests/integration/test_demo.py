@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -29,24 +30,12 @@ def _ours() -> set[int]:
     return found
 
 
-def _free_pair() -> int:
-    """A port free with the one after it: the demo's notifier listens on port + 1."""
-    while True:
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
 def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_path: Path) -> None:
     before = _ours()
     report = tmp_path / "demo.html"
     done = subprocess.run(
         [sys.executable, "-m", "streams.cli.main", "demo", "--speed", "40",
-         "--metrics-port", str(_free_pair()), "--report", str(report)],
+         "--metrics-port", str(free_port()), "--report", str(report)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
@@ -75,3 +64,55 @@ def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_pat
     while _ours() - before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _ours() - before
+
+
+def _demo(port: int, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli.main", "demo", "--speed", "10",
+         "--metrics-port", str(port), "--report", str(cwd / "demo.html")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+    )  # fmt: skip
+
+
+def _children(parent: int, kind: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if kind in cmdline and ppid == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def test_demo_fails_when_its_worker_cannot_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        demo = _demo(taken.getsockname()[1], tmp_path)
+        out, err = demo.communicate(timeout=180)
+    assert demo.returncode == 1, out[-2000:] + err[-2000:]
+    assert "demo failed: the worker exited with code" in err, err[-2000:]
+    assert "report written" not in out
+
+
+def test_demo_fails_when_its_notifier_dies(tmp_path: Path) -> None:
+    """Nobody listening for alerts is not a quiet night: the demo stops with an error."""
+    demo = _demo(free_port(), tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not (notifiers := _children(demo.pid, "streams.cli.main notify")):
+            assert demo.poll() is None and time.monotonic() < deadline, "no notifier started"
+            time.sleep(0.2)
+        time.sleep(3)  # into the replay
+        os.kill(notifiers[0], signal.SIGKILL)
+        out, err = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert demo.returncode == 1, out[-2000:] + err[-2000:]
+    assert f"demo failed: the notifier exited with code {-signal.SIGKILL}" in err, err[-2000:]
+    assert "report written" not in out

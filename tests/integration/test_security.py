@@ -61,6 +61,10 @@ def secured_kafka() -> Iterator[LocalKafka]:
 
 @pytest.fixture
 def secured_env(secured_kafka: LocalKafka, tmp_path: Path) -> dict[str, str]:
+    return env_for(secured_kafka, tmp_path)
+
+
+def env_for(broker: LocalKafka, tmp_path: Path) -> dict[str, str]:
     """docs/deploy.md's settings for a secured cluster, the password in a file; no
     `metrics_host`: the default is what is checked."""
     password_file = tmp_path / "kafka-password"
@@ -68,12 +72,12 @@ def secured_env(secured_kafka: LocalKafka, tmp_path: Path) -> dict[str, str]:
     password_file.chmod(0o600)
     tag = uuid.uuid4().hex[:8]
     return {
-        env_name("bootstrap_servers"): secured_kafka.sasl_ssl_bootstrap,
+        env_name("bootstrap_servers"): broker.sasl_ssl_bootstrap,
         env_name("security_protocol"): "SASL_SSL",
         env_name("sasl_mechanism"): SCRAM_MECHANISM,
         env_name("sasl_username"): USER,
         env_name("sasl_password_file"): str(password_file),
-        env_name("ssl_cafile"): str(secured_kafka.ca_file),
+        env_name("ssl_cafile"): str(broker.ca_file),
         env_name("topic_prefix"): f"s{tag}.",
         env_name("app_id"): f"livewatch-secure-{tag}",
         env_name("state_dir"): str(tmp_path / "state"),
@@ -350,3 +354,57 @@ def test_a_broker_without_users_has_no_secured_listener(tmp_path: Path) -> None:
     assert "advertised.listeners=PLAINTEXT://127.0.0.1:1,SASL_SSL://127.0.0.1:3\n" in secured
     with pytest.raises(KafkaError, match="letters, digits"):
         _scram_user("livewatch", "a],b")
+
+
+@pytest.fixture(scope="module")
+def mutual_tls_kafka() -> Iterator[LocalKafka]:
+    """A broker whose SASL_SSL listener also wants a client certificate from its CA."""
+    with LocalKafka(
+        heap_mb=384, partitions=2, sasl_ssl_users={USER: PASSWORD}, client_auth=True
+    ) as broker:
+        yield broker
+
+
+def test_mutual_tls_with_a_client_certificate_works_and_without_one_is_refused(
+    mutual_tls_kafka: LocalKafka,
+    worker_factory: Callable[[dict[str, str]], RunningWorker],
+    tmp_path: Path,
+) -> None:
+    """docs/deploy.md's `ssl_certfile` and `ssl_keyfile`: the worker, `replay` and
+    `record` present the client's certificate; a client without one is refused with
+    one clear line."""
+    without = env_for(mutual_tls_kafka, tmp_path)
+    certificate, key = mutual_tls_kafka.client_certificate("livewatch", tmp_path / "client")
+    env = {
+        **without,
+        env_name("ssl_certfile"): str(certificate),
+        env_name("ssl_keyfile"): str(key),
+    }
+    worker = worker_factory(env)
+    night = tmp_path / "night.jsonl"
+    lines = small_log(night)
+    replayed = run_cli(["replay", str(night), "--max-speed"], env)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replayed {lines} events" in replayed.stdout
+
+    def counted() -> float:
+        return sum(scrape(worker.metrics_url).get("livewatch_events_total", {}).values())
+
+    eventually(lambda: counted() == lines)
+    recording = tmp_path / "recorded.jsonl.gz"
+    recorded = run_cli(
+        ["record", "--out", str(recording), "--from-beginning", "--until-idle", "4"], env
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    assert sorted(line for _, line in read_lines(recording)) == sorted(
+        line for _, line in read_lines(night)
+    )
+
+    refused = run_cli(["replay", str(night), "--max-speed"], without, timeout=90)
+    output = refused.stdout + refused.stderr
+    assert refused.returncode == 1, output
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("livewatch: error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    assert errors[0].startswith("livewatch: error: TLS handshake"), errors[0]
+    assert "CERTIFICATE_REQUIRED" in errors[0], errors[0]
+    assert counted() == lines  # nothing of the refused replay arrived
