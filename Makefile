@@ -18,14 +18,16 @@ install: $(STAMP)
 
 # Java and Maven fetch and run the broker; Prometheus and promtool check the
 # dashboards and rules, amtool the Alertmanager example; kcat (librdkafka) produces
-# the interop test's messages; chromium renders the report. All from Debian when missing.
+# the interop test's messages; chromium renders the report; openssl makes the mutual-TLS
+# test's client key. All from Debian when missing.
 system-deps:
 	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null \
 	  && command -v prometheus >/dev/null && command -v amtool >/dev/null \
-	  && command -v kcat >/dev/null && command -v chromium >/dev/null || { \
+	  && command -v kcat >/dev/null && command -v chromium >/dev/null \
+	  && command -v openssl >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends openjdk-17-jre-headless maven prometheus prometheus-alertmanager \
-	    kcat chromium; }
+	    kcat chromium openssl; }
 
 kafka-jars: install system-deps
 	$(BIN)/livewatch kafka fetch
@@ -37,11 +39,12 @@ test: kafka-jars lint typecheck
 	$(BIN)/pytest -q
 
 # The long fault and load runs (docs/reliability.md): the suite's versions of these
-# tests, bigger and longer. About 25 minutes.
+# tests, bigger and longer. About 40 minutes.
 soak: kafka-jars
 	LIVEWATCH_SOAK_HOSTILE=100000 $(BIN)/pytest -q -s tests/integration/test_worker_hostile.py
 	LIVEWATCH_SOAK_BURST=6 $(BIN)/pytest -q -s tests/integration/test_worker_overload.py
 	LIVEWATCH_SOAK_ROOMS=1000000 $(BIN)/pytest -q -s tests/streams/logs/test_room_budget.py
+	LIVEWATCH_SOAK_JUNK_ROOMS=1000000 $(BIN)/pytest -q -s tests/integration/test_worker_cardinality.py
 	LIVEWATCH_SOAK_BROKER_SPEED=2 LIVEWATCH_SOAK_BROKER_DOWN_S=60 LIVEWATCH_SOAK_BROKER_KILL=1 \
 	  $(BIN)/pytest -q -s tests/integration/test_broker_restart.py
 	LIVEWATCH_SOAK_FAILOVER_SPEED=2 $(BIN)/pytest -q -s tests/integration/test_worker_failover.py

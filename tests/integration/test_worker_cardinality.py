@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams.dev.demo import scrape
@@ -54,6 +55,7 @@ def _scrape_lines(url: str) -> int:
         return int(response.read().decode().count("\n"))
 
 
+@pytest.mark.timeout(int(300 + JUNK_ROOMS / 500))  # a million: about 25 min of budget
 async def test_a_flood_of_room_ids_keeps_the_worker_bounded(
     isolated_env: dict[str, str], worker_factory: Callable[[dict[str, str]], RunningWorker]
 ) -> None:
@@ -61,8 +63,11 @@ async def test_a_flood_of_room_ids_keeps_the_worker_bounded(
     settings = load_settings(environ=env)
     start = int(time.time() * 1000) - 60_000
     real = [("real-room", _join("real-room", start + i, f"v{i}")) for i in range(REAL_VIEWERS)]
+    # Spread over 7 s of event time whatever their number, so the real room's later
+    # joins (at +9 s) come after all of them.
     junk = [
-        (f"junk-{i}", _join(f"junk-{i}", start + 1_000 + i // 10, "u")) for i in range(JUNK_ROOMS)
+        (f"junk-{i}", _join(f"junk-{i}", start + 1_000 + i * 7_000 // JUNK_ROOMS, "u"))
+        for i in range(JUNK_ROOMS)
     ]
     later = [("real-room", _join("real-room", start + 9_000, f"w{i}")) for i in range(10)]
     # Written before the worker starts: it drains a backlog, so event time follows the
