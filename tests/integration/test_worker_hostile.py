@@ -130,6 +130,7 @@ async def _produce(settings: Settings, messages: list[tuple[str, bytes | None, b
         await producer.stop()
 
 
+@pytest.mark.timeout(int(300 + HOSTILE / 100))  # 100,000 in make soak: 20 min of budget
 async def test_hostile_messages_are_dead_letters_and_valid_ones_count_exactly(
     isolated_env: dict[str, str],
     worker_factory: Callable[[dict[str, str]], RunningWorker],
@@ -178,7 +179,7 @@ async def test_hostile_messages_are_dead_letters_and_valid_ones_count_exactly(
 
     started = time.monotonic()
     try:
-        await eventually(all_taken, within=240)
+        await eventually(all_taken, within=max(240, HOSTILE / 200))
     finally:
         print(f"invalid {dict(invalid())}, valid {valid_counted()}")
     processed_s = time.monotonic() - started
