@@ -220,18 +220,7 @@ def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT)
     alerts: queue.Queue[str] = queue.Queue()
     with LocalKafka(workdir=workdir / "kafka") as kafka:
         print(f"Kafka broker up at {kafka.bootstrap}", flush=True)
-        env = {
-            env_name("bootstrap_servers"): kafka.bootstrap,
-            env_name("metrics_port"): str(metrics_port),
-            env_name("notifier_metrics_port"): str(notifier_port),
-            env_name("state_dir"): str(workdir / "state"),
-            # The night's event time is its own: the wall clock does not age its rooms
-            # after the replay, and once the input has been silent for 5 s the last
-            # lateness window is applied, so the worker ends where the backtest does.
-            env_name("idle_after_s"): "3600",
-            env_name("flush_idle_s"): "5",
-            env_name("log_level"): "warning",
-        }
+        env = _demo_env(kafka.bootstrap, metrics_port, notifier_port, workdir)
         try:
             worker = start_worker(env, workdir / "worker.log")
             wait_for_metrics(url, worker)
@@ -247,18 +236,7 @@ def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT)
             produced, alerted = asyncio.run(
                 _replay_and_watch(sample, settings, speed, url, alerts, children)
             )
-            totals = scrape(url)
-            events = {dict(k)["type"]: int(v) for k, v in totals["livewatch_events_total"].items()}
-            sent = int(sum(totals.get("livewatch_alert_transitions_total", {}).values()))
-            online = {
-                dict(k)["room"]: int(v)
-                for k, v in totals.get("livewatch_room_online_viewers", {}).items()
-            }
-            print(f"replayed {produced} events; the worker counted {events}")
-            print(
-                f"the worker sent {sent} alert transitions; the console notifier printed "
-                f"{alerted} lines (changes of an alert within group_wait go out as one)"
-            )
+            online = _summarize(scrape(url), produced, alerted)
         except KeyboardInterrupt:
             print("interrupted, stopping", flush=True)
             return 130
@@ -275,6 +253,37 @@ def run_demo(speed: float, metrics_port: int, report: str, sample: Path = NIGHT)
                     stop_process(process)
     _write_report(sample, report, online)
     return 0
+
+
+def _demo_env(
+    bootstrap: str, metrics_port: int, notifier_port: int, workdir: Path
+) -> dict[str, str]:
+    return {
+        env_name("bootstrap_servers"): bootstrap,
+        env_name("metrics_port"): str(metrics_port),
+        env_name("notifier_metrics_port"): str(notifier_port),
+        env_name("state_dir"): str(workdir / "state"),
+        # The night's event time is its own: the wall clock does not age its rooms
+        # after the replay, and once the input has been silent for 5 s the last
+        # lateness window is applied, so the worker ends where the backtest does.
+        env_name("idle_after_s"): "3600",
+        env_name("flush_idle_s"): "5",
+        env_name("log_level"): "warning",
+    }
+
+
+def _summarize(totals: Samples, produced: int, alerted: int) -> dict[str, int]:
+    """Print what the worker counted and sent; its final online viewers by room."""
+    events = {dict(k)["type"]: int(v) for k, v in totals["livewatch_events_total"].items()}
+    sent = int(sum(totals.get("livewatch_alert_transitions_total", {}).values()))
+    print(f"replayed {produced} events; the worker counted {events}")
+    print(
+        f"the worker sent {sent} alert transitions; the console notifier printed "
+        f"{alerted} lines (changes of an alert within group_wait go out as one)"
+    )
+    return {
+        dict(k)["room"]: int(v) for k, v in totals.get("livewatch_room_online_viewers", {}).items()
+    }
 
 
 def _write_report(sample: Path, report: str, online: dict[str, int]) -> None:

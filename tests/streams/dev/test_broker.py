@@ -49,7 +49,8 @@ async def _produce_and_commit(bootstrap: str) -> None:
             await producer.send_and_wait("kept", b"%d" % i, partition=i % 2)
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="g")
+    # No auto-commit: stopping would commit the consumer's own position over the 3.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="g", enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([TopicPartition("kept", 0)])
@@ -59,7 +60,7 @@ async def _produce_and_commit(bootstrap: str) -> None:
 
 
 async def _read_back(bootstrap: str) -> tuple[list[bytes], int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="g")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="g", enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition("kept", 0), TopicPartition("kept", 1)]
