@@ -71,6 +71,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """Source topic of `stall` events."""
     topic_latency: TopicName = "live.latency"
     """Source topic of `latency` events."""
+    topic_rooms: TopicName = "live.rooms"
+    """Source topic of `room` events (a stream's start and end, promotions): sparse, it
+    holds the watermark only while its input waits to be processed (docs/events.md)."""
     topic_deadletter: TopicName = "live.deadletter"
     """Rejected input and undeliverable notifications (docs/events.md)."""
     topic_alerts: TopicName = "live.alerts"
@@ -154,6 +157,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     """The latency objective: samples above it are bad."""
     room_idle_s: Positive = 900
     """A room with nobody online and no event for this long is dropped."""
+    ended_grace_s: Positive = 300
+    """A room whose stream ended (a room event `ended`) is dropped this long after it,
+    in event time: its series go, whoever is still counted online."""
     max_rooms: Positive = 25_000
     """Rooms a partition holds state for: beyond it the least recently active rooms
     with nobody online and no alert open are evicted (counted), and an event of a new
@@ -224,6 +230,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
                 bounce_s=self.bounce_s,
                 latency_slo_ms=self.latency_slo_ms,
                 room_idle_s=self.room_idle_s,
+                ended_grace_s=self.ended_grace_s,
             ),
             detectors=DetectorSettings.from_table(self.detectors),
         )

@@ -20,6 +20,8 @@ class MetricsConfig:
     latency_slo_ms: float = 600.0
     room_idle_s: int = 900
     """A room with nobody online and no event for this long is dropped."""
+    ended_grace_s: int = 300
+    """A room whose stream ended (a room event `ended`) is dropped this long after it."""
     expiry_scan_every_s: int = 5
 
 

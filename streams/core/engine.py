@@ -9,6 +9,14 @@ topic was fetched ahead of its own. Events wait for the watermark, are applied i
 event-time order, and every closed second of event time is ticked in every room,
 so results do not depend on batch boundaries, topic interleaving or replay speed.
 
+A sparse source (`SPARSE_SOURCES`: room events, a few per stream) would stall that
+rule: its clock stays hours behind. Offline its clock never counts; live, only
+while the driver names it lagging (input of it waiting to be processed). Its events
+are still applied at their event time, in order with the others, and judged late
+like any other. A room whose stream `ended` is watched no more (its alerts resolve
+with `stream_ended`) and goes `ended_grace_s` later; a `live` after that `ended`
+starts the room afresh.
+
 `Pipeline` is the one processing path both drivers use: decode -> the
 partition's engine -> counters. The Faust worker and backtest hand it batches of
 one partition's input (Kafka messages, or the lines of a log), tell it how time
@@ -43,9 +51,11 @@ from streams.core.events import (
     EVENT_TYPES,
     SOURCE_OF_CLASS,
     SOURCES,
+    SPARSE_SOURCES,
     TYPE_OF_CLASS,
     Event,
     Latency,
+    RoomEvent,
     event_type,
 )
 from streams.core.latency import LatencySamples, LatencyStats
@@ -115,7 +125,8 @@ class PartitionEngine:
 
         `lagging` (live mode) names the sources with unconsumed input in this
         partition; the others are caught up and do not hold the watermark.
-        Offline (None), a source holds it until it falls `source_idle_ms` behind.
+        Offline (None), a source holds it until it falls `source_idle_ms` behind;
+        a sparse source (`SPARSE_SOURCES`) never does.
         Each event is judged against the state as it stood when it arrived, so
         batch boundaries change nothing. An event more than `max_clock_skew_ms`
         behind the clock is rejected, and so is one ahead of `now_ms` (the wall
@@ -139,7 +150,7 @@ class PartitionEngine:
         source_clocks = self.source_clocks
         rooms, admitted, budget = self.rooms, self._admitted, self.config.max_rooms
         pending, pending_latency = self._pending, self._pending_latency
-        source_of = SOURCE_OF_CLASS
+        source_of, sparse = SOURCE_OF_CLASS, SPARSE_SOURCES
         # The hot loop of every driver: state in locals, written back at the end.
         clock = self.event_clock
         watermark = self.watermark
@@ -213,8 +224,8 @@ class PartitionEngine:
                         or clock - idle > low):  # fmt: skip
                     continue
                 low = clock
-                for held in source_clocks.values():
-                    if clock - idle <= held < low:
+                for held_source, held in source_clocks.items():
+                    if clock - idle <= held < low and held_source not in sparse:
                         low = held
                 candidate: int | None = low - lateness
             elif source in held_by and (
@@ -236,12 +247,17 @@ class PartitionEngine:
 
     def _make_room(self) -> bool:
         """The room budget is full: evict the least recently active tenth of the rooms
-        that nobody is in and no alert is open or pending on. False when there are none:
-        every room held is live, and a new one must wait for one to empty."""
+        that nobody is in (or whose stream ended) and no alert is open or pending on.
+        False when there are none: every room held is live, and a new one must wait
+        for one to empty."""
         if self._full_at is not None and self._full_at == self.closed_second:
             return False  # nothing has changed since the last look found every room live
         busy = {key.room_id for key in self.watch.tracker.active}
-        idle = [r for r in self.rooms.values() if not r.joined_at and r.room_id not in busy]
+        idle = [
+            r
+            for r in self.rooms.values()
+            if (not r.joined_at or r.ended_at is not None) and r.room_id not in busy
+        ]
         if not idle:
             self._full_at = self.closed_second
             return False
@@ -324,10 +340,29 @@ class PartitionEngine:
             if event.ts // 1000 != second:
                 second = event.ts // 1000
                 self._tick_until(second - 1)
+            if isinstance(event, RoomEvent):
+                self._apply_phase(event, second)
+                continue
             room = self._room_for(event.room_id, second)
             self.watch.observe(event, room)
             room.apply(event)
             self._after_events(room)
+
+    def _apply_phase(self, event: RoomEvent, second: int) -> None:
+        """A room event. `ended`: the broadcast is over, its alerts resolve and nothing
+        judges the room any more (it is ticked only when something changes, and goes
+        `ended_grace_s` later). `live` after an `ended`: a new broadcast, whose room
+        starts afresh (the old one's series go, the traffic baseline starts over)."""
+        room_id = event.room_id
+        room = self.rooms.get(room_id)
+        if room is not None and room.ended_at is not None and event.phase == "live":
+            self._forget(room_id, second - 1)
+        room = self._room_for(room_id, second)
+        if event.phase == "ended" and room.ended_at is None:
+            self.watch.stream_ended(room_id, event.ts)
+            self._ticking.pop(room_id, None)
+        room.apply_phase(event)
+        self._after_events(room)
 
     def _apply_latency(self, second: int, events: list[Latency]) -> None:
         """Apply the latency samples of a second per room, in application order, so
@@ -364,7 +399,9 @@ class PartitionEngine:
         room_id = room.room_id
         if room_id in self._ticking:
             return
-        if room_id in self.watch.rooms or room.online >= self._watch_from(room_id):
+        if room_id in self.watch.rooms or (
+            room.ended_at is None and room.online >= self._watch_from(room_id)
+        ):
             self._ticking[room_id] = room
             self._wake_at.pop(room_id, None)
         else:

@@ -4,15 +4,22 @@ Events are applied in event-time order by the partition engine, which also calls
 `tick(second)` once for every second of event time that closes, in order, so a
 room whose events stop still moves on (its windows empty, idle sessions expire).
 Definitions and sources of every metric: docs/metrics.md.
+
+Room events (`RoomEvent`) are the room's own: its stream's lifecycle (`live`,
+`ended`) and its promotions, kept here at event time (`apply_phase`). What an
+ended stream means for detectors and for the room's life is the engine's and the
+watch's (streams.core.engine, streams.core.watch).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from streams.core.config import MetricsConfig
-from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
+from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall, Viewer
 from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
 
 # Fields of the per-second ring, indexed by the second events happened in.
@@ -28,6 +35,23 @@ _TOTALS: Final = 10
 JOINS, GONE_BEFORE_BOUNCE, GONE_BEFORE_1M, GONE_BEFORE_5M = range(4)
 CHANNELS: Final = ("feed", "follow", "search", "ad", "share", "other", "unknown")
 """Traffic channels of entries (a join's `source`), 'unknown' when not given."""
+MAX_PROMOTIONS: Final = 32
+"""Promotions a room remembers (the latest): a producer sending a new promo_id every
+second must not grow a room without bound."""
+
+
+@dataclass(slots=True)
+class Promotion:
+    """One promotion of a room as its room events told it, at event time (ms)."""
+
+    promo_id: str | None
+    started_at: int | None
+    """Its `promo_start`; None when only its `promo_end` was seen."""
+    online_at_start: int | None
+    """Viewers online when it started."""
+    ended_at: int | None = None
+    """Its `promo_end`; None while it runs."""
+    online_at_end: int | None = None
 
 
 class RoomState:
@@ -66,10 +90,52 @@ class RoomState:
         self.chatters_ever: set[str] = set()
         self.buyers_ever: set[str] = set()
         self.stalled_ever: set[str] = set()
+        # The stream's lifecycle and promotions, from room events.
+        self.live_at: int | None = None
+        """ms of the broadcast's `live`, when one was seen."""
+        self.ended_at: int | None = None
+        """ms of the broadcast's `ended`: its detectors stopped, and the room goes
+        `ended_grace_s` later. None while it is live (or was never said to end)."""
+        self.promotions: deque[Promotion] = deque(maxlen=MAX_PROMOTIONS)
+        """The room's promotions, oldest first (at most `MAX_PROMOTIONS`)."""
 
     # -- applying events ---------------------------------------------------
 
-    def apply(self, event: Event) -> None:
+    def apply_phase(self, event: RoomEvent) -> None:
+        """A room event: the stream went live or ended, a promotion started or ended.
+
+        Repeats (at-least-once delivery) change nothing: the first `live` and `ended`
+        of a broadcast count, and a promotion is matched by its `promo_id`."""
+        self.arrive(event.ts // 1000)
+        phase, ts = event.phase, event.ts
+        if phase == "live":
+            if self.live_at is None:
+                self.live_at = ts
+        elif phase == "ended":
+            if self.ended_at is None:
+                self.ended_at = ts
+        elif phase == "promo_start":
+            if self._open_promotion(event.promo_id, exact=True) is None:
+                self.promotions.append(Promotion(event.promo_id, ts, self.online))
+        else:
+            promotion = self._open_promotion(event.promo_id, exact=False)
+            if promotion is not None:
+                promotion.ended_at, promotion.online_at_end = ts, self.online
+            elif all(p.promo_id != event.promo_id for p in self.promotions):
+                # Its start came before this worker's history (or never): the end is news.
+                self.promotions.append(Promotion(event.promo_id, None, None, ts, self.online))
+
+    def _open_promotion(self, promo_id: str | None, *, exact: bool) -> Promotion | None:
+        """The latest running promotion named `promo_id`; unless `exact`, an end that
+        names none ends the latest running one."""
+        for promotion in reversed(self.promotions):
+            if promotion.ended_at is None and (
+                promotion.promo_id == promo_id or (promo_id is None and not exact)
+            ):
+                return promotion
+        return None
+
+    def apply(self, event: Viewer) -> None:
         """Apply one event (latency samples come in bulk through `add_latency`)."""
         second = event.ts // 1000
         self.arrive(second)
@@ -137,7 +203,7 @@ class RoomState:
         self.channels.add(CHANNELS.index(channel), second)
         self.entries_by_channel[channel] += 1
 
-    def _refresh_all(self, events: Iterable[Event], second: int) -> None:
+    def _refresh_all(self, events: Iterable[Viewer], second: int) -> None:
         """The senders of `events` are here; one not online starts a session."""
         last_seen, departed = self.last_seen, self.departed.seen
         for event in events:
@@ -232,6 +298,9 @@ class RoomState:
         """The next second at which ticking this room does more than count viewer-seconds:
         its oldest session expires, or it is gone."""
         expiry = self.next_expiry(self.closed + 1)
+        if self.ended_at is not None:
+            gone = max(self.ended_at // 1000 + self.config.ended_grace_s, self.closed + 1)
+            return gone if expiry is None else min(expiry, gone)
         if expiry is not None:
             return expiry
         return max(self.last_event_second + self.config.room_idle_s, self.closed + 1)
@@ -253,6 +322,14 @@ class RoomState:
         return self.presence.at(0, second)
 
     def is_gone(self, second: int) -> bool:
+        """Nobody online and no event for `room_idle_s`; or `ended_grace_s` after its
+        stream ended, whoever is still counted online (viewers leave an ended stream,
+        and sessions without a `leave` would otherwise keep it for their timeout)."""
+        if (
+            self.ended_at is not None
+            and second - self.ended_at // 1000 >= self.config.ended_grace_s
+        ):
+            return True
         return not self.joined_at and second - self.last_event_second >= self.config.room_idle_s
 
     # -- metrics -------------------------------------------------------------

@@ -5,6 +5,10 @@ every closed second, in event-time order. Detectors are evaluated every
 `cliff.step_s` seconds of event time; their findings go through the
 partition's alert tracker, whose transitions (and moderation actions) wait in
 an outbox for the driver: the worker sends them to Kafka, backtest to a file.
+
+A room whose stream ended (a room event `ended`) is judged no more:
+`stream_ended` resolves its alerts, and it is not watched again until a `live`
+starts a new broadcast (a new room state, streams.core.engine).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from detectors.config import DetectorConfig, DetectorSettings
 from detectors.ebb import EbbTracker, ebb_hint
 from detectors.slo import BurnRate, latency_finding, stall_finding, sustained_level
 from detectors.spam import SpamDetector, flood_action, moderation_action
-from streams.core.events import Danmaku, Event
+from streams.core.events import Danmaku, Viewer
 from streams.core.latency import LatencySamples
 from streams.core.room import (
     CHANNELS,
@@ -104,11 +108,13 @@ class PartitionWatch:
             watch = self.rooms[room_id] = RoomWatch(self.settings.for_room(room_id))
         return watch
 
-    def observe(self, event: Event, room: RoomState) -> None:
+    def observe(self, event: Viewer, room: RoomState) -> None:
         """Before `room` applies `event` (latency samples come through `observe_latency`)."""
         watch = self.rooms.get(room.room_id)
         if isinstance(event, Danmaku):
             if watch is None:
+                if room.ended_at is not None:
+                    return  # the stream ended: nothing to judge
                 watch = self._watch(room.room_id)
             if watch.spam is None:
                 watch.spam = SpamDetector(watch.config.spam)
@@ -134,8 +140,11 @@ class PartitionWatch:
         """After `room` closed `second`."""
         watch = self.rooms.get(room.room_id)
         if watch is None:
-            if room.online < self.settings.watch_from_online(room.room_id):
-                return  # nothing to judge yet: no detector state, no upkeep
+            if (
+                room.online < self.settings.watch_from_online(room.room_id)
+                or room.ended_at is not None
+            ):
+                return  # nothing to judge (yet): no detector state, no upkeep
             watch = self._watch(room.room_id)
         traffic = watch.traffic
         if traffic is None and room.online >= watch.config.watch_from_online:
@@ -240,6 +249,13 @@ class PartitionWatch:
             "ebb_floor_ratio": ebb.floor_ratio if math.isfinite(ebb.floor_ratio) else None,
             "ebb_progress_ratio": ebb.progress,
         }
+
+    def stream_ended(self, room_id: str, ts: int) -> None:
+        """The room's stream ended at `ts`: its detectors go, whatever it has open
+        resolves (`resolve_reason: "stream_ended"`), and nothing fires for it any more:
+        the viewers leaving an ended stream are no traffic cliff."""
+        self.rooms.pop(room_id, None)
+        self.transitions += self.tracker.resolve_room(room_id, ts, "stream_ended")
 
     def room_gone(self, room_id: str, second: int) -> None:
         self.rooms.pop(room_id, None)

@@ -6,6 +6,15 @@ for lognormal times, and while present send latency samples, chat, orders and
 the odd stall as Poisson processes of their own. Incidents are injected on top
 and listed in the labels. Everything is drawn in bulk with numpy from one seed,
 so a seed gives the same file every time, fast.
+
+Each room also says what the platform knows of it (room events, the `live.rooms`
+topic): `live` when the night starts, `promo_start` and `promo_end` around each
+promotion (its ramp to the peak), and `ended` when the host ends the stream
+(`Room.ends_at`: nobody arrives afterwards, everyone present leaves within a
+minute). A room that goes silent (`silent_at`, its ingest died) says nothing more.
+Room events draw nothing from the seed and take no part in a dirty night's
+disorder, so the viewers' events of a night are what they were before room
+events existed.
 """
 
 from __future__ import annotations
@@ -47,16 +56,31 @@ def steady(rate: float) -> Arrivals:
     return lambda s: np.full(len(s), rate)
 
 
-def promotion(base: float, peak: float, ramp_at: int, peak_at: int, half_life_s: float,
-              floor: float) -> Arrivals:  # fmt: skip
-    """Arrivals per second: base, a ramp to the peak, then an ebb to the floor."""
+@dataclass(frozen=True)
+class PromotionPlan:
+    """Arrivals per second: base, a ramp to the peak while the promotion runs (from
+    `ramp_at` to `peak_at`, its `promo_start` and `promo_end`), then an ebb to the floor."""
 
-    def rate(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    base: float
+    peak: float
+    ramp_at: int
+    peak_at: int
+    half_life_s: float
+    floor: float
+
+    def __call__(self, s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        base, peak, ramp_at, peak_at = self.base, self.peak, self.ramp_at, self.peak_at
         ramp = base + (peak - base) * np.clip((s - ramp_at) / max(peak_at - ramp_at, 1), 0, 1)
-        ebb = floor + (peak - floor) * np.exp2(-np.maximum(s - peak_at, 0) / half_life_s)
+        ebb = self.floor + (peak - self.floor) * np.exp2(
+            -np.maximum(s - peak_at, 0) / self.half_life_s
+        )
         return np.where(s < peak_at, ramp, ebb)
 
-    return rate
+
+def promotion(base: float, peak: float, ramp_at: int, peak_at: int, half_life_s: float,
+              floor: float) -> PromotionPlan:  # fmt: skip
+    """Arrivals per second: base, a ramp to the peak, then an ebb to the floor."""
+    return PromotionPlan(base, peak, ramp_at, peak_at, half_life_s, floor)
 
 
 @dataclass(frozen=True)
@@ -75,6 +99,13 @@ class Room:
     bot_flood: tuple[int, int] | None = None
     """(start s, bots)."""
     hype_at: tuple[int, ...] = ()
+    ends_at: int | None = None
+    """The host ends the stream at this second (`ended`): nobody arrives afterwards,
+    everyone present leaves within a minute. No incident: it must not page."""
+
+    @property
+    def promotions(self) -> tuple[PromotionPlan, ...]:
+        return (self.arrivals,) if isinstance(self.arrivals, PromotionPlan) else ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +154,11 @@ def _scenarios() -> dict[str, Scenario]:
 
     base = promo_rooms()
     return {
-        "promo-night": Scenario("promo-night", night, tuple(base)),
+        # A stream ending normally is part of a promotion night: its audience leaving
+        # it is no traffic cliff.
+        "promo-night": Scenario(
+            "promo-night", night, (*base, Room("room-fashion", steady(2.5), ends_at=1800))
+        ),
         "cliff": Scenario(
             "cliff", night, (*base, Room("room-outage", steady(2.5), outage=(1500, 1800)))
         ),
@@ -215,6 +250,8 @@ class _Viewers:
         counts = rng.poisson(room.arrivals(second))
         if room.outage:
             counts[room.outage[0] : room.outage[1]] = 0
+        if room.ends_at is not None:
+            counts[room.ends_at :] = 0
         joined_s = np.repeat(second, counts)
         join = (T0 + (joined_s + rng.random(len(joined_s))) * 1000).astype(np.int64)
         channel = rng.choice(len(CHANNELS), len(join), p=CHANNEL_WEIGHTS)
@@ -227,6 +264,10 @@ class _Viewers:
             start = T0 + room.outage[0] * 1000
             caught = (join < start) & (leave > start)
             leave[caught] = start + (rng.random(int(caught.sum())) * 20_000).astype(np.int64)
+        if room.ends_at is not None:
+            ended = T0 + room.ends_at * 1000
+            staying = leave > ended
+            leave[staying] = ended + (rng.random(int(staying.sum())) * 60_000).astype(np.int64)
         region = rng.choice(len(REGIONS), n, p=REGION_WEIGHTS)
         users = [f"{room.room_id}-u{i}" for i in range(n)]
         end = T0 + seconds * 1000
@@ -375,6 +416,26 @@ def _danmaku(rid: str, ts: npt.NDArray[np.int64], users: list[str], texts: list[
     ]
 
 
+def _room_phases(room: Room, seconds: int) -> tuple[list[int], list[str]]:
+    """The room's own events (ts, lines): `live` at the start, each promotion's start
+    and end, `ended`; none from when the room goes silent, none after the night."""
+    rid = room.room_id
+    stop = seconds if room.silent_at is None else min(seconds, room.silent_at)
+    phases: list[tuple[int, str, str | None]] = [(0, "live", None)]
+    for n, promo in enumerate(room.promotions, 1):
+        phases += [(promo.ramp_at, "promo_start", f"{rid}-sale-{n}"),
+                   (promo.peak_at, "promo_end", f"{rid}-sale-{n}")]  # fmt: skip
+    if room.ends_at is not None:
+        phases.append((room.ends_at, "ended", None))
+    stamps, lines = [], []
+    for at, phase, promo_id in sorted(p for p in phases if p[0] < stop):
+        ts = T0 + at * 1000
+        named = f',"promo_id":"{promo_id}"' if promo_id is not None else ""
+        stamps.append(ts)
+        lines.append(f'{{"type":"room","room_id":"{rid}","ts":{ts},"phase":"{phase}"{named}}}')
+    return stamps, lines
+
+
 MALFORMED: Final = (
     '{"type":"danmaku","room_id":',
     "not json at all",
@@ -402,6 +463,16 @@ def generate(scenario: Scenario, seed: int) -> Iterator[str]:
         bad = int(len(ts) * 0.001) + 1
         order_key = np.concatenate([order_key, rng.uniform(ts.min(), ts.max(), bad)])
         lines = lines + [MALFORMED[i % len(MALFORMED)] for i in range(bad)]
+    # Room events first on a tie (a `live` before its room's first viewers), in
+    # their own place: the viewers' events and their disorder stay what they were.
+    stamps: list[int] = []
+    phases: list[str] = []
+    for room in scenario.rooms:
+        room_stamps, room_lines = _room_phases(room, scenario.seconds)
+        stamps += room_stamps
+        phases += room_lines
+    order_key = np.concatenate([np.array(stamps, dtype=np.float64), order_key])
+    lines = phases + lines
     for i in np.argsort(order_key, kind="stable").tolist():
         yield lines[i]
 

@@ -326,10 +326,16 @@ def where(alert: Transition) -> str:
     return safe(alert.room_id, 128) + (f" [{safe(alert.region, 64)}]" if alert.region else "")
 
 
+_REASONS: Final = {"room_closed": "closed", "stream_ended": "ended"}
+"""Resolve reasons the catalogue words (detectors.alerts, streams.core.watch)."""
+
+
 def resolve_reason(alert: Transition, language: Language) -> str | None:
     """Why a resolved alert resolved, when it is news (not the condition clearing)."""
     reason = alert.details.get("resolve_reason") if isinstance(alert.details, dict) else None
     if alert.state != "resolved" or reason in (None, "condition_cleared"):
         return None
     w = words(language)
-    return w("closed") if reason == "room_closed" else w("reason", reason=safe(reason, 64))
+    if reason in _REASONS:
+        return w(_REASONS[reason])
+    return w("reason", reason=safe(reason, 64))

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.core.decode import RawMessage, Rejected
 from streams.core.engine import Pipeline
+from streams.core.events import SPARSE_SOURCES
 from streams.kafka.client import client_options
 from streams.kafka.deadletter import rejected_letter
 from streams.settings import Settings
@@ -100,6 +101,33 @@ class Partition:
 
     def position(self, topic: str) -> int | None:
         return self.positions.get(topic, self.fetch_positions.get(topic))
+
+
+def source_holds(
+    sparse: bool,
+    *,
+    highwater: int | None,
+    position: int | None,
+    answered: float | None,
+    answered_since: float,
+    recent_message: bool,
+    woke: bool,
+) -> bool:
+    """Whether a source holds its partition's watermark (`Worker.lagging_sources`).
+
+    Any source holds while it has input in Kafka not processed yet, while its
+    position or high watermark is unknown, and while the broker does not answer its
+    fetches (`answered` older than `answered_since`: its silence is no news). A dense
+    source holds besides for `source_hold_s` after its last message (`recent_message`)
+    and after the partition's input resumed from a silence (`woke`). A sparse source
+    does not: its clock is as old as its last room event, hours maybe, and holding on
+    it would stop event time; once its input is processed it holds nothing.
+    """
+    if highwater is None or position is None or highwater > position:
+        return True
+    if answered is None or answered < answered_since:
+        return True
+    return not sparse and (recent_message or woke)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -363,12 +391,12 @@ class Worker:
         up has more on the way. Unknown positions count as holding: the safe side.
         Every source holds for `source_hold_s` after the partition's input resumes
         from a silence: the first fetch of a fast replay may bring one topic's seconds
-        before the others' same seconds have reached the broker.
+        before the others' same seconds have reached the broker. A sparse source
+        (room events) holds only while input of it waits (`source_holds`).
         """
         partition = self.partition(number)
         recent = now - self.settings.source_hold_s
-        if partition.woke_at is not None and partition.woke_at > recent:
-            return set(self.source_of_topic.values())
+        woke = partition.woke_at is not None and partition.woke_at > recent
         lagging = set()
         answered_since = time.time() - UNANSWERED_S
         for topic, source in self.source_of_topic.items():
@@ -377,14 +405,14 @@ class Worker:
                 answered = self.app.answered_at(TP(topic, number))
             except (AssertionError, KeyError):  # not assigned (mid-rebalance): hold
                 highwater = answered = None
-            position = partition.position(topic)
-            if (
-                highwater is None
-                or position is None
-                or highwater > position
-                or partition.last_message.get(topic, float("-inf")) > recent
-                or answered is None
-                or answered < answered_since  # the broker is away: its silence is no news
+            if source_holds(
+                source in SPARSE_SOURCES,
+                highwater=highwater,
+                position=partition.position(topic),
+                answered=answered,
+                answered_since=answered_since,
+                recent_message=partition.last_message.get(topic, float("-inf")) > recent,
+                woke=woke,
             ):
                 lagging.add(source)
         return lagging

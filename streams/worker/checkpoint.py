@@ -39,17 +39,20 @@ from detectors.slo import BurnRate
 from detectors.spam import SpamDetector, Verdict, _Message
 from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.engine import PartitionEngine
-from streams.core.events import Danmaku, Join, Latency, Leave, Order, Stall
+from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall
 from streams.core.latency import LatencySamples, LatencyStats
 from streams.core.persist import Classes, StateFormatError, dump, load
 from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
-from streams.core.room import RoomState
+from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 6
-"""The format of the state in a checkpoint. 6: data only (streams.core.persist);
-before, pickles. 2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
+FORMAT_VERSION: Final = 7
+"""The format of the state in a checkpoint. 7: room events (`RoomEvent` waiting for
+the watermark), rooms keep their stream's lifecycle (`live_at`, `ended_at`) and
+promotions (`Promotion`), the metrics config `ended_grace_s`. 6: data only
+(streams.core.persist); before, pickles. 2: the engine keeps latency samples by
+second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
 by traffic channel (`channels`), rings start sparse; 4: spam detectors keep fresh
 status, content and contact counts per account, cluster signatures and mutes, burn
@@ -57,6 +60,7 @@ rates their first active second, cliff detectors the room's usual entries."""
 STATE_CLASSES: Final = Classes(
     PartitionEngine,
     RoomState,
+    Promotion,
     SecondRing,
     LastSeen,
     WindowedSketch,
@@ -85,6 +89,7 @@ STATE_CLASSES: Final = Classes(
     Order,
     Stall,
     Latency,
+    RoomEvent,
     EngineConfig,
     MetricsConfig,
     DetectorSettings,

@@ -1,6 +1,6 @@
 """Interop: messages librdkafka produces (Debian's `kcat`) with every compression codec.
 
-For each codec (gzip, snappy, lz4, zstd) kcat writes valid events to the five
+For each codec (gzip, snappy, lz4, zstd) kcat writes valid events to the six
 source topics of the real broker: keyed by room with headers, keyed without
 headers (the latency topic), and some without a key or with an empty one. The
 test first checks what kcat really wrote (the broker's log segments hold every
@@ -112,7 +112,8 @@ def pick_rooms(partitions: int, per_partition: int = 2) -> list[str]:
 
 
 def phase_messages(codec: str, base: int, rooms: list[str]) -> list[Message]:
-    """One codec's messages: per room four joins, three danmaku, two orders, two
+    """One codec's messages: per room a room event (`live`: a repeat after the first
+    codec's, which changes nothing), four joins, three danmaku, two orders, two
     stalls, two latency samples and one leave; per source one message without a key
     (and one join with an empty key), for a room, as a producer that forgot the key."""
     messages: list[Message] = []
@@ -157,6 +158,7 @@ def phase_messages(codec: str, base: int, rooms: list[str]) -> list[Message]:
             for i, value in enumerate([120.0, 480.0])
         ]
         leave = {"type": "leave", "ts": base + 10_000 + r * 200, **common[0]}
+        add("rooms", room, {"type": "room", "ts": base + r * 200, "room_id": room, "phase": "live"})
         # Some rooms batch (a JSON array in one message), the others send one by one.
         if r % 2 == 0:
             add("joins", room, *joins[:2])
@@ -183,6 +185,7 @@ def phase_messages(codec: str, base: int, rooms: list[str]) -> list[Message]:
         },
         "stalls": {"type": "stall", "ts": base + 7_900, **ghost, "duration_ms": 9_000},
         "latency": {"type": "latency", "ts": base + 9_900, **ghost, "value_ms": 5_000},
+        "rooms": {"type": "room", "ts": base + 11_900, "room_id": rooms[0], "phase": "ended"},
     }
     for source, event in keyless.items():
         add(source, None, event)
@@ -362,7 +365,7 @@ async def test_kcat_messages_in_every_codec_are_counted_and_keyless_ones_dead_le
     ]
 
     # Each topic gets the codecs' runs in turn (event time grows along each
-    # topic-partition); the five topics are written at the same time.
+    # topic-partition); the six topics are written at the same time.
     async def produce(source: str) -> None:
         for codec in CODECS:
             ours = [m for m in messages if m.source == source and m.codec == codec]

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.kafka
 
 
 def small_night(path: Path) -> Path:
-    scenario = Scenario("small", 120, (Room("room-a", steady(1)), Room("room-b", steady(0.5))))
+    scenario = Scenario(
+        "small", 120, (Room("room-a", steady(1)), Room("room-b", steady(0.5), ends_at=90))
+    )
     write_log(generate(scenario, 4), path)
     return path
 
@@ -50,6 +52,8 @@ async def test_a_replayed_log_records_back_rebased_in_time(
     got = await record(recorded, settings, until_idle_s=3, from_beginning=True)
     assert got.lines == stats.produced and got.skipped == 0
     assert events(recorded, shift=now - first_ts) == events(log)
+    # Room events too, through `live.rooms`: both rooms' `live`, room-b's `ended`.
+    assert sum(n for e, n in events(log).items() if b'"type":"room"' in e) == 3
 
 
 def test_ctrl_c_leaves_a_readable_recording(isolated_env: dict[str, str], tmp_path: Path) -> None:

@@ -16,12 +16,14 @@ from streams.core.events import (
     Latency,
     Leave,
     Order,
+    RoomEvent,
     Stall,
     event_type,
 )
 
 T0 = 1_764_000_000_000
 CONFIG = EngineConfig(allowed_lateness_ms=5_000, max_clock_skew_ms=3_600_000)
+PHASES = ("live", "ended", "promo_start", "promo_end")
 
 
 SOURCE_EVENTS = {
@@ -30,6 +32,10 @@ SOURCE_EVENTS = {
     "orders": lambda room, ts, user: Order(room, ts, user, f"o{ts}", 10.0),
     "stalls": lambda room, ts, user: Stall(room, ts, user, 500.0),
     "latency": lambda room, ts, user: Latency(room, ts, user, float(ts % 900)),
+    # A sparse source: a stream starting, ending (and starting again), its promotions.
+    "rooms": lambda room, ts, user: RoomEvent(
+        room, ts, PHASES[ts % 4], promo_id=f"p-{user}" if ts % 4 > 1 else None
+    ),
 }
 
 
@@ -86,6 +92,7 @@ def state(engine: PartitionEngine) -> object:
                 room.totals_metrics(),
                 room.metrics(60),
                 room.metrics(300),
+                (room.live_at, room.ended_at, list(room.promotions)),
             )
             for room_id, room in sorted(engine.rooms.items())
         },

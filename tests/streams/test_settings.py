@@ -15,9 +15,11 @@ def test_defaults_name_the_contract_topics() -> None:
         "orders": "live.orders",
         "stalls": "live.stalls",
         "latency": "live.latency",
+        "rooms": "live.rooms",
     }
     assert settings.topic(settings.topic_deadletter) == "live.deadletter"
     assert settings.topic_for_type("leave") == "live.joins"
+    assert settings.topic_for_type("room") == "live.rooms"
 
 
 def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
@@ -30,6 +32,7 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     assert settings.metrics_port == 9100
     assert settings.log_level == "info"
     assert settings.source_topics["joins"] == "prod.live.joins"
+    assert settings.source_topics["rooms"] == "prod.live.rooms"
 
 
 @pytest.mark.parametrize(

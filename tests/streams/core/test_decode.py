@@ -22,7 +22,7 @@ from streams.core.decode import (
     decode_message,
     decode_messages,
 )
-from streams.core.events import Danmaku, Join, Latency, Leave, Order, Stall
+from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall
 
 TS = 1_764_000_000_000
 STALL = '{"type":"stall","room_id":"r1","ts":' + str(TS) + ',"user_id":"u","duration_ms":'
@@ -126,6 +126,64 @@ def test_invalid_messages_are_rejected_with_their_reason(value: object, reason: 
     rejected = out.rejected[0]
     assert rejected.index is None and rejected.payload is None
     assert rejected.detail
+
+
+def room(**fields: object) -> dict[str, object]:
+    """A room event: no user_id."""
+    return {"type": "room", "room_id": "r1", "ts": TS, **fields}
+
+
+def test_room_events_decode_without_a_user() -> None:
+    values = [
+        room(phase="live"),
+        room(phase="promo_start", promo_id="sale-1"),
+        room(phase="promo_end", promo_id="p" * 64),
+        room(phase="ended", user_id="ignored", colour="red"),  # extra fields are ignored
+    ]
+    out = decode(values)
+    assert out.rejected == []
+    assert out.events == [
+        RoomEvent("r1", TS, "live"),
+        RoomEvent("r1", TS, "promo_start", "sale-1"),
+        RoomEvent("r1", TS, "promo_end", "p" * 64),
+        RoomEvent("r1", TS, "ended"),
+    ]
+    # Through the fast path of whole messages too, as a worker reads them.
+    fast = decode_messages([message(room(phase="ended"))])
+    assert fast.events == [RoomEvent("r1", TS, "ended")] and fast.rejected == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "where"),
+    [
+        (room(), MISSING_FIELD, "`phase`"),
+        (room(phase="paused"), INVALID_FIELD, "$.phase"),
+        (room(phase=None), INVALID_FIELD, "$.phase"),
+        (room(phase="promo_start", promo_id="p" * 65), INVALID_FIELD, "$.promo_id"),
+        (room(phase="promo_start", promo_id=""), INVALID_FIELD, "$.promo_id"),
+        (room(phase="promo_start", promo_id=7), INVALID_FIELD, "$.promo_id"),
+        (room(phase="live", ts=TS // 1000), INVALID_FIELD, "$.ts"),
+        (room(phase="live", room_id="other"), KEY_MISMATCH, "room_id"),
+        ({"type": "room", "room_id": "r1", "phase": "live"}, MISSING_FIELD, "`ts`"),
+    ],
+)
+def test_bad_room_events_are_rejected_with_their_reason(
+    value: dict[str, object], reason: str, where: str
+) -> None:
+    out = decode([room(phase="live"), value])  # its valid neighbour is kept
+    assert out.events == [RoomEvent("r1", TS, "live")]
+    assert [(r.reason, r.index) for r in out.rejected] == [(reason, 1)]
+    assert where in out.rejected[0].detail
+
+
+def test_viewer_events_still_need_their_user() -> None:
+    for type_, fields in (("join", {}), ("leave", {}), ("danmaku", {"text": "x"})):
+        value = {"type": type_, "room_id": "r1", "ts": TS, **fields}
+        [rejected] = decode(value).rejected
+        assert (rejected.reason, rejected.detail) == (
+            MISSING_FIELD,
+            "Object missing required field `user_id`",
+        )
 
 
 def test_a_bad_element_does_not_take_its_batch_neighbours_with_it() -> None:

@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 from detectors.alerts import AlertKey, Finding
 from detectors.config import DetectorConfig, DetectorSettings
 from streams.core.config import EngineConfig, MetricsConfig
-from streams.core.decode import ROOM_BUDGET, TS_OUT_OF_BOUNDS, RawMessage
+from streams.core.decode import ROOM_BUDGET, TS_OUT_OF_BOUNDS, RawMessage, decode_log_lines
 from streams.core.engine import PartitionEngine, Pipeline
-from streams.core.events import Danmaku, Event, Join, Leave, Stall
+from streams.core.events import Danmaku, Event, Join, Leave, RoomEvent, Stall
+from streams.core.room import MAX_PROMOTIONS, Promotion
+from streams.logs.simulate import Room, Scenario, generate, steady
 from tests.streams.scenarios import (
     CONFIG,
     SOURCE_EVENTS,
@@ -344,7 +346,7 @@ def sparse_rooms(draw: st.DrawFn) -> list[Event]:
         ts += draw(st.sampled_from([0, 300, 1_000, 4_000, 19_000, 26_000, 61_000]))
         room = draw(st.sampled_from(["r1", "r2", "r3"]))
         user = draw(st.sampled_from("abcdefg"))
-        make = draw(st.sampled_from(["joins", "orders", "stalls", "latency"]))
+        make = draw(st.sampled_from(["joins", "orders", "stalls", "latency", "rooms"]))
         event = SOURCE_EVENTS[make](room, ts, user)
         events.append(event)
     return events
@@ -458,3 +460,198 @@ def test_live_a_replayed_leap_waits_but_recent_traffic_after_a_pause_does_not() 
     # Traffic resuming now, after hours of silence, moves the clock at once.
     engine.ingest([Join("r", replay_now, "back")], now_ms=replay_now, lagging={"joins"})
     assert engine.event_clock == replay_now
+
+
+# Room events: a sparse source, and what a stream's end means.
+
+
+def _night(*rooms: Room, seconds: int, drop: str = "") -> list[Event]:
+    """A simulated night's events in file order, without the lines holding `drop`."""
+    lines = [line.encode() for line in generate(Scenario("t", seconds, rooms), 1)]
+    lines = [line for line in lines if not drop or drop.encode() not in line]
+    decoded = decode_log_lines(lines, range(len(lines)), "t")
+    assert decoded.rejected == []
+    return decoded.events
+
+
+def _played(events: list[Event], config: EngineConfig = CONFIG) -> PartitionEngine:
+    engine = PartitionEngine(config)
+    engine.ingest(events)
+    return engine
+
+
+def _transitions(engine: PartitionEngine) -> list[tuple[str, str, str, int, object]]:
+    transitions, _ = engine.watch.drain()
+    return [
+        (t.room_id, t.alert, t.state, t.ts, t.details.get("resolve_reason")) for t in transitions
+    ]
+
+
+ENDING = Room("room-end", steady(2.0), ends_at=900)
+"""Ends its stream 15 minutes in; its ~600 viewers leave within a minute."""
+ENDED_AT = T0 + 900_000
+
+
+def test_a_stream_that_ended_does_not_page_as_its_viewers_leave() -> None:
+    without_end = _played(_night(ENDING, seconds=1200, drop='"phase":"ended"'))
+    without_end.advance_idle(60_000)
+    paged = _transitions(without_end)
+    # Without its `ended` the same night is a cliff, then a silence: the old behaviour.
+    assert [(a, s) for _, a, s, _, _ in paged][:1] == [("traffic_cliff", "firing")]
+    assert ENDED_AT < paged[0][3] <= ENDED_AT + 60_000
+
+    engine = _played(_night(ENDING, seconds=1200))
+    engine.advance_idle(60_000)
+    assert _transitions(engine) == []
+    room = engine.rooms["room-end"]
+    assert room.ended_at == ENDED_AT and room.live_at == T0
+    assert room.online == 0 and room.totals_metrics()["exits"] > 500  # they left after it
+    assert "room-end" not in engine.watch.rooms and "room-end" not in engine._ticking
+
+
+def test_an_open_cliff_resolves_with_stream_ended() -> None:
+    """A room whose ingest died pages (a silence); the platform then says the stream
+    ended: the alert resolves, saying why, at the `ended` event's time."""
+    engine = _played(_night(Room("room-end", steady(2.0), silent_at=900), seconds=1200))
+    engine.advance_idle(90_000)
+    fired = _transitions(engine)
+    assert {(a, s) for _, a, s, _, _ in fired} == {("traffic_cliff", "firing")}
+    assert engine.watch.tracker.firing()
+    ended = T0 + 1_000_000
+    engine.ingest([RoomEvent("room-end", ended, "ended")])
+    engine.advance_idle(10_000)
+    transitions, _ = engine.watch.drain()
+    assert [(t.alert, t.state, t.ts) for t in transitions] == [("traffic_cliff", "resolved", ended)]
+    assert transitions[0].details["resolve_reason"] == "stream_ended"
+    assert transitions[0].details["duration_s"] == (ended - transitions[0].started_at) / 1000
+    assert engine.watch.tracker.active == {}
+    engine.advance_idle(600_000)  # nothing fires again, until the room is gone
+    assert _transitions(engine) == []
+
+
+def test_an_ended_room_goes_after_the_grace_period_whoever_is_still_online() -> None:
+    config = EngineConfig(
+        max_clock_skew_ms=3_600_000, metrics=MetricsConfig(ended_grace_s=120, room_idle_s=900)
+    )
+    stay = [Join("room-end", T0 + i, f"u{i}") for i in range(20)]  # they never leave
+    engine = _played([*stay, RoomEvent("room-end", T0 + 10_000, "ended")], config)
+    engine.advance_idle(125_000)  # closed up to the second before the grace is over
+    assert engine.closed_second == (T0 + 10_000) // 1000 + 120 - 1
+    engine.catch_up()
+    assert engine.rooms["room-end"].online == 20
+    engine.advance_idle(1_000)
+    assert "room-end" not in engine.rooms
+    # Later events of the room start a new room, which knows nothing of the end.
+    engine.ingest([Join("room-end", T0 + 140_000, "late")])
+    engine.advance_idle(6_000)
+    assert engine.rooms["room-end"].ended_at is None
+
+
+def test_a_live_after_ended_starts_a_new_broadcast_of_the_room() -> None:
+    engine = _played(_night(ENDING, seconds=1000))
+    engine.advance_idle(30_000)
+    before = engine.rooms["room-end"]
+    assert before.ended_at == ENDED_AT and before.totals_metrics()["entries"] > 1000
+    again = T0 + 1_000_000
+    engine.ingest([RoomEvent("room-end", again, "live"), Join("room-end", again + 10, "new")])
+    engine.advance_idle(10_000)
+    room = engine.rooms["room-end"]
+    assert room is not before  # a fresh state: the old broadcast's series are gone
+    assert (room.live_at, room.ended_at, room.online) == (again, None, 1)
+    assert room.totals_metrics()["entries"] == 1
+    # Enough viewers: watched again, with a traffic baseline of its own.
+    engine.ingest([Join("room-end", again + 11_000 + i, f"v{i}") for i in range(20)])
+    engine.advance_idle(10_000)
+    watch = engine.watch.rooms["room-end"]
+    assert watch.traffic is not None and watch.traffic.cliff.steps <= 3
+    assert _transitions(engine) == []
+
+
+def test_a_second_ended_or_live_changes_nothing() -> None:
+    ended = RoomEvent("r", T0 + 1_000, "ended")
+    engine = _played(
+        [RoomEvent("r", T0, "live"), ended, ended, RoomEvent("r", T0 + 2_000, "ended")]
+    )
+    engine.flush()
+    assert (engine.rooms["r"].live_at, engine.rooms["r"].ended_at) == (T0, T0 + 1_000)
+
+
+def test_promotions_are_recorded_at_event_time() -> None:
+    viewers = [Join("r", T0 + i * 100, f"u{i}") for i in range(30)]
+    events: list[Event] = [
+        RoomEvent("r", T0, "live"),
+        *viewers,
+        RoomEvent("r", T0 + 1_500, "promo_start", "sale-1"),
+        RoomEvent("r", T0 + 1_600, "promo_start", "sale-1"),  # a repeat
+        RoomEvent("r", T0 + 4_000, "promo_end", "sale-1"),
+        RoomEvent("r", T0 + 4_100, "promo_end", "sale-1"),  # a repeat
+        RoomEvent("r", T0 + 5_000, "promo_start"),
+        RoomEvent("r", T0 + 6_000, "promo_end"),
+        RoomEvent("r", T0 + 7_000, "promo_end", "before-us"),  # its start was never seen
+    ]
+    engine = _played(events)
+    engine.flush()
+    assert list(engine.rooms["r"].promotions) == [
+        Promotion("sale-1", T0 + 1_500, 16, T0 + 4_000, 30),  # u15 joined in that ms
+        Promotion(None, T0 + 5_000, 30, T0 + 6_000, 30),
+        Promotion("before-us", None, None, T0 + 7_000, 30),
+    ]
+    many = [RoomEvent("r", T0 + i, "promo_start", f"p{i}") for i in range(100)]
+    engine = _played(many)
+    engine.flush()
+    assert len(engine.rooms["r"].promotions) == MAX_PROMOTIONS  # bounded, the latest kept
+    assert engine.rooms["r"].promotions[-1].promo_id == "p99"
+
+
+def test_an_idle_rooms_source_never_holds_the_watermark_offline() -> None:
+    joins: list[Event] = [Join("r", T0 + i * 1_000, f"u{i}") for i in range(1, 31)]
+    engine = _played([RoomEvent("r", T0, "live"), *joins])
+    assert engine.watermark == T0 + 30_000 - 5_000  # the joins' clock alone
+    # A dense source as quiet holds it until it falls `source_idle_ms` behind.
+    held = _played([Stall("r", T0, "a", 100.0), *joins])
+    assert held.watermark == T0 - 5_000
+    # Nor does a rooms source an hour behind; its events are applied in order.
+    later = T0 + 3_600_000
+    engine.ingest([Join("r", later + i * 1_000, f"v{i}") for i in range(20)])
+    assert engine.watermark == later + 19_000 - 5_000
+    engine.ingest([RoomEvent("r", later + 20_000, "promo_start", "p")])
+    engine.ingest([Join("r", later + 21_000 + i * 1_000, f"w{i}") for i in range(10)])
+    assert engine.watermark == later + 30_000 - 5_000 and engine.late == 0
+    [promotion] = engine.rooms["r"].promotions
+    assert (promotion.started_at, promotion.online_at_start) == (later + 20_000, 20)
+
+
+def test_a_room_event_behind_the_watermark_is_late_like_any_other() -> None:
+    engine = _played([Join("r", T0 + i * 1_000, f"u{i}") for i in range(30)])
+    engine.ingest([RoomEvent("r", T0 + 10_000, "ended")])
+    assert engine.late == 1 and engine.rooms["r"].ended_at is None
+
+
+def test_in_live_mode_rooms_holds_only_while_its_input_waits() -> None:
+    """The driver names a source lagging while it has unprocessed input; a caught-up
+    rooms source is not named however old its clock (Worker.lagging_sources)."""
+    engines = [PartitionEngine(CONFIG), PartitionEngine(CONFIG)]
+    joins: list[Event] = [Join("r", T0 + i * 1_000, f"u{i}") for i in range(1, 241)]
+    batch: list[Event] = [Join("r", T0 + i * 1_000, f"b{i}") for i in range(241, 300)]
+    batch.append(RoomEvent("r", T0 + 250_000, "ended"))  # fetched after the joins
+    for engine, in_batch in zip(engines, ({"joins", "rooms"}, {"joins"}), strict=True):
+        engine.ingest([RoomEvent("r", T0, "live")], lagging={"rooms", "joins"})
+        engine.ingest(joins, lagging={"joins"})
+        assert engine.watermark == T0 + 235_000  # rooms' clock is four minutes old
+        # A batch bringing joins ahead of a room event: while rooms is named (its input
+        # in the batch), the joins do not carry the watermark past the room event.
+        engine.ingest(batch, lagging=in_batch)
+        engine.settle({"joins"})
+        assert engine.watermark == T0 + 299_000 - 5_000
+    named, unnamed = engines
+    assert named.late == 0 and named.rooms["r"].ended_at == T0 + 250_000
+    assert unnamed.late == 1 and unnamed.rooms["r"].ended_at is None
+
+
+def test_an_ended_room_can_be_evicted_while_viewers_are_counted_online() -> None:
+    engine = PartitionEngine(EngineConfig(max_clock_skew_ms=3_600_000, max_rooms=2))
+    engine.ingest([Join("done", T0, "a"), RoomEvent("done", T0 + 1, "ended"), Join("x", T0, "b")])
+    engine.advance_idle(10_000)
+    assert engine.ingest([Join("new", T0 + 11_000, "c")]) == []
+    engine.advance_idle(10_000)
+    assert sorted(engine.rooms) == ["new", "x"] and engine.evicted == 1

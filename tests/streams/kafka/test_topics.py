@@ -43,6 +43,41 @@ def test_topics_with_different_partition_counts_are_refused(kafka: LocalKafka) -
         asyncio.run(ensure_topics(settings))
 
 
+def test_a_deployment_before_room_events_gets_live_rooms_as_partitioned_as_the_rest(
+    kafka: LocalKafka,
+) -> None:
+    """Five source topics of 3 partitions made before `live.rooms` existed, `partitions`
+    left at its default (4): the rooms topic follows the existing ones, the worker starts."""
+    prefix = f"k{uuid.uuid4().hex[:6]}."
+    settings = load_settings(
+        environ={}, overrides={"bootstrap_servers": kafka.bootstrap, "topic_prefix": prefix}
+    )
+    rooms = settings.source_topics["rooms"]
+    older = [t for t in settings.source_topics.values() if t != rooms]
+
+    async def create_older() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(t, 3, 1) for t in older])
+        finally:
+            await admin.close()
+        # Long made, in a real upgrade: visible to every client before the worker starts.
+        for _ in range(100):
+            admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+            await admin.start()
+            try:
+                if set(older) <= set(await admin.list_topics()):
+                    return
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.1)
+
+    asyncio.run(create_older())
+    assert settings.partitions == 4
+    assert asyncio.run(ensure_topics(settings)) == 3
+
+
 def test_topics_that_carry_user_ids_are_created_with_their_retention(kafka: LocalKafka) -> None:
     prefix = f"k{uuid.uuid4().hex[:6]}."
     settings = load_settings(

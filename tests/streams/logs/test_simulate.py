@@ -7,10 +7,23 @@ from itertools import pairwise
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from streams.core.decode import RawMessage, decode_messages
+from streams.core.events import RoomEvent
+from streams.logs import simulate
 from streams.logs.files import read_lines
-from streams.logs.simulate import SCENARIOS, T0, Room, Scenario, generate, labels, steady, write_log
+from streams.logs.simulate import (
+    SCENARIOS,
+    T0,
+    Room,
+    Scenario,
+    generate,
+    labels,
+    promotion,
+    steady,
+    write_log,
+)
 
 
 def small(dirty: bool = False) -> Scenario:
@@ -44,7 +57,7 @@ def test_clean_nights_follow_the_contract_in_event_time_order() -> None:
     stamps = [msgspec.json.decode(line)["ts"] for line in lines]
     assert stamps == sorted(stamps)
     kinds = Counter(msgspec.json.decode(line)["type"] for line in lines)
-    assert set(kinds) == {"join", "leave", "danmaku", "order", "stall", "latency"}
+    assert set(kinds) == {"join", "leave", "danmaku", "order", "stall", "latency", "room"}
     outage = [
         e
         for e in map(msgspec.json.decode, lines)
@@ -63,6 +76,63 @@ def test_dirty_nights_hold_malformed_duplicated_and_reordered_lines() -> None:
     assert len(valid) > len(set(valid))  # duplicates
     in_file = [msgspec.json.decode(line)["ts"] for line in valid if '"ts":' in line]
     assert any(b < a for a, b in pairwise(in_file))  # out of order
+
+
+def test_rooms_say_when_they_go_live_run_promotions_and_end() -> None:
+    scenario = Scenario(
+        "rooms",
+        900,
+        (
+            Room("room-sale", promotion(1, 6, 120, 300, 200, 1.5)),
+            Room("room-end", steady(2.0), ends_at=600),
+            Room("room-dead", steady(1.0), silent_at=400),
+            Room("room-late-sale", promotion(1, 4, 800, 1000, 200, 1)),  # peaks after the night
+        ),
+    )
+    lines = list(generate(scenario, 1))
+    messages = [RawMessage("f", 0, i, None, line.encode()) for i, line in enumerate(lines)]
+    events = decode_messages(messages, check_key=False).events
+    said = [(e.room_id, e.ts - T0, e.phase, e.promo_id) for e in events if isinstance(e, RoomEvent)]
+    assert said == [
+        ("room-sale", 0, "live", None),
+        ("room-end", 0, "live", None),
+        ("room-dead", 0, "live", None),
+        ("room-late-sale", 0, "live", None),
+        ("room-sale", 120_000, "promo_start", "room-sale-sale-1"),
+        ("room-sale", 300_000, "promo_end", "room-sale-sale-1"),
+        ("room-end", 600_000, "ended", None),
+        ("room-late-sale", 800_000, "promo_start", "room-late-sale-sale-1"),
+    ]
+    # Each room's `live` comes before its viewers' first event.
+    first = {}
+    for position, event in enumerate(events):
+        first.setdefault(event.room_id, position)
+    assert all(isinstance(events[p], RoomEvent) for p in first.values())
+    # After `ended` nobody arrives, and everyone present leaves within a minute.
+    after = [e for e in events if e.room_id == "room-end" and e.ts >= T0 + 600_000]
+    assert after and all(e.ts < T0 + 660_000 for e in after)
+    assert {type(e).__name__ for e in after} >= {"Leave"}
+    assert not any(type(e).__name__ == "Join" for e in after)
+    assert [i for i in labels(scenario) if i["room_id"] == "room-end"] == []
+
+
+def test_room_events_leave_the_viewers_events_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Room events draw nothing from the seed and stay out of a dirty night's disorder:
+    without them, a night is the night generated before they existed."""
+    for dirty in (False, True):
+        lines = list(generate(small(dirty), 3))
+        assert [line for line in lines if '"type":"room"' in line] == [
+            f'{{"type":"room","room_id":"{room}","ts":{T0},"phase":"live"}}'
+            for room in ("room-a", "room-b")
+        ]
+        with monkeypatch.context() as patched:
+            patched.setattr(simulate, "_room_phases", lambda room, seconds: ([], []))
+            without = list(generate(small(dirty), 3))
+        assert [line for line in lines if '"type":"room"' not in line] == without
+    promo = SCENARIOS["promo-night"]
+    assert [r.room_id for r in promo.rooms if r.ends_at is not None] == ["room-fashion"]
 
 
 def test_labels_list_every_injected_incident() -> None:

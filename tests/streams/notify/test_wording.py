@@ -195,6 +195,9 @@ def test_a_resolution_says_why_when_it_is_news() -> None:
     assert resolve_reason(closed, "en") == "the room closed"
     assert resolve_reason(cleared, "en") is None and resolve_reason(cliff(), "en") is None
     assert resolve_reason(odd, "en") == "resolved: ‹!channel›"
+    ended = msgspec.structs.replace(cliff(resolve_reason="stream_ended"), state="resolved")
+    assert resolve_reason(ended, "en") == "the stream ended"
+    assert resolve_reason(ended, "zh-CN") == "直播已结束"
 
 
 def test_the_cliff_signals_are_the_detectors() -> None:

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.engine import PartitionEngine
-from streams.core.events import Event
+from streams.core.events import Event, Join, RoomEvent
 from streams.worker.checkpoint import (
     CHUNK_BYTES,
     FORMAT_VERSION,
@@ -22,7 +23,7 @@ from streams.worker.checkpoint import (
     split_checkpoint,
     take_checkpoint,
 )
-from tests.streams.scenarios import CONFIG, interleave, source_streams, state
+from tests.streams.scenarios import CONFIG, T0, interleave, source_streams, state
 
 
 @given(source_streams(), st.data())
@@ -44,6 +45,33 @@ def test_a_restored_engine_continues_exactly_like_one_never_stopped(
     restored.ingest(events[cut:])
     restored.flush()
     assert state(restored) == state(uninterrupted)
+
+
+def test_a_room_event_state_survives_a_checkpoint() -> None:
+    """A room's stream lifecycle and promotions, and a room event still waiting for the
+    watermark, come back from a checkpoint and carry on (format 7)."""
+    config = EngineConfig(max_clock_skew_ms=3_600_000, metrics=MetricsConfig(ended_grace_s=60))
+    engine = PartitionEngine(config)
+    engine.ingest(
+        [
+            RoomEvent("r", T0, "live"),
+            *[Join("r", T0 + i, f"u{i}") for i in range(20)],
+            RoomEvent("r", T0 + 1_000, "promo_start", "sale-1"),
+            RoomEvent("r", T0 + 2_000, "promo_end", "sale-1"),
+            RoomEvent("r", T0 + 9_000, "ended"),  # waits for the watermark
+        ]
+    )
+    engine.advance_idle(1_000)  # the watermark at T0 + 5 s: the promotion applied
+    assert engine.rooms["r"].promotions and engine.rooms["r"].ended_at is None
+    restored, _ = restore_checkpoint(take_checkpoint(engine, 0, {}), config)
+    room = restored.rooms["r"]
+    assert [(p.promo_id, p.started_at, p.ended_at) for p in room.promotions] == [
+        ("sale-1", T0 + 1_000, T0 + 2_000)
+    ]
+    restored.advance_idle(5_000)
+    assert restored.rooms["r"].ended_at == T0 + 9_000 and restored.rooms["r"].live_at == T0
+    restored.advance_idle(60_000)
+    assert "r" not in restored.rooms  # gone `ended_grace_s` after its end, as before
 
 
 def test_foreign_or_corrupt_checkpoints_are_refused() -> None:

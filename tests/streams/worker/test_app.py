@@ -1,0 +1,41 @@
+"""The worker's rule for which sources hold a partition's watermark (`source_holds`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from streams.worker.app import source_holds
+
+NOW = 1_764_000_000.0
+CAUGHT_UP: dict[str, Any] = {
+    "highwater": 120,
+    "position": 120,
+    "answered": NOW - 0.5,
+    "answered_since": NOW - 3.0,
+    "recent_message": False,
+    "woke": False,
+}
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_any_source_holds_while_its_input_waits_or_nobody_knows(sparse: bool) -> None:
+    assert not source_holds(sparse, **CAUGHT_UP)
+    for waiting in (
+        {"highwater": 121},  # a message in Kafka not processed yet
+        {"highwater": None},  # not fetched yet
+        {"position": None},
+        {"answered": None},  # the broker never answered
+        {"answered": NOW - 10.0},  # the broker is away: its silence is no news
+    ):
+        assert source_holds(sparse, **{**CAUGHT_UP, **waiting}), waiting
+
+
+def test_a_sparse_source_caught_up_holds_nothing_however_recent_or_after_a_silence() -> None:
+    """Room events: a dense source holds `source_hold_s` after its last message and after
+    the partition's input resumes; the rooms source does not, since its clock is as old
+    as its last room event (hours maybe) and the watermark would stop with it."""
+    for recent in ({"recent_message": True}, {"woke": True}):
+        assert source_holds(False, **{**CAUGHT_UP, **recent})
+        assert not source_holds(True, **{**CAUGHT_UP, **recent})
