@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 from streams.core.config import MetricsConfig
+from streams.core.distinct import DistinctCount
 from streams.core.events import Danmaku, Event, Join, Latency, Leave, Order, Stall
 from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
 
@@ -62,10 +63,11 @@ class RoomState:
         self.peak_online = 0
         self.totals = [0.0] * _TOTALS
         self.entries_by_channel = dict.fromkeys(CHANNELS, 0)
-        self.viewers_ever: set[str] = set()
-        self.chatters_ever: set[str] = set()
-        self.buyers_ever: set[str] = set()
-        self.stalled_ever: set[str] = set()
+        # Exact up to 10,000 users each, then estimated: bounded whatever ids arrive.
+        self.viewers_ever = DistinctCount()
+        self.chatters_ever = DistinctCount()
+        self.buyers_ever = DistinctCount()
+        self.stalled_ever = DistinctCount()
 
     # -- applying events ---------------------------------------------------
 

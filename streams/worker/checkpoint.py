@@ -38,6 +38,7 @@ from detectors.ebb import EbbEstimate, EbbTracker
 from detectors.slo import BurnRate
 from detectors.spam import SpamDetector, Verdict, _Message
 from streams.core.config import EngineConfig, MetricsConfig
+from streams.core.distinct import DistinctCount
 from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, Stall
 from streams.core.latency import LatencySamples, LatencyStats
@@ -47,8 +48,9 @@ from streams.core.room import RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 6
-"""The format of the state in a checkpoint. 6: data only (streams.core.persist);
+FORMAT_VERSION: Final = 7
+"""The format of the state in a checkpoint. 7: rooms count distinct users since live in
+`DistinctCount`s (exact, then a sketch) instead of sets. 6: data only (streams.core.persist);
 before, pickles. 2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
 by traffic channel (`channels`), rings start sparse; 4: spam detectors keep fresh
@@ -57,6 +59,7 @@ rates their first active second, cliff detectors the room's usual entries."""
 STATE_CLASSES: Final = Classes(
     PartitionEngine,
     RoomState,
+    DistinctCount,
     SecondRing,
     LastSeen,
     WindowedSketch,
