@@ -43,7 +43,8 @@ test: kafka-jars lint typecheck
 soak: kafka-jars
 	LIVEWATCH_SOAK_HOSTILE=100000 $(BIN)/pytest -q -s tests/integration/test_worker_hostile.py
 	LIVEWATCH_SOAK_BURST=6 $(BIN)/pytest -q -s tests/integration/test_worker_overload.py
-	LIVEWATCH_SOAK_ROOMS=1000000 $(BIN)/pytest -q -s tests/streams/logs/test_room_budget.py
+	LIVEWATCH_SOAK_ROOMS=1000000 LIVEWATCH_SOAK_VIEWERS=1000000 \
+	  $(BIN)/pytest -q -s tests/streams/logs/test_room_budget.py
 	LIVEWATCH_SOAK_JUNK_ROOMS=1000000 $(BIN)/pytest -q -s tests/integration/test_worker_cardinality.py
 	LIVEWATCH_SOAK_BROKER_SPEED=2 LIVEWATCH_SOAK_BROKER_DOWN_S=60 LIVEWATCH_SOAK_BROKER_KILL=1 \
 	  $(BIN)/pytest -q -s tests/integration/test_broker_restart.py

@@ -25,6 +25,8 @@ whose first item is its tag:
     ["f", [values]]          frozenset
     ["a", dtype, shape, bytes]  numpy array       ["n", dtype, bytes]  numpy scalar
     ["o", name, {attribute: value}]  instance of an allowed class
+    ["g", name, value]       instance of an allowed class with its own `__setstate__`,
+                             given the value its `__getstate__` returned
     ["T", name, [values]]    named tuple of an allowed class
     ["e", name, bytes]       msgspec Struct of an allowed class (events, findings)
 
@@ -154,7 +156,14 @@ class _Writer:
         name = kind.__qualname__
         if self.classes.objects.get(name) is not kind:
             raise TypeError(f"{kind.__module__}.{name} is not an allowed class")
+        if _own_state(kind):  # e.g. a sketch of a library's, stored as its bytes
+            return ["g", name, self.value(obj.__getstate__())]
         return ["o", name, {a: self.value(v) for a, v in _attributes(obj).items()}]
+
+
+def _own_state(cls: type) -> bool:
+    """The class says itself what its state is (`__getstate__` and `__setstate__`)."""
+    return getattr(cls, "__setstate__", None) is not None
 
 
 def _flat(items: Any) -> bool:
@@ -182,6 +191,7 @@ class _Reader:
             "a": self._array,
             "n": lambda node: np.frombuffer(node[2], dtype=_numeric(node[1]))[0],
             "o": self._object,
+            "g": self._stated,
         }
 
     def value(self, node: Any) -> Any:
@@ -255,6 +265,15 @@ class _Reader:
             if type(attribute) is not str or attribute.startswith("__"):
                 raise StateFormatError(f"{name}: attribute {attribute!r}")
             object.__setattr__(made, attribute, self.value(value))
+        return made
+
+    def _stated(self, node: list[Any]) -> object:
+        _, name, state = node
+        cls = self.classes.objects.get(name) if type(name) is str else None
+        if cls is None or not _own_state(cls):
+            raise StateFormatError(f"{name!r} is not an allowed class with its own state")
+        made = self._number(object.__new__(cls))
+        made.__setstate__(self.value(state))
         return made
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from streams.core.config import MetricsConfig
+from streams.core.distinct import DistinctCount
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall, Viewer
 from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
 
@@ -86,10 +87,11 @@ class RoomState:
         self.peak_online = 0
         self.totals = [0.0] * _TOTALS
         self.entries_by_channel = dict.fromkeys(CHANNELS, 0)
-        self.viewers_ever: set[str] = set()
-        self.chatters_ever: set[str] = set()
-        self.buyers_ever: set[str] = set()
-        self.stalled_ever: set[str] = set()
+        # Exact up to 10,000 users each, then estimated: bounded whatever ids arrive.
+        self.viewers_ever = DistinctCount()
+        self.chatters_ever = DistinctCount()
+        self.buyers_ever = DistinctCount()
+        self.stalled_ever = DistinctCount()
         # The stream's lifecycle and promotions, from room events.
         self.live_at: int | None = None
         """ms of the broadcast's `live`, when one was seen."""

@@ -38,6 +38,7 @@ from detectors.ebb import EbbEstimate, EbbTracker
 from detectors.slo import BurnRate
 from detectors.spam import SpamDetector, Verdict, _Message
 from streams.core.config import EngineConfig, MetricsConfig
+from streams.core.distinct import DistinctCount
 from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall
 from streams.core.latency import LatencySamples, LatencyStats
@@ -50,7 +51,8 @@ from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 FORMAT_VERSION: Final = 7
 """The format of the state in a checkpoint. 7: room events (`RoomEvent` waiting for
 the watermark), rooms keep their stream's lifecycle (`live_at`, `ended_at`) and
-promotions (`Promotion`), the metrics config `ended_grace_s`. 6: data only
+promotions (`Promotion`), the metrics config `ended_grace_s`, and count distinct users
+since live in `DistinctCount`s (exact, then a sketch) instead of sets. 6: data only
 (streams.core.persist); before, pickles. 2: the engine keeps latency samples by
 second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
@@ -61,6 +63,7 @@ STATE_CLASSES: Final = Classes(
     PartitionEngine,
     RoomState,
     Promotion,
+    DistinctCount,
     SecondRing,
     LastSeen,
     WindowedSketch,

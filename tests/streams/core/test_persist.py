@@ -90,6 +90,7 @@ def test_a_pickle_is_refused_without_being_run(tmp_path: Path) -> None:
         ["o", "system", {}],  # a name that is not a state class
         ["o", "PartitionEngine", {"__class__": ["t", []]}],  # dunder attributes
         ["o", "PartitionEngine", {"__dict__": ["m", {}]}],
+        ["g", "PartitionEngine", ["m", {}]],  # a class that does not say its own state
         ["a", "O", [1], b"\x00" * 8],  # object arrays could hold anything
         ["a", "<f8", [3], b"\x00" * 8],  # a shape its bytes do not fill
         ["r", 5],  # a reference to nothing stored

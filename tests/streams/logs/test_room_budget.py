@@ -81,3 +81,36 @@ def test_memory_stays_bounded_whatever_room_ids_arrive(tmp_path: Path) -> None:
         assert peaks[MANY_ROOMS] < peaks[40_000] * 1.25 + 20, peaks
     else:  # a million ids: 215 MiB measured (what grows past 40,000 ids is not traced yet)
         assert peaks[MANY_ROOMS] < 400, peaks
+
+
+def _viewers(count: int, first_ts: int, per_second: int) -> list[bytes]:
+    """`count` distinct viewers of one room arriving at `per_second`, each joining, saying
+    one line of chat and sending one latency sample, none leaving: their sessions end at
+    the session timeout, so the room's concurrent audience stops growing."""
+    lines = []
+    for i in range(count):
+        ts = first_ts + i * 1_000 // per_second
+        lines += [
+            b'{"type":"join","room_id":"crowd","user_id":"viewer-%d","ts":%d}' % (i, ts),
+            b'{"type":"danmaku","room_id":"crowd","user_id":"viewer-%d","ts":%d,"text":"hi %d"}'
+            % (i, ts + 1, i % 1_000),
+            b'{"type":"latency","room_id":"crowd","user_id":"viewer-%d","ts":%d,"value_ms":400}'
+            % (i, ts + 2),
+        ]
+    return lines
+
+
+MANY_VIEWERS = int(os.environ.get("LIVEWATCH_SOAK_VIEWERS", "160000"))
+"""Distinct user ids of the bigger run; `make soak` sends a million."""
+
+
+def test_memory_stays_bounded_whatever_user_ids_arrive(tmp_path: Path) -> None:
+    """Distinct viewers arriving at 100 a second: once sessions time out (5 minutes, 30,000
+    concurrent), four times the user ids (or 25 times) cost the same memory."""
+    peaks = {}
+    for count in (40_000, MANY_VIEWERS):
+        log = tmp_path / f"viewers-{count}.jsonl"
+        log.write_bytes(b"\n".join(_viewers(count, 1_764_000_000_000, 100)) + b"\n")
+        peaks[count] = _peak_rss_mib(log)
+    print(f"peak RSS by distinct user ids: {peaks}")
+    assert peaks[MANY_VIEWERS] < peaks[40_000] * 1.25 + 20, peaks
