@@ -2,7 +2,7 @@
 alerts are those of event time, and Prometheus's lag alert fires while it is behind.
 
 The burst is a whole simulated night (`livewatch simulate --scenario mixed`, 1.2M
-events with incidents) written by five `kcat` processes at once, librdkafka's speed,
+events with incidents) written by one `kcat` process per source topic at once, librdkafka's speed,
 a few events per message as busy producers batch them. Prometheus (Debian's) scrapes
 the worker every second and evaluates the project's own rules; only the lag rule's
 `for: 5m` is shortened to a few seconds, since a burst the suite can afford drains
