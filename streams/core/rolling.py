@@ -85,9 +85,13 @@ class SecondRing:
             self.slots[:] = 0.0
         elif gap == 1:
             self.slots[:, second % self.size] = 0.0
-        else:
-            positions = np.arange(self.head + 1, second + 1) % self.size
-            self.slots[:, positions] = 0.0
+        else:  # one or two slices: a quiet room's catch-up spans many seconds
+            start, stop = (self.head + 1) % self.size, second % self.size + 1
+            if start < stop:
+                self.slots[:, start:stop] = 0.0
+            else:
+                self.slots[:, start:] = 0.0
+                self.slots[:, :stop] = 0.0
         self.head = second
 
     def fill(self, field: int, first: int, last: int, value: float) -> None:
