@@ -47,8 +47,10 @@ from streams.core.room import RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 6
-"""The format of the state in a checkpoint. 6: data only (streams.core.persist);
+FORMAT_VERSION: Final = 7
+"""The format of the state in a checkpoint. 7: cliff detectors keep entries by traffic
+channel, burn rates a count row beside their amounts, a room's traffic detectors the
+time of each viewer's latest latency sample. 6: data only (streams.core.persist);
 before, pickles. 2: the engine keeps latency samples by second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries
 by traffic channel (`channels`), rings start sparse; 4: spam detectors keep fresh
