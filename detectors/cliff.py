@@ -8,6 +8,10 @@ normal post-promotion ebb (exponential, half-lives of many minutes) is
 predicted and does not fire, while a fall much faster than any ebb does.
 Small rooms are gated out (Conviva's alerts need 25 plays per interval), and
 count signals must also fall significantly for a Poisson process (z >= 4).
+Entries whose fall is not significant on its own still make a cliff mid-show
+when one traffic channel that brought a good share of them collapsed to near
+nothing, its share significantly under what it was (`_channel_collapse`): a feed
+cut in a room of a few hundred viewers.
 
 While a cliff is active the prediction at its start is kept as the reference:
 the alert clears when the level recovers to `recover_ratio` of it, or after
@@ -60,6 +64,11 @@ class CliffDetector:
     """Entries per `count_bucket_s` over `usual_s`, a ring (complete buckets only)."""
     bucket_entries: float = 0.0
     """Entries of the bucket being filled."""
+    channels: npt.NDArray[np.float64] | None = None
+    """Entries per traffic channel (rows) per step (columns, oldest first), once given."""
+    channel_usual: npt.NDArray[np.float64] | None = None
+    """Entries per traffic channel (rows) per `count_bucket_s` over `usual_s`, a ring as
+    `usual` (columns); the last column holds the bucket being filled."""
 
     def __post_init__(self) -> None:
         c = self.config
@@ -67,14 +76,29 @@ class CliffDetector:
         self.history = np.zeros((len(SIGNALS), self.span))
         self.usual = np.zeros(c.usual_s // c.count_bucket_s)
 
-    def observe(self, online: float, entries: float, events: float) -> None:
-        """One step's values: mean online viewers, entries and events in the step."""
+    def observe(
+        self, online: float, entries: float, events: float, channels: Sequence[float] = ()
+    ) -> None:
+        """One step's values: mean online viewers, entries and events in the step, and
+        the entries by traffic channel when known."""
         c = self.config
         self.history[:, :-1] = self.history[:, 1:]  # numpy copies overlapping slices safely
         self.history[:, -1] = (online, entries, events)
         self.steps += 1
-        self.bucket_entries += entries
         bucket_steps = c.count_bucket_s // c.step_s
+        if channels:
+            if self.channels is None or len(self.channels) != len(channels):
+                self.channels = np.zeros((len(channels), self.span))
+                self.channel_usual = np.zeros((len(channels), len(self.usual) + 1))
+            assert self.channel_usual is not None
+            self.channels[:, :-1] = self.channels[:, 1:]
+            self.channels[:, -1] = channels
+            self.channel_usual[:, -1] += channels
+            if self.steps % bucket_steps == 0:
+                slot = (self.steps // bucket_steps) % len(self.usual)
+                self.channel_usual[:, slot] = self.channel_usual[:, -1]
+                self.channel_usual[:, -1] = 0.0
+        self.bucket_entries += entries
         if self.steps % bucket_steps == 0:
             self.usual[(self.steps // bucket_steps) % len(self.usual)] = self.bucket_entries
             self.bucket_entries = 0.0
@@ -179,16 +203,93 @@ class CliffDetector:
     def _judged_cliff(self, reading: CliffReading, short: int) -> CliffReading | None:
         """The reading as judged (`_as_judged`) when it is a cliff, else None."""
         c = self.config
-        if reading.drop < (c.activity_drop if reading.signal == "activity" else c.drop_warning):
+        entries = reading.signal == "entries"
+        least = c.activity_drop if reading.signal == "activity" else c.drop_warning
+        if reading.drop < (c.channel_share / 2 if entries else least):
             return None  # the common case, before any judging
         reading, threshold = self._as_judged(reading)
-        if reading.drop < threshold:
-            return None
         if reading.signal == "online":
-            return reading if reading.expected / short >= c.min_online else None
+            large = reading.drop >= threshold
+            return reading if large and reading.expected / short >= c.min_online else None
         expected = reading.expected
         significant = expected - reading.observed >= c.z * math.sqrt(expected)
-        return reading if expected >= c.min_short_count and significant else None
+        if reading.drop >= threshold and expected >= c.min_short_count and significant:
+            return reading
+        if entries and self._channel_cut(reading):
+            return reading
+        return None
+
+    def _channel_cut(self, reading: CliffReading) -> bool:
+        """Entries fell because a traffic channel was cut (`_channel_collapse`): by at
+        least half that channel's share below their trend (the other channels did not
+        make up its loss), and `drop_warning` below the room's usual level (a surge
+        easing back, even one too small to be judged as a surge, does not)."""
+        collapsed = self._channel_collapse()
+        if collapsed is None:
+            return False
+        _, share = collapsed
+        usual = self._usual_entries()
+        below_usual = usual is None or reading.observed <= (1 - self.config.drop_warning) * usual
+        return reading.drop >= share / 2 and below_usual
+
+    def _channel_collapse(self) -> tuple[int, float] | None:
+        """The traffic channel whose share of entries collapsed, if one did: (row, its
+        share over the baseline).
+
+        Mid-show (after `opening_s`), a channel that brought at least `channel_share`
+        of the entries over the baseline, and less than `surge_ratio` times its share
+        over `usual_s` (a channel that surged, as a promotion's campaign, may end at
+        once: that is its ebb), and still half that share in the baseline's last
+        `short_s` (there until `gap_s` ago), brought under (1 - `entries_collapse`)
+        of that share over the last `short_s` to `gap_s`, and so few that entries
+        keeping their shares give that few with probability under the `z` test's
+        (3e-5 at z = 4; binomial, given the entries seen). A feed cut: the room's
+        total falls only by that channel's share, too little to be significant in a
+        room of a few hundred viewers, while the channel went to nothing. Shares are
+        judged, not levels: the swings every room's traffic has move all channels
+        together and leave their shares as they were."""
+        c = self.config
+        if self.channels is None or self.steps * c.step_s < c.opening_s:
+            return None
+        short = c.short_s // c.step_s
+        gap = c.gap_s // c.step_s
+        held = min(self.steps, self.span)
+        before = self.channels[:, self.span - held : self.span - gap].sum(axis=1)
+        last = self.channels[:, self.span - gap - short : self.span - gap].sum(axis=1)
+        if before.sum() <= 0 or last.sum() <= 0:
+            return None
+        shares = before / before.sum()
+        last_shares = (last / last.sum()).tolist()
+        assert self.channel_usual is not None
+        usual = self.channel_usual[:, :-1].sum(axis=1)
+        usual_shares = (usual / max(float(usual.sum()), 1.0)).tolist()
+        p_max = 0.5 * math.erfc(c.z / math.sqrt(2))
+        for row, share in enumerate(shares.tolist()):
+            if share < c.channel_share or share >= c.surge_ratio * usual_shares[row]:
+                continue  # a minor channel, or one surging (a campaign ending is no cut)
+            if last_shares[row] < share / 2:
+                continue  # gone before the last `gap_s`: not a cut now
+            # The channel may have been cut up to `gap_s` ago: the longer it has been
+            # gone, the more entries show it.
+            for steps in range(short, gap + 1):
+                recent = self.channels[:, -steps:].sum(axis=1)
+                seen, observed = round(float(recent.sum())), float(recent[row])
+                if observed > (1 - c.entries_collapse) * share * seen:
+                    break  # the channel was still there
+                if _binomial_at_most(round(observed), seen, share) <= p_max:
+                    return row, share
+        return None
+
+
+def _binomial_at_most(count: int, trials: int, p: float) -> float:
+    """P(X <= count) for X ~ Binomial(trials, p)."""
+    if p >= 1.0:
+        return 1.0 if count >= trials else 0.0
+    term = total = (1.0 - p) ** trials
+    for k in range(count):
+        term *= (trials - k) / (k + 1) * p / (1.0 - p)
+        total += term
+    return min(total, 1.0)
 
 
 def _predict(values: npt.NDArray[np.float64], ahead: float, max_slope: float, bucket: int) -> float:

@@ -52,6 +52,11 @@ class CliffConfig:
     """Entries predicted this many times their usual level (the median 30 s count over
     `usual_s`) are a surge easing, as after a promotion: they then fire only when they
     fall below the usual level (by `drop_warning`), not merely below the surge's trend."""
+    channel_share: float = 0.2
+    """Entries whose fall is not significant by itself (`z`) still make a cliff mid-show
+    when a traffic channel that brought at least this share of them over the baseline
+    collapsed (its share down by `entries_collapse`, significantly given the entries
+    seen) and the total fell by half that share, and `drop_warning` below usual."""
     usual_s: int = 1800
     """The span whose median 30 s entries count is the room's usual level."""
     activity_drop: float = 0.9
@@ -215,6 +220,11 @@ class DetectorConfig:
     """Share of e2e latency samples at or under the latency SLO (600 ms), per room and region."""
     latency_level: LevelConfig = field(default_factory=LevelConfig)
     """A sustained share of a region's samples over the latency SLO pages by itself."""
+    latency_sample_max_s: float = 60.0
+    """A latency sample stands for its viewer's watch time since their previous sample
+    (or their join), at least 1 s and at most this long: the latency objective is a
+    share of viewer time, so a viewer who reports often, or from a bad connection,
+    weighs as one viewer (as watch time weighs stalls), not as many samples."""
     stall_slo: SloConfig = field(default_factory=_stall_slo)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     ebb: EbbConfig = field(default_factory=EbbConfig)

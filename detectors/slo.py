@@ -27,15 +27,17 @@ from detectors.config import LevelConfig, SloConfig
 class BurnRate:
     """Per-second totals and bad amounts of one key over the longest window.
 
-    Amounts may be counts (latency samples) or durations (watch and stall seconds).
+    Amounts may be durations (watch and stall seconds, or the viewer-seconds latency
+    samples stand for) or counts. The volume gates read a count of their own (latency
+    samples), which is the total amount unless given.
     """
 
     config: SloConfig
     head: int
     """Newest second held."""
     amounts: np.ndarray = field(init=False)
-    """Rows: total, bad; a column per second of the longest window (a ring)."""
-    unfolded: list[tuple[int, float, float]] = field(default_factory=list)
+    """Rows: total, bad, count; a column per second of the longest window (a ring)."""
+    unfolded: list[tuple[int, float, float, float]] = field(default_factory=list)
     """Seconds added since the last read: folded into `amounts` in one go."""
     newest_active: int | None = None
     """The newest second with a positive total."""
@@ -44,11 +46,12 @@ class BurnRate:
     long window has been seen (a room that starts on a bad second does not page on it)."""
 
     def __post_init__(self) -> None:
-        self.amounts = np.zeros((2, self.config.horizon_s))
+        self.amounts = np.zeros((3, self.config.horizon_s))
 
-    def add(self, second: int, total: float, bad: float) -> None:
-        """Amounts of `second`; seconds at or behind the window's start are ignored."""
-        self.unfolded.append((second, total, bad))
+    def add(self, second: int, total: float, bad: float, count: float | None = None) -> None:
+        """Amounts of `second` and the count of events behind them (`total` when not
+        given); seconds at or behind the window's start are ignored."""
+        self.unfolded.append((second, total, bad, total if count is None else count))
         if total > 0 and (self.newest_active is None or second > self.newest_active):
             self.newest_active = second
         if total > 0 and (self.first_active is None or second < self.first_active):
@@ -62,14 +65,15 @@ class BurnRate:
         if not self.unfolded:
             return
         size = self.amounts.shape[1]
-        newest = max(second for second, _, _ in self.unfolded)
+        newest = max(second for second, _, _, _ in self.unfolded)
         if newest > self.head:
             self._advance(newest)
         start, amounts = self.head - size, self.amounts
-        for second, total, bad in self.unfolded:  # a few seconds: cheaper than np.add.at
+        for second, total, bad, count in self.unfolded:  # a few: cheaper than np.add.at
             if second > start:
                 amounts[0, second % size] += total
                 amounts[1, second % size] += bad
+                amounts[2, second % size] += count
         self.unfolded = []
 
     def _advance(self, second: int) -> None:
@@ -83,14 +87,19 @@ class BurnRate:
 
     def window(self, now: int, seconds: int) -> tuple[float, float]:
         """(total, bad) over the `seconds` seconds ending with `now`."""
+        total, bad, _ = self.sums(now, seconds)
+        return total, bad
+
+    def sums(self, now: int, seconds: int) -> tuple[float, float, float]:
+        """(total, bad, count) over the `seconds` seconds ending with `now`."""
         self._fold()
         if now > self.head:
             self._advance(now)
-        total = bad = 0.0
+        total = bad = count = 0.0
         for start, stop in _wrapped(now - seconds + 1, now + 1, self.amounts.shape[1]):
-            part_total, part_bad = self.amounts[:, start:stop].sum(axis=1).tolist()
-            total, bad = total + part_total, bad + part_bad
-        return total, bad
+            part_total, part_bad, part_count = self.amounts[:, start:stop].sum(axis=1).tolist()
+            total, bad, count = total + part_total, bad + part_bad, count + part_count
+        return total, bad, count
 
     def evaluate(self, now: int) -> Finding | None:
         """The most severe window pair burning at `now`, if any."""
@@ -98,14 +107,14 @@ class BurnRate:
         for window in sorted(config.windows, key=lambda w: -w.burn_rate):
             if self.first_active is None or now - self.first_active < window.long_s // 2:
                 continue
-            long_total, long_bad = self.window(now, window.long_s)
-            if long_total < config.min_long_events:
+            long_total, long_bad, long_count = self.sums(now, window.long_s)
+            if long_count < config.min_long_events or long_total <= 0:
                 continue
             long_burn = long_bad / long_total / config.budget
             if long_burn < window.burn_rate:
                 continue  # the short window cannot change the verdict
-            short_total, short_bad = self.window(now, window.short_s)
-            if short_total < config.min_short_events:
+            short_total, short_bad, short_count = self.sums(now, window.short_s)
+            if short_count < config.min_short_events or short_total <= 0:
                 continue
             short_burn = short_bad / short_total / config.budget
             if short_burn >= window.burn_rate:
@@ -126,24 +135,30 @@ class BurnRate:
 
 
 def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | None:
-    """A bad share that held over the whole window ending at `now`, part by part."""
+    """A bad share that held over the whole window ending at `now`, part by part.
+
+    Shares are of the amounts (viewer-seconds for latency); how far a share may sit
+    below `bad_share` is judged on the count of samples behind it."""
     part_s = config.window_s // config.buckets
     parts = []
     for i in range(config.buckets):  # newest first: a healthy region stops at the first
-        total, bad = burn.window(now - i * part_s, part_s)
-        if total < config.min_bucket_samples or bad < _lowest_bad(total, config) * total:
+        total, bad, count = burn.sums(now - i * part_s, part_s)
+        if count < config.min_bucket_samples or total <= 0:
             return None
-        parts.append((total, bad))
-    shares = [bad / total for total, bad in reversed(parts)]
-    total = sum(total for total, _ in parts)
-    share = sum(bad for _, bad in parts) / total
-    if share < _lowest_bad(total, config):
+        if bad < _lowest_bad(count, config) * total:
+            return None
+        parts.append((total, bad, count))
+    shares = [bad / total for total, bad, _ in reversed(parts)]
+    total = sum(total for total, _, _ in parts)
+    count = sum(count for _, _, count in parts)
+    share = sum(bad for _, bad, _ in parts) / total
+    if share < _lowest_bad(count, config):
         return None
     details = {
         "bad_share": round(share, 4),
         "bad_share_parts": [round(s, 3) for s in shares],
         "window_s": part_s * config.buckets,
-        "samples": int(total),
+        "samples": int(count),
     }
     return Finding(config.severity, "", details, kind="level")
 

@@ -63,7 +63,11 @@ class Traffic:
     ebb: EbbTracker = field(init=False)
     latency: dict[str, BurnRate] = field(default_factory=dict)
     second_latency: dict[str, list[float]] = field(default_factory=dict)
-    """Region -> [samples, samples over the SLO] in the second being filled."""
+    """Region -> [samples, samples over the SLO, viewer-seconds they stand for, those of
+    the samples over the SLO] in the second being filled."""
+    last_sample: dict[str, int] = field(default_factory=dict)
+    """User -> ms of their latest e2e latency sample, oldest first, for the last
+    `latency_sample_max_s`: a sample stands for the viewer's time since the one before."""
     step_online: float = 0.0
     step_entries: float = 0.0
     step_events: float = 0.0
@@ -130,11 +134,27 @@ class PartitionWatch:
         if traffic is None:
             return
         traffic.step_events += len(samples.events)
-        for (kind, region), values in samples.values.items():
-            if kind == "e2e":
-                counts = traffic.second_latency.setdefault(region or UNKNOWN_REGION, [0.0, 0.0])
-                counts[0] += len(values)
-                counts[1] += sum(1 for value in values if value > self.latency_slo_ms)
+        slo_ms, longest_ms = self.latency_slo_ms, traffic.config.latency_sample_max_s * 1000
+        last, joined, by_region = traffic.last_sample, room.joined_at, traffic.second_latency
+        for event in samples.events:
+            if event.kind != "e2e":
+                continue
+            # The sample stands for the viewer's watch time since their previous sample
+            # (or their join), so a viewer who reports often does not outweigh others.
+            user, ts = event.user_id, event.ts
+            previous = last.pop(user, None)
+            if previous is None:
+                previous = joined.get(user, ts)
+            last[user] = ts
+            weight = min(max(ts - previous, 1000), longest_ms) / 1000
+            counts = by_region.get(event.region or UNKNOWN_REGION)
+            if counts is None:
+                counts = by_region[event.region or UNKNOWN_REGION] = [0.0, 0.0, 0.0, 0.0]
+            counts[0] += 1
+            counts[2] += weight
+            if event.value_ms > slo_ms:
+                counts[1] += 1
+                counts[3] += weight
 
     def tick(self, second: int, room: RoomState) -> None:
         """After `room` closed `second`."""
@@ -158,12 +178,19 @@ class PartitionWatch:
         traffic.step_online += room.online
         traffic.step_entries += room.ring.at(ENTRIES, second)
         traffic.stall.add(second, room.viewer_seconds(second), room.ring.at(STALL_SECONDS, second))
-        for region, (samples, bad) in traffic.second_latency.items():
+        for region, (samples, _, weight, bad_weight) in traffic.second_latency.items():
             burn = traffic.latency.get(region)
             if burn is None:
                 burn = traffic.latency[region] = BurnRate(traffic.config.latency_slo, head=second)
-            burn.add(second, samples, bad)
+            burn.add(second, weight, bad_weight, samples)
         traffic.second_latency.clear()
+        last = traffic.last_sample
+        oldest_ms = (second + 1) * 1000 - traffic.config.latency_sample_max_s * 1000
+        while last:  # oldest first: forget viewers not measured for as long as a sample counts
+            user, ts = next(iter(last.items()))
+            if ts >= oldest_ms:
+                break
+            del last[user]
 
     def _evaluate(self, second: int, room: RoomState, watch: RoomWatch) -> None:
         room_id = room.room_id
@@ -191,7 +218,10 @@ class PartitionWatch:
     ) -> dict[AlertKey, Finding]:
         step = traffic.config.cliff.step_s
         room_id = room.room_id
-        traffic.cliff.observe(traffic.step_online / step, traffic.step_entries, traffic.step_events)
+        channels = [room.channels.window_ending(i, step, second) for i in range(len(CHANNELS))]
+        traffic.cliff.observe(
+            traffic.step_online / step, traffic.step_entries, traffic.step_events, channels
+        )
         traffic.ebb.observe(second, traffic.step_online / step)
         traffic.step_online = traffic.step_entries = traffic.step_events = 0.0
         findings: dict[AlertKey, Finding] = {}

@@ -52,7 +52,9 @@ FORMAT_VERSION: Final = 7
 """The format of the state in a checkpoint. 7: room events (`RoomEvent` waiting for
 the watermark), rooms keep their stream's lifecycle (`live_at`, `ended_at`) and
 promotions (`Promotion`), the metrics config `ended_grace_s`, and count distinct users
-since live in `DistinctCount`s (exact, then a sketch) instead of sets. 6: data only
+since live in `DistinctCount`s (exact, then a sketch) instead of sets; cliff detectors keep
+entries by traffic channel, burn rates a count row beside their amounts, a room's traffic
+detectors the time of each viewer's latest latency sample. 6: data only
 (streams.core.persist); before, pickles. 2: the engine keeps latency samples by
 second (`_pending_latency`); 3: modules
 moved into subpackages (pickles name their classes' modules), rooms count entries

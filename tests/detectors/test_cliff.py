@@ -142,3 +142,68 @@ def test_entries_falling_back_after_a_promotion_surge_do_not_fire_a_cut_below_us
     cut = entries[: usual + surge] + [3.0] * after
     found = run(online, cut, events)
     assert found and found[0][0] - (usual + surge) * STEP <= 60
+
+
+def run_channels(
+    online: list[float], channel_rates: list[list[float]], seed: int = 1
+) -> list[tuple[int, str]]:
+    """As `run`, with entries given per traffic channel (rates per second, one list per
+    step); events are three per entry plus a chat background."""
+    rng = np.random.default_rng(seed)
+    detector = CliffDetector()
+    found = []
+    for step, (o, rates) in enumerate(zip(online, channel_rates, strict=True)):
+        channels = [float(rng.poisson(rate * STEP)) for rate in rates]
+        entries = sum(channels)
+        detector.observe(o, entries, 3 * entries + float(rng.poisson(5 * STEP)), channels)
+        second = (step + 1) * STEP
+        finding = detector.evaluate(second)
+        if finding is not None:
+            found.append((second, finding.severity))
+    return found
+
+
+def test_a_feed_cut_in_a_room_of_a_few_hundred_viewers_fires_on_the_channel_collapse() -> None:
+    """About 30 entries per 30 s, 60% of them from the feed, which stops: the total falls
+    about 60%, not significantly for 30 entries, while the feed channel went to nothing."""
+    before, after = steps(25), steps(6)
+    online = [450.0] * (before + after)
+    usual = [0.6, 0.2, 0.1, 0.1]
+    rates = [usual] * before + [[0.0, 0.2, 0.1, 0.1]] * after
+    hits = 0
+    for seed in range(8):
+        found = run_channels(online, rates, seed=seed)
+        assert all(second > before * STEP for second, _ in found), "fired before the cut"
+        if found and found[0][0] - before * STEP <= 60:
+            hits += 1
+    assert hits >= 7
+    # Without the channels, the same fall was too small to be significant on its own.
+    totals = [[sum(r)] for r in rates]
+    assert sum(bool(run_channels(online, totals, seed=seed)) for seed in range(8)) <= 4
+
+
+def test_channels_of_a_steady_room_never_fire() -> None:
+    """Two hours of a room with 30 entries per 30 s spread over four channels, and a
+    small channel (10%) that stops: noise and a minor source's end are no cliff."""
+    n = steps(120)
+    online = [450.0] * n
+    rates = [[0.6, 0.2, 0.1, 0.1]] * (n // 2) + [[0.6, 0.2, 0.1, 0.0]] * (n - n // 2)
+    for seed in range(5):
+        assert run_channels(online, rates, seed=seed) == []
+
+
+def test_a_channel_that_stops_in_the_opening_or_after_a_surge_does_not_fire() -> None:
+    """The feed of a new stream stopping five minutes in (the opening's ebb is not
+    judged on channels), and an ad campaign that brought a surge stopping at once
+    (entries fall back to their usual level): no cliff."""
+    opening, rest = steps(5), steps(10)
+    online = [450.0] * (opening + rest)
+    rates = [[0.6, 0.2, 0.1, 0.1]] * opening + [[0.0, 0.2, 0.1, 0.1]] * rest
+    for seed in range(5):
+        assert run_channels(online, rates, seed=seed) == []
+    usual, surge, after = steps(25), steps(8), steps(15)
+    online = [450.0] * (usual + surge + after)
+    rates = [[0.6, 0.2, 0.1, 0.0]] * usual + [[0.6, 0.2, 0.1, 0.9]] * surge
+    rates += [[0.6, 0.2, 0.1, 0.0]] * after
+    for seed in range(5):
+        assert run_channels(online, rates, seed=seed) == []

@@ -120,3 +120,22 @@ def test_a_level_finding_reads_as_the_share_viewers_see() -> None:
     assert alert.summary == (
         "50% of latency samples in east over 600 ms for 2 min (at least 50% in every 30 s)"
     )
+
+
+def test_shares_weigh_the_amounts_while_volume_gates_count_samples() -> None:
+    """Latency amounts are the viewer-seconds samples stand for: a second of 1 sample
+    standing for 20 viewer-seconds and 4 bad ones standing for 1 s each is 17% bad, and
+    the gates count 5 samples, not 24 viewer-seconds."""
+    burn = BurnRate(SloConfig(), head=0)
+    burn.add(10, 24.0, 4.0, 5)
+    assert burn.sums(10, 10) == (24.0, 4.0, 5.0) and burn.window(10, 10) == (24.0, 4.0)
+    for second in range(1, 121):  # 120 samples over 2 min, all bad, but standing for little
+        burn.add(second, 1.0 + 19.0 * (second % 2), 1.0 * (1 - second % 2), 1)
+    finding = burn.evaluate(120)
+    assert finding is None  # 64 bad of 1,284 viewer-seconds: 5%, the budget itself
+    # Gates read the count: 9 samples standing for 900 viewer-seconds are too few.
+    thin = BurnRate(SloConfig(), head=0)
+    for second in range(1, 121):
+        if second % 13 == 0:
+            thin.add(second, 100.0, 100.0, 1)
+    assert thin.evaluate(120) is None and sustained_level(thin, 120, LevelConfig()) is None
