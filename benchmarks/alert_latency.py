@@ -34,16 +34,20 @@ detector's own decision time. The worker's /status is polled every 2 s for its
 consumer lag, its /metrics read every 15 s (a Prometheus scrape) for the watermark
 delay and at the end. Percentiles are nearest-rank.
 
-Why 10,000 events/s: at 20,000 (this benchmark, 2026-12-05) the worker fell
-behind, its lag growing to 300k-500k messages: it processed about 23,600 events
-per core-second it got (py-spy: a third of its time is the per-second upkeep of
-1,000 rooms and their detectors, a tenth checkpoints), and one interpreter thread
-does the work, so with a core of its own it sustains roughly 20k-25k events/s
-live, far below the 104k-136k it drains a backlog of the throughput workload at
-(benchmarks/throughput.py: 20 s of event time, rooms not yet full). The default
-is half of that. The report prints the cores the worker, the broker, this process
-and the rest of the machine used, and the worker's events per core-second, so a
-run on a busy machine shows as one.
+Why 5,000 events/s by default: the worker does all its work on one interpreter
+thread, and on this shared 2-core machine, beside the broker, this producer and
+other tenants (who took 0.7-1.1 of a core in every run on 2026-12-05), it got
+0.4-0.6 of a core. At 20,000 events/s it fell behind (lag 300k-500k messages, its
+watermark 30-50 s behind the wall clock); at 10,000 it kept up in one full run
+(lag median 6k) and fell behind in a 7-minute one (median 28k, watermark 22 s);
+at 5,000 it kept up in both full runs. Its cost is not proportional to the rate
+(0.42-0.46 of a core at 5,000/s, 0.54-0.57 at 10,000): py-spy at 20,000/s puts a
+third of its time in the per-second upkeep of 1,000 rooms and their detectors and
+a tenth in checkpoints. So 5,000 is about half of what it sustained live here;
+`--rate 10000` repeats the runs at the edge. (Draining a backlog it does 104k-136k
+events/s, benchmarks/throughput.py: 20 s of event time, rooms not yet full.) The
+report prints the cores the worker, the broker, this process and the rest of the
+machine used, so a run on a busy machine shows as one.
 
 Run: .venv/bin/python -m benchmarks.alert_latency [--rate N] [--duration S]
 (about 11 minutes with the defaults: 600 s of production, the broker and worker's
@@ -55,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -348,6 +353,8 @@ class Produced:
     """Slices sent more than one slice after they were due (the producer fell behind)."""
     worst_behind_s: float = 0.0
     errors: int = 0
+    acked_after: list[float] = field(default_factory=list)
+    """Per record batch: seconds from its first message (stamped then) to the ack."""
 
     @property
     def rate(self) -> float:
@@ -433,18 +440,30 @@ class Sender:
         self.partitions = settings.partitions
         self.partition: dict[str, int] = {}
         self.open: dict[tuple[str, int], Any] = {}
+        self.opened: dict[tuple[str, int], float] = {}
+        """When each open batch got its first message (monotonic)."""
+        self.acked_after: list[float] = []
+        """Per delivered batch: seconds from its first message to the broker's ack."""
         self.in_flight: dict[tuple[str, int], asyncio.Future[Any]] = {}
         self.sent = 0
         self.errors = 0
 
-    def _delivered(self, future: asyncio.Future[Any]) -> None:
+    def _delivered(self, opened: float, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
             self.errors += 1
+        else:
+            self.acked_after.append(time.monotonic() - opened)
 
     async def _submit(self, tp: tuple[str, int]) -> None:
+        opened = self.opened.pop(tp)
         future = await self.producer.send_batch(self.open.pop(tp), tp[0], partition=tp[1])
-        future.add_done_callback(self._delivered)
+        future.add_done_callback(functools.partial(self._delivered, opened))
         self.in_flight[tp] = future
+
+    def _open(self, tp: tuple[str, int]) -> Any:
+        self.opened[tp] = time.monotonic()
+        batch = self.open[tp] = self.producer.create_batch()
+        return batch
 
     async def add(self, events: list[dict[str, Any]]) -> None:
         encode = msgspec.json.encode
@@ -456,12 +475,11 @@ class Sender:
             tp = (self.topic[event["type"]], partition)
             batch = self.open.get(tp)
             if batch is None:
-                batch = self.open[tp] = self.producer.create_batch()
+                batch = self._open(tp)
             key, value = room.encode(), encode(event)
             if batch.append(key=key, value=value, timestamp=None) is None:  # full
                 await self._submit(tp)
-                self.open[tp] = self.producer.create_batch()
-                self.open[tp].append(key=key, value=value, timestamp=None)
+                self._open(tp).append(key=key, value=value, timestamp=None)
         self.sent += len(events)
         await self.hand_over()
 
@@ -510,6 +528,7 @@ async def produce(
         await sender.flush()
     finally:
         produced.events, produced.errors = sender.sent, sender.errors
+        produced.acked_after = sender.acked_after
         await producer.stop()
 
 
@@ -658,6 +677,13 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
         f"{produced.late_slices} of the 10 ms slices sent over 10 ms late (worst "
         f"{produced.worst_behind_s * 1000:.0f} ms behind); {produced.errors} send errors"
     )
+    if produced.acked_after:
+        acked = produced.acked_after
+        print(
+            f"producer: a record batch's first message (stamped then) to the broker's ack: "
+            f"{len(acked):,} batches, median {nearest_rank(acked, 50) * 1000:.0f} ms, p99 "
+            f"{nearest_rank(acked, 99) * 1000:.0f} ms, max {max(acked) * 1000:.0f} ms"
+        )
     status = observed.status
     lags = [lag for _, lag in observed.lag]
     print(
@@ -681,8 +707,9 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
         per_core = observed.processed_rate / cores["worker"] if cores["worker"] else 0.0
         print(
             f"the worker processed {observed.processed_rate:,.0f} events/s while production ran, "
-            f"{per_core:,.0f} per core-second it used: with a core of its own it would "
-            f"sustain about that (it uses one: one interpreter thread does the work)"
+            f"{per_core:,.0f} per core-second it used (not proportional to the rate: the "
+            f"rooms' upkeep and the checkpoints cost the same every second; one interpreter "
+            f"thread does all of it, so the worker never uses more than a core)"
         )
     if observed.ticks:
         runtimes = [runtime for _, runtime in observed.ticks]
@@ -830,7 +857,8 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
     )
     print(
         f"  checkpoint_interval_s = {settings.checkpoint_interval_s}: a checkpoint is taken on "
-        "the processing thread, so a fetch waits for it"
+        "the processing thread, so a fetch waits for it (a partition's next one waits at "
+        "least 20 times what the last ones took together)"
     )
     print(
         f"  producers: this benchmark's linger_ms = 0 in {SLICE_S * 1000:.0f} ms slices; the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import msgspec
 
@@ -37,7 +38,8 @@ def test_every_event_is_valid_and_each_incident_sends_what_it_should() -> None:
     cliff_room, spam_room = by_class["traffic_cliff"], by_class["spam_flood"]
     breach = by_class["latency_slo"]
     cliff_before = len(platform.viewers[cliff_room.room])
-    messages, stamped = [], []
+    messages: list[RawMessage] = []
+    stamped: list[tuple[int, dict[str, Any]]] = []
     for k in range(int(40 / SLICE_S)):
         ts = T0 + k * 10
         for event in platform.events(k, ts):
@@ -73,6 +75,7 @@ def test_every_event_is_valid_and_each_incident_sends_what_it_should() -> None:
 
     # The flood: fresh accounts join, then post near-identical texts three times each.
     start = spam_room.start_ms
+    assert start is not None
     bots = [(ts, e) for ts, e in stamped if str(e["user_id"]).startswith("bot")]
     assert all(e["room_id"] == spam_room.room_id and ts >= start for ts, e in bots)
     joined = {e["user_id"]: ts for ts, e in bots if e["type"] == "join"}
@@ -86,6 +89,7 @@ def test_every_event_is_valid_and_each_incident_sends_what_it_should() -> None:
 
     # The breach: the region's samples in the room are all over the objective, others mostly not.
     start = breach.start_ms
+    assert start is not None
     samples = [
         (e["region"], e["value_ms"])
         for ts, e in stamped
