@@ -77,11 +77,10 @@ from typing import Any, Final
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from detectors.config import DetectorConfig
 from streams.dev.broker import LocalKafka, free_port
-from streams.dev.demo import Samples, start_worker, stop_process, wait_for_metrics
+from streams.dev.demo import Samples, scrape, start_worker, stop_process, wait_for_metrics
 from streams.kafka.partitioner import partition_for
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, env_name, load_settings
@@ -559,13 +558,7 @@ def get_json(url: str, timeout: float = 10) -> dict[str, Any]:
 
 def scrape_slowly(url: str) -> Samples:
     """demo.scrape with a timeout of a minute: a worker busy in a long tick answers late."""
-    with urllib.request.urlopen(url, timeout=60) as response:
-        text = response.read().decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
+    return scrape(url, timeout=60)
 
 
 async def watch_worker(port: str, observed: Observed, began: float, stop: asyncio.Event) -> None:

@@ -42,9 +42,9 @@ NIGHT_LABELS = SAMPLES / "demo-night.labels.json"
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
-def scrape(url: str) -> Samples:
+def scrape(url: str, timeout: float = 5) -> Samples:
     """Samples of a /metrics page: name -> {sorted labels: value}."""
-    with urllib.request.urlopen(url, timeout=5) as response:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         text = response.read().decode()
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
