@@ -63,7 +63,7 @@ from streams.logs.files import read_lines
 from streams.settings import Settings, env_name, load_settings
 from streams.worker.exporter import PipelineCollector
 from tests.conftest import RunningWorker
-from tests.exposition import Samples
+from tests.exposition import Samples, differences
 from tests.integration.offline import fetch, pipeline_samples
 from tests.integration.workers import eventually, topic_records
 from tests.webhook_server import PlatformServer, platform_server
@@ -241,13 +241,6 @@ def show(name: str, log: Path) -> None:
 def event_counters(text: str) -> Samples:
     """What counts events, whatever the clock: per type, late, per room and kind."""
     return {k: v for k, v in pipeline_samples(text).items() if k[0] in EVENT_COUNTERS}
-
-
-def differences(scraped: Samples, expected: Samples) -> str:
-    wrong = sorted(k for k in scraped.keys() | expected.keys() if scraped.get(k) != expected.get(k))
-    return f"{len(wrong)} samples differ: " + "; ".join(
-        f"{k}: worker {scraped.get(k)}, offline {expected.get(k)}" for k in wrong[:20]
-    )
 
 
 @pytest.mark.timeout(int(300 + DOWN_S + 2 * NIGHT_S / SPEED))

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import signal
 import time
@@ -58,7 +57,7 @@ from streams.logs.files import read_lines
 from streams.logs.replay import replay
 from streams.settings import env_name
 from tests.conftest import RunningWorker
-from tests.exposition import Samples
+from tests.exposition import Samples, differences
 from tests.integration.offline import backtest_exposition, fetch, pipeline_samples
 from tests.integration.workers import alert_transitions, checkpointed_offsets, eventually
 
@@ -131,15 +130,6 @@ def merged(samples: list[Samples]) -> Samples:
             else:
                 out[key] = out.get(key, 0.0) + value
     return out
-
-
-def differences(got: Samples, want: Samples) -> list[str]:
-    wrong = []
-    for key in sorted(got.keys() | want.keys()):
-        a, b = got.get(key), want.get(key)
-        if a is None or b is None or not math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9):
-            wrong.append(f"{key}: workers {a}, backtest {b}")
-    return wrong
 
 
 def canonical(transition: dict[str, Any]) -> str:
@@ -258,12 +248,12 @@ async def test_two_workers_one_killed_then_a_third_joining_end_as_one_worker(
         return [pipeline_samples(text) for text in texts]
 
     async def as_one_worker() -> bool:
-        return not differences(merged(await scraped()), want)
+        return not differences(merged(await scraped()), want, rel_tol=1e-9)
 
     try:
         equal_at = await eventually(as_one_worker, within=FLUSH_IDLE_S + 120)
     finally:
-        wrong = differences(merged(await scraped()), want)
+        wrong = differences(merged(await scraped()), want, rel_tol=1e-9)
         for line in wrong[:40]:
             print("differs:", line)
     assert not wrong

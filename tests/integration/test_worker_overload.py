@@ -32,6 +32,7 @@ from streams.dev.demo import scrape
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, env_name, load_settings
 from tests.conftest import RunningWorker
+from tests.exposition import differences
 from tests.integration.offline import backtest_exposition, fetch, pipeline_samples
 from tests.integration.prometheus import RULES, api
 from tests.integration.workers import alert_transitions, eventually, peak_rss_mib
@@ -253,7 +254,12 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
     async def flushed() -> bool:
         return pipeline_samples(await asyncio.to_thread(fetch, url)) == expected
 
-    await eventually(flushed, within=60)
+    try:
+        await eventually(flushed, within=60)
+    finally:
+        wrong = differences(pipeline_samples(await asyncio.to_thread(fetch, url)), expected)
+        print("\n".join(f"differs: {line}" for line in wrong))
+    assert not wrong
     assert sorted(map(canonical, await alert_transitions(settings))) == sorted(
         canonical(msgspec.to_builtins(t)) for t in transitions
     )
