@@ -194,7 +194,9 @@ async def test_hostile_messages_are_dead_letters_and_valid_ones_count_exactly(
         return room_state_samples(await asyncio.to_thread(fetch, url)) == expected
 
     await eventually(rooms_equal_offline, within=30)
-    letters = await read_topic(settings, settings.topic(settings.topic_deadletter), HOSTILE)
+    letters = await read_topic(
+        settings, settings.topic(settings.topic_deadletter), HOSTILE, within=max(30, HOSTILE / 500)
+    )
     assert len(letters) == HOSTILE
     assert Counter(letter["reason"] for letter in letters) == invalid()
     assert all(letter["reason"] in INVALID_REASONS and letter["detail"] for letter in letters)

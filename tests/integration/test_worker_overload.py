@@ -46,6 +46,9 @@ BUNDLE_MS = 2_000
 BUNDLE = 50
 LATENESS_MS = 5_000
 """Above BUNDLE_MS: bundling reorders events within a span, which must not make any late."""
+SCRAPE_TIMEOUT_S = 10
+"""Prometheus's default scrape timeout: a worker this far behind answers slowly (its
+slowest scrape is printed), which is issue 14's matter, not this test's."""
 
 
 def simulate(out: Path) -> None:
@@ -176,9 +179,12 @@ def firing(base: str) -> bool:
 
 
 def lag(url: str) -> float:
-    return sum(scrape(url).get("livewatch_consumer_lag_messages", {}).values())
+    return sum(
+        scrape(url, timeout=SCRAPE_TIMEOUT_S).get("livewatch_consumer_lag_messages", {}).values()
+    )
 
 
+@pytest.mark.timeout(300 + 100 * REPEAT)  # simulating, the backtest and the drain grow with it
 async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhile(
     isolated_env: dict[str, str],
     worker_factory: Callable[[dict[str, str]], RunningWorker],
@@ -214,7 +220,7 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
     await eventually(lambda: asyncio.to_thread(lag_seen), within=60)
 
     def counted() -> float:
-        return sum(scrape(url).get("livewatch_events_total", {}).values())
+        return sum(scrape(url, timeout=SCRAPE_TIMEOUT_S).get("livewatch_events_total", {}).values())
 
     started = time.monotonic()
     await asyncio.gather(*(kcat(settings, topic, lines) for topic, lines in topics.items()))
@@ -222,7 +228,9 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
     processed_then = counted()
     peak_lag, fired_behind, samples, slowest_scrape = 0.0, False, 0, 0.0
     while counted() < events:
-        assert time.monotonic() - started < 300, f"not drained: {counted()} of {events}"
+        assert time.monotonic() - started < max(300, 80 * REPEAT), (
+            f"not drained: {counted()} of {events}"
+        )
         asked = time.monotonic()
         behind = await asyncio.to_thread(lag, url)
         slowest_scrape = max(slowest_scrape, time.monotonic() - asked)
