@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sys
 
 import msgspec
@@ -31,6 +32,18 @@ def test_beyond_the_limit_an_estimate_within_three_standard_errors(users: int) -
     count = filled(users)
     assert not count.exact
     assert abs(len(count) - users) <= 3 * 0.0082 * users, len(count)
+
+
+def test_the_estimate_does_not_depend_on_the_order_users_arrived_in() -> None:
+    users = [f"viewer-{i}" for i in range(3 * EXACT_LIMIT)]
+    forward, backward, shuffled = DistinctCount(), DistinctCount(), DistinctCount()
+    for user in users:
+        forward.add(user)
+    for user in reversed(users):
+        backward.add(user)
+    for user in random.Random(3).sample(users, len(users)):
+        shuffled.add(user)
+    assert len(forward) == len(backward) == len(shuffled)
 
 
 def test_memory_stops_growing_with_users() -> None:
