@@ -66,8 +66,9 @@ class Traffic:
     """Region -> [samples, samples over the SLO, viewer-seconds they stand for, those of
     the samples over the SLO] in the second being filled."""
     last_sample: dict[str, int] = field(default_factory=dict)
-    """User -> ms of their latest e2e latency sample, oldest first, for the last
-    `latency_sample_max_s`: a sample stands for the viewer's time since the one before."""
+    """User -> ms of their latest e2e latency sample (those older than
+    `latency_sample_max_s` pruned every that many seconds): a sample stands for the
+    viewer's time since the one before."""
     step_online: float = 0.0
     step_entries: float = 0.0
     step_events: float = 0.0
@@ -142,11 +143,12 @@ class PartitionWatch:
             # The sample stands for the viewer's watch time since their previous sample
             # (or their join), so a viewer who reports often does not outweigh others.
             user, ts = event.user_id, event.ts
-            previous = last.pop(user, None)
+            previous = last.get(user)
             if previous is None:
                 previous = joined.get(user, ts)
             last[user] = ts
-            weight = min(max(ts - previous, 1000), longest_ms) / 1000
+            gap = ts - previous
+            weight = 1.0 if gap < 1000 else (gap if gap < longest_ms else longest_ms) / 1000
             counts = by_region.get(event.region or UNKNOWN_REGION)
             if counts is None:
                 counts = by_region[event.region or UNKNOWN_REGION] = [0.0, 0.0, 0.0, 0.0]
@@ -184,13 +186,10 @@ class PartitionWatch:
                 burn = traffic.latency[region] = BurnRate(traffic.config.latency_slo, head=second)
             burn.add(second, weight, bad_weight, samples)
         traffic.second_latency.clear()
-        last = traffic.last_sample
-        oldest_ms = (second + 1) * 1000 - traffic.config.latency_sample_max_s * 1000
-        while last:  # oldest first: forget viewers not measured for as long as a sample counts
-            user, ts = next(iter(last.items()))
-            if ts >= oldest_ms:
-                break
-            del last[user]
+        longest_s = traffic.config.latency_sample_max_s
+        if second % int(longest_s) == 0:  # forget viewers not measured for that long
+            oldest_ms = (second + 1 - longest_s) * 1000
+            traffic.last_sample = {u: t for u, t in traffic.last_sample.items() if t >= oldest_ms}
 
     def _evaluate(self, second: int, room: RoomState, watch: RoomWatch) -> None:
         room_id = room.room_id
