@@ -76,6 +76,9 @@ def test_compose_has_the_full_stack_with_pinned_images() -> None:
     assert services["notifier"]["command"] == ["notify"]
 
 
+PROBES = ("readinessProbe", "livenessProbe")
+
+
 def test_kubernetes_workers_scale_with_probes_config_and_secrets() -> None:
     kinds = [d["kind"] for d in k8s()]
     assert {"ConfigMap", "Secret", "Deployment", "HorizontalPodAutoscaler"} <= set(kinds)
@@ -88,6 +91,10 @@ def test_kubernetes_workers_scale_with_probes_config_and_secrets() -> None:
         if d["metadata"]["name"] == "livewatch-worker" and d["kind"] == "Deployment"
     )
     assert worker["spec"]["replicas"] >= 2
+    # Prometheus's scrape timeout: a worker catching up answers slowly, and must not be
+    # restarted for it (Kubernetes' default is 1 s).
+    probes = [c[p] for c in worker["spec"]["template"]["spec"]["containers"] for p in PROBES]
+    assert all(probe.get("timeoutSeconds", 1) >= 10 for probe in probes), probes
     hpa = next(d for d in k8s() if d["kind"] == "HorizontalPodAutoscaler")
     partitions = config_tables()[1]["partitions"]
     assert hpa["spec"]["maxReplicas"] <= partitions  # more workers than partitions idle
