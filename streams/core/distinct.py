@@ -7,9 +7,9 @@ across its sets), whatever its concurrent audience: memory that grows with ids,
 not with traffic (issue 16). So a count is exact up to `EXACT_LIMIT` users, and
 beyond that a HyperLogLog sketch (Apache DataSketches' `hll_sketch`, lg_k 14 in
 8-bit registers: 16 KiB, a relative standard error of about 0.8%; Flajolet et al.,
-"HyperLogLog", 2007). The sketch hashes with a fixed seed and is read through its registers alone, so
-the worker, a backtest and a restored checkpoint give the same estimate for the
-same users, in whatever order they arrived.
+"HyperLogLog", 2007). The sketch hashes with a fixed seed and is read through its
+registers alone, so the worker, a backtest and a restored checkpoint give the same
+estimate for the same users, in whatever order they arrived.
 """
 
 from __future__ import annotations
