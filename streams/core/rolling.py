@@ -116,7 +116,10 @@ class SecondRing:
         return self.head - self.size < second <= self.head
 
     def add(self, field: int, second: int, value: float = 1.0) -> bool:
-        """Add to a second still in the ring; False (nothing added) when it is not."""
+        """Add to a second still in the ring, moving the ring up to a newer one; False
+        (nothing added) when it has left the ring."""
+        if second > self.head:
+            self.advance(second)
         if second == self.head:
             newest = self.newest
             if newest is None:
@@ -148,9 +151,11 @@ class SecondRing:
         return self.window_ending(field, seconds, self.head)
 
     def window_ending(self, field: int, seconds: int, last: int) -> float:
-        """Sum over the `seconds` seconds ending at `last` (inclusive)."""
+        """Sum over the `seconds` seconds ending at `last` (inclusive); seconds after
+        the ring's head hold nothing yet (a ring moves up when added to)."""
         self._fold()
         first = max(last - seconds + 1, self.head - self.size + 1)
+        last = min(last, self.head)
         if last < first:
             return 0.0
         if self.slots is None:
@@ -218,8 +223,10 @@ class WindowedSketch:
         self.head = start_second
 
     def add(self, second: int, values_ms: Sequence[float]) -> None:
-        """Count samples (ms) at `second`; `values_ms` is kept, not copied."""
-        if second <= self.head - max(self.windows) or second > self.head or not len(values_ms):
+        """Count samples (ms) at `second`, moving up to it; `values_ms` is kept, not copied."""
+        if second > self.head:
+            self.advance(second)
+        if second <= self.head - max(self.windows) or not len(values_ms):
             return
         self.by_second.setdefault(second, []).append(values_ms)
 

@@ -238,9 +238,7 @@ class PipelineCollector(Collector):
         )
         for seconds, label in WINDOW_LABELS.items():
             for name, field in WINDOW_EVENTS.items():
-                in_window.add_metric(
-                    [name, label], sum(r.ring.window(field, seconds) for r in rooms)
-                )
+                in_window.add_metric([name, label], sum(r.window(field, seconds) for r in rooms))
         yield in_window
 
     def _room_series(self, rooms: list[RoomState]) -> Iterator[Metric]:
