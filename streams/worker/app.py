@@ -28,6 +28,7 @@ from typing import Any
 
 import faust
 import msgspec
+from aiokafka.errors import IllegalStateError
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 from prometheus_client import CollectorRegistry
@@ -101,6 +102,20 @@ class Partition:
 
     def position(self, topic: str) -> int | None:
         return self.positions.get(topic, self.fetch_positions.get(topic))
+
+
+async def assigned_position(consumer: Any, tp: TP) -> int | None:
+    """The consumer's position in `tp`, or None if `tp` stopped being ours meanwhile.
+
+    A rebalance may revoke `tp` between reading the assignment and this question,
+    which goes through the consumer's thread: aiokafka raises IllegalStateError
+    then. `make soak`'s failover run saw it crash the worker's tick timer.
+    """
+    try:
+        position: int | None = await consumer.position(tp)
+    except (IllegalStateError, AssertionError, KeyError):
+        return None
+    return position
 
 
 def source_holds(
@@ -429,7 +444,7 @@ class Worker:
                 continue  # the checkpoint changelog's partitions, standbys included
             partition = self.partition(tp.partition)
             if tp.topic not in partition.positions:
-                position = await consumer.position(tp)
+                position = await assigned_position(consumer, tp)
                 if position is not None:
                     partition.fetch_positions[tp.topic] = position
 

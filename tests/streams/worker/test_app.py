@@ -1,12 +1,16 @@
-"""The worker's rule for which sources hold a partition's watermark (`source_holds`)."""
+"""The worker's rule for which sources hold a partition's watermark (`source_holds`),
+and its question for where consumption stands (`assigned_position`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
+from faust.types import TP
 
-from streams.worker.app import source_holds
+from streams.worker.app import assigned_position, source_holds
 
 NOW = 1_764_000_000.0
 CAUGHT_UP: dict[str, Any] = {
@@ -39,3 +43,17 @@ def test_a_sparse_source_caught_up_holds_nothing_however_recent_or_after_a_silen
     for recent in ({"recent_message": True}, {"woke": True}):
         assert source_holds(False, **{**CAUGHT_UP, **recent})
         assert not source_holds(True, **{**CAUGHT_UP, **recent})
+
+
+async def test_a_partition_no_longer_assigned_has_no_position_instead_of_a_crash() -> None:
+    """A rebalance can revoke a partition between the tick reading the assignment and
+    asking its position: aiokafka raises IllegalStateError, which once crashed the
+    worker's tick timer (`make soak`, failover). A real consumer, never started, has
+    nothing assigned."""
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+    try:
+        with pytest.raises(IllegalStateError):
+            await consumer.position(TopicPartition("live.stalls", 1))
+        assert await assigned_position(consumer, TP("live.stalls", 1)) is None
+    finally:
+        await consumer.stop()
