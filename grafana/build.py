@@ -209,7 +209,8 @@ def room() -> dict[str, Any]:
     return dashboard(
         "livewatch-room",
         "livewatch: room",
-        "One room in depth: retention, interaction, orders, QoE. Alerts are annotated.",
+        "One room in depth: retention, interaction, orders, QoE, the review of its latest "
+        "promotion. Alerts and promotions are annotated.",
         [
             panel("Online viewers", "Viewers in the room now and its peak since live.", "short",
                   [target(f"livewatch_room_online_viewers{{{r}}}", "online"),
@@ -263,6 +264,31 @@ def room() -> dict[str, Any]:
             panel("Alerts firing", "This room's alerts firing now.", "none",
                   [target(f"sum by (alert, severity) (livewatch_alerts_firing{{{r}}}) "
                           "or vector(0)", "{{alert}} {{severity}}")]),
+            panel("Promotion review: viewers", "The room's latest promotion (its spans are "
+                  "annotated): viewers before it (mean of the 5 minutes before its start), at "
+                  "its start, peak and end, and the floor its ebb settles at.", "short",
+                  [target(f"livewatch_room_promotion_viewers{{{r}}}", "{{at}}", instant=True)],
+                  kind="stat"),
+            panel("Promotion review: ebb and retention", "The latest promotion's ebb half-life "
+                  "after its end, its floor relative to the level before, and the share of "
+                  "the viewers online at its end still online 10, 30 and 60 minutes later.",
+                  "none",
+                  [target(f"livewatch_room_promotion_ebb_half_life_seconds{{{r}}} / 60",
+                          "half-life (min)", instant=True),
+                   target(f"livewatch_room_promotion_floor_ratio{{{r}}}", "floor / before",
+                          instant=True),
+                   target(f"livewatch_room_promotion_retention_ratio{{{r}}}",
+                          "still online after {{after}}", instant=True)],
+                  kind="stat", decimals=2),
+            panel("Promotion review: conversion", "The latest promotion: paid orders per "
+                  "viewer-hour (conversion) and chat messages per viewer-hour (interaction) "
+                  "before, during and after it (after: the hour from its end, so far).",
+                  "short",
+                  [target(f"livewatch_room_promotion_orders_per_viewer_hour{{{r}}}",
+                          "orders/viewer-hour {{phase}}", instant=True),
+                   target(f"livewatch_room_promotion_danmaku_per_viewer_hour{{{r}}}",
+                          "chat/viewer-hour {{phase}}", instant=True)],
+                  kind="stat", width=24, decimals=2),
         ],
         variables=[
             variable("room", "label_values(livewatch_room_online_viewers, room)", "Room"),
@@ -274,6 +300,11 @@ def room() -> dict[str, Any]:
             "expr": f"livewatch_alerts_firing{{{r}}} > 0", "step": "30s",
             "titleFormat": "{{alert}} ({{severity}})", "tagKeys": "alert,severity",
             "useValueForTime": False,
+        }, {
+            "name": "Promotions", "enable": True, "iconColor": "green", "datasource": DATASOURCE,
+            "expr": f"livewatch_room_promotion_active{{{r}}} > 0", "step": "30s",
+            "titleFormat": "promotion", "textFormat": "a promotion runs (promo_start to "
+            "promo_end, from the room's events)", "useValueForTime": False,
         }],
     )  # fmt: skip
 

@@ -493,8 +493,10 @@ def snapshot(
     room: RoomState, ts: int, extra: dict[str, float | None] | None = None
 ) -> dict[str, Any]:
     """A room's metrics at `ts`: `<name>_1m`, `<name>_5m`, since-live `<name>_live`,
-    and `extra` (the detectors' room metrics, see PartitionWatch.room_metrics)."""
+    its latest promotion's review (`promotion_*`, RoomState.promotion_metrics) and
+    `extra` (the detectors' room metrics, see PartitionWatch.room_metrics)."""
     metrics: dict[str, float | None] = dict(extra or {})
+    metrics.update(room.promotion_metrics())
     for seconds, label in ((60, "1m"), (300, "5m")):
         metrics.update({f"{name}_{label}": v for name, v in room.metrics(seconds).items()})
     metrics.update({f"{name}_live": v for name, v in room.totals_metrics().items()})

@@ -6,9 +6,10 @@ room whose events stop still moves on (its windows empty, idle sessions expire).
 Definitions and sources of every metric: docs/metrics.md.
 
 Room events (`RoomEvent`) are the room's own: its stream's lifecycle (`live`,
-`ended`) and its promotions, kept here at event time (`apply_phase`). What an
-ended stream means for detectors and for the room's life is the engine's and the
-watch's (streams.core.engine, streams.core.watch).
+`ended`) and its promotions, kept here at event time (`apply_phase`), each with its
+review (streams.core.review), which closed seconds feed while it runs and for an hour
+after its end. What an ended stream means for detectors and for the room's life is
+the engine's and the watch's (streams.core.engine, streams.core.watch).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Final
 from streams.core.config import MetricsConfig
 from streams.core.distinct import DistinctCount
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall, Viewer
+from streams.core.review import BEFORE_S, REVIEW_METRICS, PromotionReview
 from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
 
 # Fields of the per-second ring, indexed by the second events happened in.
@@ -53,6 +55,8 @@ class Promotion:
     ended_at: int | None = None
     """Its `promo_end`; None while it runs."""
     online_at_end: int | None = None
+    review: PromotionReview | None = None
+    """What it did to the room (streams.core.review)."""
 
 
 class RoomState:
@@ -63,6 +67,8 @@ class RoomState:
         self.config = config
         self.head = second
         """Newest second applied or ticked."""
+        self.born = second
+        """The second the room was first seen (this broadcast)."""
         self.closed = second - 1
         """Newest second ticked (`tick` or `catch_up`)."""
         self.last_event_second = second
@@ -100,6 +106,8 @@ class RoomState:
         `ended_grace_s` later. None while it is live (or was never said to end)."""
         self.promotions: deque[Promotion] = deque(maxlen=MAX_PROMOTIONS)
         """The room's promotions, oldest first (at most `MAX_PROMOTIONS`)."""
+        self.reviewing: list[Promotion] = []
+        """Promotions running or in their after phase: observed as seconds close."""
 
     # -- applying events ---------------------------------------------------
 
@@ -118,14 +126,66 @@ class RoomState:
                 self.ended_at = ts
         elif phase == "promo_start":
             if self._open_promotion(event.promo_id, exact=True) is None:
-                self.promotions.append(Promotion(event.promo_id, ts, self.online))
+                second = ts // 1000
+                before_s = min(BEFORE_S, second - self.born)
+                review = PromotionReview.start(
+                    second, self.online, before_s, self._amounts(before_s, second - 1),
+                    self._review_totals(second),
+                )  # fmt: skip
+                self._promote(Promotion(event.promo_id, ts, self.online, review=review))
         else:
             promotion = self._open_promotion(event.promo_id, exact=False)
+            if promotion is None and all(p.promo_id != event.promo_id for p in self.promotions):
+                # Its start came before this worker's history (or never): the end is news.
+                promotion = Promotion(
+                    event.promo_id, None, None, review=PromotionReview(None, None)
+                )
+                self._promote(promotion)
             if promotion is not None:
                 promotion.ended_at, promotion.online_at_end = ts, self.online
-            elif all(p.promo_id != event.promo_id for p in self.promotions):
-                # Its start came before this worker's history (or never): the end is news.
-                self.promotions.append(Promotion(event.promo_id, None, None, ts, self.online))
+                if promotion.review is not None:
+                    second = ts // 1000
+                    promotion.review.end(
+                        second, self.online, self._review_totals(second), self.joined_at
+                    )
+
+    def _promote(self, promotion: Promotion) -> None:
+        self.promotions.append(promotion)
+        kept = {id(p) for p in self.promotions}  # a promotion pushed out is reviewed no more
+        self.reviewing = [p for p in self.reviewing if id(p) in kept] + [promotion]
+
+    def _review_totals(self, second: int) -> list[float]:
+        """(viewer-seconds, chat messages, paid orders, GMV) since live, as `second` opened."""
+        t, ring = self.totals, self.ring
+        return [
+            t[VIEWER_SECONDS],
+            t[DANMAKU] - ring.at(DANMAKU, second),
+            t[ORDERS] - ring.at(ORDERS, second),
+            t[GMV] - ring.at(GMV, second),
+        ]
+
+    def _amounts(self, seconds: int, last: int) -> list[float]:
+        """The review's amounts over the `seconds` seconds ending at `last`."""
+        if seconds <= 0:
+            return [0.0] * 4
+        ring = self.ring
+        return [
+            self.presence.window_ending(0, seconds, last),
+            ring.window_ending(DANMAKU, seconds, last),
+            ring.window_ending(ORDERS, seconds, last),
+            ring.window_ending(GMV, seconds, last),
+        ]
+
+    def _review(self, first: int, last: int, online: int) -> None:
+        """Seconds `first` to `last` closed with `online` viewers: the promotions
+        under review take note (per span of seconds, never per event)."""
+        t = self.totals
+        totals = (t[VIEWER_SECONDS], t[DANMAKU], t[ORDERS], t[GMV])
+        for promotion in self.reviewing:
+            if promotion.review is not None:
+                promotion.review.observe(first, last, online, totals, self.joined_at)
+        if any(p.review is None or p.review.done for p in self.reviewing):
+            self.reviewing = [p for p in self.reviewing if p.review and not p.review.done]
 
     def _open_promotion(self, promo_id: str | None, *, exact: bool) -> Promotion | None:
         """The latest running promotion named `promo_id`; unless `exact`, an end that
@@ -271,6 +331,8 @@ class RoomState:
         if online:
             self.presence.add(0, second, online)
             self.totals[VIEWER_SECONDS] += online
+        if self.reviewing:
+            self._review(second, second, online)
 
     def catch_up(self, second: int) -> None:
         """Tick every second up to `second` in one go, with the result of ticking them
@@ -289,6 +351,8 @@ class RoomState:
                 if online:
                     self.presence.fill(0, first, last, online)
                     self.totals[VIEWER_SECONDS] += online * (last - first + 1)
+                if self.reviewing:
+                    self._review(first, last, online)
                 first = last + 1
             if first <= second and first == expiry:
                 self.tick(first)
@@ -435,6 +499,17 @@ class RoomState:
             "latency_samples": t[LATENCY_SAMPLES],
             "latency_within_slo_ratio": _ratio(t[LATENCY_WITHIN_SLO], t[LATENCY_SAMPLES]),
         }
+
+    def promotion_metrics(self) -> dict[str, float | None]:
+        """The review of the room's latest promotion as of the newest closed second
+        (`promotion_active` 0 and the rest None when it has had none)."""
+        latest = self.promotions[-1] if self.promotions else None
+        if latest is None or latest.review is None:
+            return {**dict.fromkeys(REVIEW_METRICS), "promotion_active": 0.0}
+        figures = latest.review.figures(self._review_totals(self.closed + 1), self.closed)
+        figures["promotion_start_ts"] = latest.started_at
+        figures["promotion_end_ts"] = latest.ended_at
+        return figures
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

@@ -37,7 +37,8 @@ SAMPLES = Path(__file__).parent / "samples"
 SAMPLE = SAMPLES / "demo-small.jsonl.gz"
 """Two minutes of three quiet rooms: what the integration tests replay."""
 NIGHT = SAMPLES / "demo-night.jsonl.gz"
-"""Twenty minutes with a cliff, a spam flood and a latency incident (simulate --scenario demo)."""
+"""Twenty minutes with a promotion, a cliff, a spam flood, a latency incident and a stream
+its host ends (simulate --scenario demo)."""
 NIGHT_LABELS = SAMPLES / "demo-night.labels.json"
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 

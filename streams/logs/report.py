@@ -1,9 +1,13 @@
 """`livewatch backtest --report`: one self-contained HTML page of pictures of a night.
 
-Per room, four aligned panels over event time: online viewers (alert markers,
-the promotion peak and the fitted ebb), chat rate, latency p95 against the SLO
-line and the stall ratio, each with the spans its alerts were firing (and the
-labelled incidents, when known). A table of every alert transition follows.
+Per room, four aligned panels over event time: online viewers (alert markers; the
+spans of its promotions as its room events told them, or, in a room without any,
+the promotion peak the ebb tracker inferred and its fitted ebb), chat rate, latency
+p95 against the SLO line and the stall ratio, each with the spans its alerts were
+firing (and the labelled incidents, when known). A table of every alert transition
+follows, and the promotion review: a table of every promotion (the figures of
+streams.core.review as its room's latest snapshot had them) and a chart of its
+conversion and interaction before, during and after, and its retention.
 
 Everything shown that came from producers or users (room ids, regions, alert
 summaries) goes through `sanitize_sample` first: plotly renders `<a>` and `<b>`
@@ -67,6 +71,11 @@ def write_report(
     for snap in snapshots:
         by_room[snap["room_id"]].append(snap)
     rooms = sorted(set(by_room) | {t.room_id for t in transitions})
+    reviews = promotion_reviews(snapshots)
+    # The review's chart comes first in the page: it carries plotly.js when there is one.
+    review_chart = ""
+    if reviews:
+        review_chart = review_figure(reviews).to_html(full_html=False, include_plotlyjs=True)
     sections = []
     for index, room in enumerate(rooms):
         figure = room_figure(
@@ -76,12 +85,13 @@ def write_report(
             latency_slo_ms,
             [i for i in incidents or [] if i["room_id"] == room],
         )
-        chart = figure.to_html(full_html=False, include_plotlyjs=index == 0)
+        chart = figure.to_html(full_html=False, include_plotlyjs=index == 0 and not reviews)
         sections.append(f"<section><h2>{_text(room)}</h2>{chart}</section>")
     page = _PAGE.format(
         title=html.escape(title),
         summary="".join(f"<li>{_text(line)}</li>" for line in summary_lines),
         alerts=_alerts_table(transitions),
+        promotions=_reviews_table(reviews) + review_chart,
         rooms="\n".join(sections) or "<p>No rooms in this log.</p>",
     )
     with open(path, "w", encoding="utf-8") as out:
@@ -118,7 +128,10 @@ def room_figure(
         row=3,
         col=1,
     )
-    _mark_ebb(figure, snapshots)
+    if any(_promotion_key(s) is not None for s in snapshots):
+        _mark_promotions(figure, snapshots)
+    else:  # no room events told of a promotion: the tracker's inferred peak, as before
+        _mark_ebb(figure, snapshots)
     last_ts = snapshots[-1]["ts"] if snapshots else max((t.ts for t in transitions), default=0)
     _mark_spans(figure, firing_spans(transitions, last_ts), incidents)
     _mark_alerts(figure, snapshots, transitions)
@@ -232,7 +245,8 @@ def _mark_ebb(figure: go.Figure, snapshots: list[dict[str, Any]]) -> None:
             x=_time(peak_ts),
             y=peak,
             text=(
-                f"promotion peak {peak:,.0f}; ebb half-life {half_life / 60:.1f} min{floor_text}"
+                f"inferred promotion peak {peak:,.0f}; "
+                f"ebb half-life {half_life / 60:.1f} min{floor_text}"
             ),
             showarrow=True,
             arrowhead=2,
@@ -255,6 +269,170 @@ def _mark_ebb(figure: go.Figure, snapshots: list[dict[str, Any]]) -> None:
             row=1,
             col=1,
         )
+
+
+def _promotion_key(snap: dict[str, Any]) -> tuple[int | None, int | None] | None:
+    """(start ms, end ms) of the promotion a snapshot reviews, None when none."""
+    m = snap["metrics"]
+    start, end = m.get("promotion_start_ts"), m.get("promotion_end_ts")
+    if start is None and end is None:
+        return None
+    return (None if start is None else int(start), None if end is None else int(end))
+
+
+def promotion_reviews(snapshots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every promotion of every room, as its room's latest snapshot reviewing it had it:
+    `{"room_id", "start", "end", "metrics"}`, in order of room and time."""
+    latest: dict[tuple[str, int | None], dict[str, Any]] = {}
+    for snap in sorted(snapshots, key=lambda s: s["ts"]):
+        key = _promotion_key(snap)
+        if key is not None:
+            # A running promotion's snapshots and its ended ones share the start.
+            ident = key[0] if key[0] is not None else key[1]
+            latest[(snap["room_id"], ident)] = {
+                "room_id": snap["room_id"],
+                "start": key[0],
+                "end": key[1],
+                "ts": snap["ts"],
+                "metrics": snap["metrics"],
+            }
+    return sorted(latest.values(), key=lambda r: (r["room_id"], r["start"] or r["end"] or 0))
+
+
+def _mark_promotions(figure: go.Figure, snapshots: list[dict[str, Any]]) -> None:
+    """Each promotion its room events told of: its span, and its review in words."""
+    last_ts = snapshots[-1]["ts"]
+    for review in promotion_reviews(snapshots):
+        start, end, m = review["start"], review["end"], review["metrics"]
+        x0 = _time(start if start is not None else end)
+        figure.add_vrect(
+            x0=x0,
+            x1=_time(end if end is not None else last_ts),
+            fillcolor="#2ca02c",
+            opacity=0.12,
+            line_width=0,
+            annotation_text=_review_words(m),
+            annotation_position="top left",
+            row=1,
+            col=1,
+        )
+
+
+def _review_words(m: dict[str, Any]) -> str:
+    parts = ["promotion"]
+    if m.get("promotion_active"):
+        parts.append("(running)")
+    half_life = m.get("promotion_ebb_half_life_seconds")
+    if half_life is not None:
+        parts.append(f"ebb half-life {half_life / 60:.1f} min")
+    floor = m.get("promotion_floor_viewers")
+    if floor is not None:
+        ratio = m.get("promotion_floor_ratio")
+        parts.append(
+            f"floor {ratio:.2f}x the level before" if ratio is not None else f"floor {floor:,.0f}"
+        )
+    return ", ".join(parts)
+
+
+_REVIEW_COLUMNS: Final = (
+    ("viewers before", "promotion_viewers_before", "{:,.0f}"),
+    ("at start", "promotion_viewers_start", "{:,.0f}"),
+    ("peak", "promotion_viewers_peak", "{:,.0f}"),
+    ("at end", "promotion_viewers_end", "{:,.0f}"),
+    ("ebb half-life (min)", "promotion_ebb_half_life_seconds", "{:.1f}", 1 / 60),
+    ("floor (viewers)", "promotion_floor_viewers", "{:,.0f}"),
+    ("floor / before", "promotion_floor_ratio", "{:.2f}"),
+    ("still online 10 / 30 / 60 min", "promotion_retention_", "{:.0%}"),
+    ("orders b / d / a", "promotion_orders_", "{:,.0f}"),
+    ("GMV (yuan) b / d / a", "promotion_gmv_", "{:,.0f}"),
+    ("chat per viewer-hour b / d / a", "promotion_interaction_", "{:.1f}"),
+    ("orders per viewer-hour b / d / a", "promotion_conversion_", "{:.2f}"),
+)
+_SPLITS: Final = {
+    "promotion_retention_": ("10m", "30m", "60m"),
+    **{
+        f"promotion_{name}_": ("before", "during", "after")
+        for name in ("orders", "gmv", "interaction", "conversion")
+    },
+}
+
+
+def _reviews_table(reviews: list[dict[str, Any]]) -> str:
+    """The promotion review: one row per promotion (b / d / a: before, during, after;
+    a dash where there is nothing to measure yet)."""
+    if not reviews:
+        return (
+            "<p>No promotion events (room events promo_start / promo_end) in this log; "
+            "a promotion peak the ebb tracker inferred is marked on its room's chart.</p>"
+        )
+    rows = []
+    for review in reviews:
+        m = review["metrics"]
+        cells = [
+            _text(review["room_id"]),
+            _stamp(review["start"]),
+            _stamp(review["end"]) + (" (running)" if m.get("promotion_active") else ""),
+        ]
+        for _, name, form, *scale in _REVIEW_COLUMNS:
+            keys = [name + part for part in _SPLITS[name]] if name in _SPLITS else [name]
+            factor = scale[0] if scale else 1.0
+            cells.append(" / ".join(_figure(m.get(k), form, factor) for k in keys))
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(
+        f"<th>{html.escape(title)}</th>"
+        for title in ("room", "start (UTC)", "end (UTC)", *(c[0] for c in _REVIEW_COLUMNS))
+    )
+    return f"<table class='review'><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def review_figure(reviews: list[dict[str, Any]]) -> go.Figure:
+    """Conversion and interaction before, during and after each promotion, and the
+    share of its end's viewers still online 10, 30 and 60 minutes later."""
+    figure = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=(
+            "paid orders per viewer-hour",
+            "chat messages per viewer-hour",
+            "viewers at the end still online (%)",
+        ),
+    )
+    for review in reviews:
+        m = review["metrics"]
+        name = sanitize_sample(f"{review['room_id']} {_stamp(review['start'] or review['end'])}")
+        for col, key in ((1, "promotion_conversion_"), (2, "promotion_interaction_")):
+            figure.add_trace(
+                go.Bar(
+                    x=["before", "during", "after"],
+                    y=[m.get(key + phase) for phase in ("before", "during", "after")],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+        figure.add_trace(
+            go.Bar(
+                x=["10 min", "30 min", "60 min"],
+                y=[_scaled(m.get(f"promotion_retention_{a}"), 100) for a in ("10m", "30m", "60m")],
+                name=name,
+                legendgroup=name,
+                showlegend=False,
+            ),
+            row=1,
+            col=3,
+        )
+    figure.update_layout(height=360, barmode="group", template="plotly_white")
+    return figure
+
+
+def _figure(value: float | None, form: str, scale: float = 1.0) -> str:
+    return "-" if value is None else form.format(value * scale)
+
+
+def _stamp(ms: int | None) -> str:
+    return "-" if ms is None else time.strftime("%H:%M:%S", time.gmtime(ms / 1000))
 
 
 def _floor_text(first: dict[str, Any], peak_ts: int, floor: float, pre_level: float) -> str:
@@ -332,6 +510,8 @@ section {{ margin-top: 2em; }}
 <ul>{summary}</ul>
 <h2>Alerts</h2>
 {alerts}
+<h2>Promotion review</h2>
+{promotions}
 {rooms}
 </body></html>
 """

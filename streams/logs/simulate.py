@@ -183,7 +183,9 @@ def _scenarios() -> dict[str, Scenario]:
             ),
             dirty=True,
         ),
-        # `make demo`'s bundled night: twenty minutes, one incident of each kind.
+        # `make demo`'s bundled night: twenty minutes, one incident of each kind, a
+        # promotion (room-beauty) and a stream its host ends (room-fashion, which must
+        # not page; it is gone `ended_grace_s` later, before the night is over).
         "demo": Scenario(
             "demo",
             1200,
@@ -194,6 +196,7 @@ def _scenarios() -> dict[str, Scenario]:
                 Room("room-outage", steady(2), outage=(690, 900)),
                 Room("room-spam", steady(1.5), bot_flood=(570, 40)),
                 Room("room-latency", steady(2), slow_region=("cn-south", 480, 960)),
+                Room("room-fashion", steady(2), ends_at=840),
             ),
         ),
     }

@@ -43,13 +43,17 @@ from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall
 from streams.core.latency import LatencySamples, LatencyStats
 from streams.core.persist import Classes, StateFormatError, dump, load
+from streams.core.review import PromotionReview
 from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
 from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 7
-"""The format of the state in a checkpoint. 7: room events (`RoomEvent` waiting for
+FORMAT_VERSION: Final = 8
+"""The format of the state in a checkpoint. 8: each promotion keeps its review
+(`PromotionReview`: phase amounts, the ebb curve, the retention cohort), rooms the
+promotions under review (`reviewing`) and the second they were first seen (`born`).
+7: room events (`RoomEvent` waiting for
 the watermark), rooms keep their stream's lifecycle (`live_at`, `ended_at`) and
 promotions (`Promotion`), the metrics config `ended_grace_s`, and count distinct users
 since live in `DistinctCount`s (exact, then a sketch) instead of sets; cliff detectors keep
@@ -65,6 +69,7 @@ STATE_CLASSES: Final = Classes(
     PartitionEngine,
     RoomState,
     Promotion,
+    PromotionReview,
     DistinctCount,
     SecondRing,
     LastSeen,

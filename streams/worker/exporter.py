@@ -34,6 +34,7 @@ from streams.core.decode import INVALID_REASONS
 from streams.core.engine import Pipeline
 from streams.core.events import EVENT_TYPES
 from streams.core.latency import HISTOGRAM_BOUNDS_SECONDS
+from streams.core.review import PHASES, RETENTION_LABELS
 from streams.core.rolling import WINDOWS
 from streams.core.room import (
     DANMAKU,
@@ -126,6 +127,68 @@ ROOM_COUNTERS: Final = {
     "watch_seconds": (VIEWER_SECONDS, "Viewer-seconds watched since the room went live."),
     "latency_samples": (LATENCY_SAMPLES, "End-to-end latency samples since the room went live."),
 }
+PROMOTION_GAUGES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "viewers": (
+        "The room's latest promotion: viewers online before it (mean of the 5 minutes "
+        "before its start), at its start, at its peak, at its end, and the ebb's floor.",
+        ("at",),
+    ),
+    "ebb_half_life_seconds": (
+        "The room's latest promotion: half-life of the fall of online viewers after its "
+        "end (fitted from the highest point after it).",
+        (),
+    ),
+    "floor_ratio": (
+        "The room's latest promotion: the ebb's floor relative to the level before it "
+        '(absent when there was no level before: see the viewers at="floor").',
+        (),
+    ),
+    "retention_ratio": (
+        "The room's latest promotion: share of the viewers online at its end (a bounded "
+        "sample of them) online again or still this long after it.",
+        ("after",),
+    ),
+    "watch_seconds": (
+        "The room's latest promotion: viewer-seconds in the phase (before: its start's "
+        "last 5 minutes; during; after: the hour from its end, so far).",
+        ("phase",),
+    ),
+    "orders": ("The room's latest promotion: paid orders in the phase.", ("phase",)),
+    "gmv_yuan": ("The room's latest promotion: GMV, paid less refunded, in the phase.", ("phase",)),
+    "danmaku_per_viewer_hour": (
+        "The room's latest promotion: interaction rate, chat messages per viewer-hour "
+        "in the phase.",
+        ("phase",),
+    ),
+    "orders_per_viewer_hour": (
+        "The room's latest promotion: conversion, paid orders per viewer-hour in the phase.",
+        ("phase",),
+    ),
+}
+"""livewatch_room_promotion_<name>: help text and the labels after `room`."""
+PROMOTION_SAMPLES: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "promotion_viewers_before": ("viewers", ("before",)),
+    "promotion_viewers_start": ("viewers", ("start",)),
+    "promotion_viewers_peak": ("viewers", ("peak",)),
+    "promotion_viewers_end": ("viewers", ("end",)),
+    "promotion_floor_viewers": ("viewers", ("floor",)),
+    "promotion_ebb_half_life_seconds": ("ebb_half_life_seconds", ()),
+    "promotion_floor_ratio": ("floor_ratio", ()),
+    **{f"promotion_retention_{after}": ("retention_ratio", (after,)) for after in RETENTION_LABELS},
+    **{
+        f"promotion_{name}_{phase}": (family, (phase,))
+        for phase in PHASES
+        for name, family in (
+            ("watch_seconds", "watch_seconds"),
+            ("orders", "orders"),
+            ("gmv", "gmv_yuan"),
+            ("interaction", "danmaku_per_viewer_hour"),
+            ("conversion", "orders_per_viewer_hour"),
+        )
+    },
+}
+"""A review figure (RoomState.promotion_metrics) -> its family and label values."""
+
 WINDOW_EVENTS: Final = {"entry": ENTRIES, "exit": EXITS, "danmaku": DANMAKU, "order": ORDERS}
 
 
@@ -179,6 +242,7 @@ class PipelineCollector(Collector):
         exported = self.exported_rooms(rooms)
         yield from self._room_series(exported)
         yield from self._ebb(exported)
+        yield from self._promotions(exported)
         yield from self._latency()
         yield from self._alerts({room.room_id for room in exported})
 
@@ -360,6 +424,51 @@ class PipelineCollector(Collector):
             if math.isfinite(ebb.floor_ratio):  # no level before the peak: no ratio
                 gauges["floor_ratio"].add_metric(label, ebb.floor_ratio)
             gauges["progress_ratio"].add_metric(label, ebb.progress)
+        yield from gauges.values()
+
+    def _promotions(self, rooms: list[RoomState]) -> Iterator[Metric]:
+        """The review of each room's latest promotion (streams.core.review); which one
+        it is, by its start and end times: a `promo_id` is no label."""
+        active = GaugeMetricFamily(
+            "livewatch_room_promotion_active",
+            "1 while a promotion of the room runs (promo_start seen, promo_end not yet).",
+            labels=["room"],
+        )
+        started = GaugeMetricFamily(
+            "livewatch_room_promotion_start_timestamp_seconds",
+            "The room's latest promotion: its promo_start (Unix time in seconds).",
+            labels=["room"],
+        )
+        ended = GaugeMetricFamily(
+            "livewatch_room_promotion_end_timestamp_seconds",
+            "The room's latest promotion: its promo_end (Unix time in seconds).",
+            labels=["room"],
+        )
+        gauges = {
+            name: GaugeMetricFamily(
+                f"livewatch_room_promotion_{name}", text, labels=["room", *extra]
+            )
+            for name, (text, extra) in PROMOTION_GAUGES.items()
+        }
+        seen_labels: set[str] = set()
+        for room in rooms:
+            label = sanitize_label_value(room.room_id)
+            if label in seen_labels:
+                continue
+            seen_labels.add(label)
+            figures = room.promotion_metrics()
+            active.add_metric([label], figures["promotion_active"] or 0.0)
+            for family, at in ((started, "promotion_start_ts"), (ended, "promotion_end_ts")):
+                stamp = figures[at]
+                if stamp is not None:
+                    family.add_metric([label], stamp / 1000)
+            for name, (family_name, extra) in PROMOTION_SAMPLES.items():
+                value = figures[name]
+                if value is not None:
+                    gauges[family_name].add_metric([label, *extra], value)
+        yield active
+        yield started
+        yield ended
         yield from gauges.values()
 
     def _alerts(self, exported_rooms: set[str]) -> Iterator[Metric]:

@@ -101,6 +101,26 @@ def test_the_room_dashboard_has_room_and_region_variables_and_alert_annotations(
     assert {"color": "red", "value": 0.6} in steps
 
 
+def test_promotions_are_annotated_on_the_room_dashboard_and_reviewed_in_panels() -> None:
+    """Promotion spans come from livewatch_room_promotion_active (issue 18); the review's
+    figures have panels; no query groups or filters by a promotion id (not a label)."""
+    room = json.loads((GRAFANA / "dashboards" / "livewatch-room.json").read_text())
+    promotions = next(a for a in room["annotations"]["list"] if a["name"] == "Promotions")
+    assert promotions["expr"] == 'livewatch_room_promotion_active{room="$room"} > 0'
+    assert promotions["enable"] and promotions["datasource"] == VARIABLE
+    queries = [t["expr"] for p in room["panels"] for t in p["targets"]]
+    for family in (
+        "livewatch_room_promotion_viewers",
+        "livewatch_room_promotion_ebb_half_life_seconds",
+        "livewatch_room_promotion_floor_ratio",
+        "livewatch_room_promotion_retention_ratio",
+        "livewatch_room_promotion_orders_per_viewer_hour",
+        "livewatch_room_promotion_danmaku_per_viewer_hour",
+    ):
+        assert any(family + '{room="$room"}' in q for q in queries), family
+    assert not any("promo_id" in q for q in queries)
+
+
 def test_provisioning_points_at_the_dashboards_and_the_datasource_uid() -> None:
     import yaml
 

@@ -51,6 +51,8 @@ def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_pat
             " FIRING " in line and alert in line and room in line for line in out.splitlines()
         ), (alert, out[-3000:])
     assert "top rooms" in out and "room-beauty" in out
+    # room-fashion's host ends its stream at minute 14: its viewers leaving page nobody.
+    assert not any(" FIRING " in line and "room-fashion" in line for line in out.splitlines())
     # Live equals offline at the end of the input (issue 16, 4b): the worker flushed its
     # last lateness window and ends where the backtest of the night ends.
     assert "the worker's final online viewers equal the backtest's in all 4 rooms" in out, out
@@ -58,7 +60,11 @@ def test_demo_prints_alerts_as_they_fire_writes_the_report_and_cleans_up(tmp_pat
     found = re.search(r"the backtest of the same log finds (\d+) alert transitions", out)
     assert sent and found and sent.group(1) == found.group(1), out[-3000:]
     assert f"report written to {report}" in out
-    assert report.stat().st_size > 100_000 and "room-outage" in report.read_text()
+    page = report.read_text()
+    assert report.stat().st_size > 100_000 and "room-outage" in page
+    # The review of room-beauty's promotion (its room events: 16:02:00 to 16:05:30 UTC).
+    review = page[page.index("<h2>Promotion review</h2>") : page.index("<section>")]
+    assert "<td>room-beauty</td><td>16:02:00</td><td>16:05:30</td>" in review, review[:2000]
     # No worker, notifier or broker of the demo outlives it.
     deadline = time.monotonic() + 10
     while _ours() - before and time.monotonic() < deadline:

@@ -18,7 +18,17 @@ from detectors.alerts import Transition
 from streams.kafka.partitioner import partition_for
 from streams.logs.backtest import BacktestResult, _run_lanes, run_backtest
 from streams.logs.scoring import score
-from streams.logs.simulate import SCENARIOS, T0, Room, Scenario, generate, labels, steady, write_log
+from streams.logs.simulate import (
+    SCENARIOS,
+    T0,
+    Room,
+    Scenario,
+    generate,
+    labels,
+    promotion,
+    steady,
+    write_log,
+)
 from streams.logs.split import LogSplitter, Parcel, Part
 from streams.settings import load_settings
 from streams.worker.exporter import PipelineCollector
@@ -117,6 +127,34 @@ def test_the_promotion_ebb_is_measured_and_exported(tmp_path: Path) -> None:
     assert 300 <= half_lives["room-beauty"] <= 1200
     progress = scraped[("livewatch_room_ebb_progress_ratio", (("room", "room-beauty"),))]
     assert 0.5 < progress <= 1  # 25 minutes into the ebb when the night ends
+    # The review of the promotions their room events told of: measured from promo_end.
+    review = {
+        (name, labels): value
+        for (name, labels), value in scraped.items()
+        if name.startswith("livewatch_room_promotion_") and ("room", "room-beauty") in labels
+    }
+    beauty = (("room", "room-beauty"),)
+    assert review[("livewatch_room_promotion_active", beauty)] == 0
+    assert review[("livewatch_room_promotion_end_timestamp_seconds", beauty)] == T0 / 1000 + 900
+    assert 300 <= review[("livewatch_room_promotion_ebb_half_life_seconds", beauty)] <= 1200
+    viewers = {
+        dict(labels)["at"]: value
+        for (name, labels), value in review.items()
+        if name == "livewatch_room_promotion_viewers"
+    }
+    assert viewers["before"] < viewers["start"] < viewers["end"] <= viewers["peak"]
+    assert viewers["floor"] < viewers["peak"] / 4
+    after_10m = (("after", "10m"), *beauty)
+    assert 0 < review[("livewatch_room_promotion_retention_ratio", after_10m)] < 0.5
+    # 25 minutes of the hour after: no 30 or 60 minute mark yet.
+    assert ("livewatch_room_promotion_retention_ratio", (("after", "30m"), *beauty)) not in review
+    during = (("phase", "during"), *beauty)
+    assert review[("livewatch_room_promotion_orders", during)] > 0
+    assert review[("livewatch_room_promotion_orders_per_viewer_hour", during)] > 0
+    # No promotion events in the other rooms: inactive, nothing reviewed.
+    phones = (("room", "room-phones"),)
+    assert scraped[("livewatch_room_promotion_active", phones)] == 0
+    assert ("livewatch_room_promotion_viewers", (("at", "start"), *phones)) not in scraped
 
 
 def test_the_cli_writes_the_alert_contract(mixed_log: Path, tmp_path: Path) -> None:
@@ -165,6 +203,27 @@ def test_metric_snapshots_every_minute_of_event_time(tmp_path: Path) -> None:
     last_a = [s for s in snapshots if s["room_id"] == "room-a"][-1]["metrics"]
     assert last_a["online_viewers_live"] > 0 and "entries_per_minute_1m" in last_a
     assert last_a["entries_per_minute_5m"] == pytest.approx(60, rel=0.25)
+
+
+def test_metric_snapshots_carry_the_promotion_review(tmp_path: Path) -> None:
+    scenario = Scenario("promo", 1200, (Room("room-p", promotion(1, 6, 200, 400, 200, 1.5)),))
+    log = _written(scenario, 2, tmp_path / "promo.jsonl")
+    out = tmp_path / "metrics.jsonl"
+    subprocess.run(
+        [*CLI, "backtest", str(log), "--metrics-out", str(out)], check=True, capture_output=True
+    )
+    snapshots = {s["ts"]: s["metrics"] for s in map(json.loads, out.read_text().splitlines())}
+    assert snapshots[T0 + 180_000]["promotion_active"] == 0  # before its start
+    assert snapshots[T0 + 180_000]["promotion_start_ts"] is None
+    running = snapshots[T0 + 300_000]
+    assert running["promotion_active"] == 1 and running["promotion_start_ts"] == T0 + 200_000
+    assert running["promotion_viewers_end"] is None and running["promotion_orders_during"] >= 0
+    after = snapshots[T0 + 1_080_000]  # 11 minutes after its end
+    assert after["promotion_active"] == 0 and after["promotion_end_ts"] == T0 + 400_000
+    assert 0 < after["promotion_retention_10m"] < 1 and after["promotion_retention_30m"] is None
+    assert after["promotion_ebb_half_life_seconds"] > 0
+    assert after["promotion_viewers_peak"] >= after["promotion_viewers_end"] > 0
+    assert snapshots[T0 + 900_000]["promotion_retention_10m"] is None  # 8 minutes after
 
 
 @pytest.mark.parametrize("jobs", [2, 4])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.engine import PartitionEngine
-from streams.core.events import Event, Join, RoomEvent
+from streams.core.events import Event, Join, Leave, Order, RoomEvent
 from streams.worker.checkpoint import (
     CHUNK_BYTES,
     FORMAT_VERSION,
@@ -49,7 +49,7 @@ def test_a_restored_engine_continues_exactly_like_one_never_stopped(
 
 def test_a_room_event_state_survives_a_checkpoint() -> None:
     """A room's stream lifecycle and promotions, and a room event still waiting for the
-    watermark, come back from a checkpoint and carry on (format 7)."""
+    watermark, come back from a checkpoint and carry on (format 7 on)."""
     config = EngineConfig(max_clock_skew_ms=3_600_000, metrics=MetricsConfig(ended_grace_s=60))
     engine = PartitionEngine(config)
     engine.ingest(
@@ -72,6 +72,41 @@ def test_a_room_event_state_survives_a_checkpoint() -> None:
     assert restored.rooms["r"].ended_at == T0 + 9_000 and restored.rooms["r"].live_at == T0
     restored.advance_idle(60_000)
     assert "r" not in restored.rooms  # gone `ended_grace_s` after its end, as before
+
+
+def test_a_promotion_under_review_survives_a_checkpoint() -> None:
+    """Taken in a promotion's after phase (cohort, ebb curve, phase totals kept), a
+    checkpoint restored carries the review on as if never stopped (format 8)."""
+    config = EngineConfig(max_clock_skew_ms=86_400_000)
+    events: list[Event] = [Join("r", T0 + i * 10, f"u{i}") for i in range(60)]
+    events += [
+        RoomEvent("r", T0 + 60_000, "promo_start", "sale-1"),
+        Order("r", T0 + 90_000, "u1", "o1", 25.0),
+        RoomEvent("r", T0 + 120_000, "promo_end", "sale-1"),
+        *[Leave("r", T0 + 130_000 + i * 5_000, f"u{i}") for i in range(40)],
+        Order("r", T0 + 400_000, "u50", "o2", 10.0),
+        *[Join("r", T0 + 500_000 + i * 1_000, f"u{i}") for i in range(40)],
+    ]
+    cut = 70  # after the promotion's end, in the middle of the leaves
+    uninterrupted = PartitionEngine(config)
+    uninterrupted.ingest(events)
+    uninterrupted.flush()
+    uninterrupted.advance_idle(900_000)
+
+    before = PartitionEngine(config)
+    before.ingest(events[:cut])
+    before.advance_idle(1_000)
+    assert before.rooms["r"].reviewing  # under review when the checkpoint is taken
+    restored, _ = restore_checkpoint(take_checkpoint(before, 0, {}), config)
+    restored.ingest(events[cut:])
+    restored.flush()
+    restored.advance_idle(900_000)
+    review = restored.rooms["r"].promotion_metrics()
+    assert review == uninterrupted.rooms["r"].promotion_metrics()
+    assert review["promotion_orders_during"] == 1 and review["promotion_orders_after"] == 1
+    # Ten minutes after the end: the 20 who stayed timed out, the 40 who left are back.
+    assert review["promotion_retention_10m"] == pytest.approx(40 / 60)
+    assert review["promotion_ebb_half_life_seconds"] is not None
 
 
 def test_foreign_or_corrupt_checkpoints_are_refused() -> None:

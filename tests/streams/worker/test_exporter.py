@@ -117,3 +117,42 @@ def test_export_settings_come_from_the_settings() -> None:
     config = ExportConfig.from_settings(settings)
     assert config.top_rooms == 5
     assert config.pinned_rooms == {"room-a", "room-b"}
+
+
+def test_a_promotion_is_exported_by_room_with_its_review_and_no_promo_id() -> None:
+    """`livewatch_room_promotion_active` while it runs, then the review of its end; the
+    gauges hold what the room's review says (streams/core/review.py)."""
+    pipeline = Pipeline(EngineConfig(allowed_lateness_ms=0))
+    registry = CollectorRegistry()
+    registry.register(PipelineCollector(pipeline))
+    events = [f'{{"type":"join","room_id":"a","ts":{T0 + i},"user_id":"u{i}"}}' for i in range(8)]
+    events += [
+        f'{{"type":"room","room_id":"a","ts":{T0 + 60_000},"phase":"promo_start","promo_id":"s1"}}',
+        f'{{"type":"order","room_id":"a","ts":{T0 + 70_000},"user_id":"u1",'
+        '"order_id":"o1","amount":12.5}',
+    ]
+    pipeline.process(0, [message("a", body, i) for i, body in enumerate(events)])
+    pipeline.advance_idle(0, 20_000)
+    got = samples(registry)
+    room = (("room", "a"),)
+    assert got[("livewatch_room_promotion_active", room)] == 1
+    assert got[("livewatch_room_promotion_start_timestamp_seconds", room)] == T0 / 1000 + 60
+    assert ("livewatch_room_promotion_end_timestamp_seconds", room) not in got
+    assert got[("livewatch_room_promotion_viewers", (("at", "start"), *room))] == 8
+    assert got[("livewatch_room_promotion_orders", (("phase", "during"), *room))] == 1
+    assert got[("livewatch_room_promotion_gmv_yuan", (("phase", "during"), *room))] == 12.5
+    end = f'{{"type":"room","room_id":"a","ts":{T0 + 100_000},"phase":"promo_end","promo_id":"s1"}}'
+    pipeline.process(0, [message("a", end, 99)])
+    pipeline.advance_idle(0, 700_000)
+    got = samples(registry)
+    assert got[("livewatch_room_promotion_active", room)] == 0
+    assert got[("livewatch_room_promotion_end_timestamp_seconds", room)] == T0 / 1000 + 100
+    # Nobody has an event after the end: all timed out well before ten minutes after it.
+    assert got[("livewatch_room_promotion_retention_ratio", (("after", "10m"), *room))] == 0
+    assert ("livewatch_room_promotion_retention_ratio", (("after", "30m"), *room)) not in got
+    figures = pipeline.engines[0].rooms["a"].promotion_metrics()
+    assert (
+        got[("livewatch_room_promotion_watch_seconds", (("phase", "before"), *room))]
+        == (figures["promotion_watch_seconds_before"])
+    )
+    assert not any("s1" in dict(labels).values() for _, labels in got)  # no promo_id label
