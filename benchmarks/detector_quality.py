@@ -160,7 +160,11 @@ def evaluate(source: Source, data: Path, split: str) -> tuple[dict[str, Score], 
             started = time.perf_counter()
             result = run_backtest(log, load_settings(environ={}))
             elapsed += time.perf_counter() - started
-            muted += sum(len(a["user_ids"]) for a in result.actions if a["fingerprint"] is None)
+            muted += sum(
+                len(a["user_ids"])
+                for a in result.actions
+                if a["action"] == "mute" and a["fingerprint"] is None
+            )
             for alert, entry in score(result.transitions, read_labels(labels_path(log))).items():
                 total = totals[alert]
                 total.incidents += entry.incidents

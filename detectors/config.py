@@ -198,6 +198,21 @@ class LevelConfig:
     """Severity of a level finding."""
 
 
+@dataclass(frozen=True, slots=True)
+class RecallConfig:
+    """Recall candidates (detectors/recall.py): viewers whose session ended during a
+    latency or stall incident of their room, or soon after a stall of their own."""
+
+    stall_window_s: int = 60
+    """A session ending this soon after the viewer's own stall is `stalled_then_left`."""
+    max_per_incident: int = 20_000
+    """Viewers recalled per incident; more are dropped (counted)."""
+    max_incidents_per_room: int = 16
+    """Incidents remembered per room, open or recently resolved; more are dropped."""
+    max_stalls_per_room: int = 10_000
+    """Online viewers' latest stalls remembered per room; more are dropped (counted)."""
+
+
 def _stall_slo() -> SloConfig:
     # Amounts are seconds: watch time, and stall time within it. 99% of watch time
     # unstalled; the volume gates are viewer-seconds (10 viewers for the short window).
@@ -232,6 +247,8 @@ class DetectorConfig:
     """A chatter first seen in the room this recently counts as a fresh account."""
     promotion_lookback_s: int = 1800
     """A peak this recent, well above the current level, is hinted as a promotion that ended."""
+    recall: RecallConfig = field(default_factory=RecallConfig)
+    """Recall candidates (partition-wide: `[detectors.recall]` only)."""
     watch_from_online: int = 10
     """A room's traffic detectors (cliff, ebb, latency and stall SLOs) start once this
     many viewers are online at once: none of them can judge fewer (the stall SLO's volume
@@ -245,14 +262,19 @@ class DetectorConfig:
             raise ValueError("latency_level.window_s must fit in latency_slo's longest window")
         if self.latency_level.buckets < 1:
             raise ValueError("latency_level.buckets must be at least 1")
+        recall = self.recall
+        if min(recall.stall_window_s, recall.max_per_incident, recall.max_incidents_per_room,
+               recall.max_stalls_per_room) < 0:  # fmt: skip
+            raise ValueError("recall settings must not be negative")
 
 
 class DetectorConfigError(ValueError):
     pass
 
 
-_PER_PARTITION = frozenset({"lifecycle"})
-"""Settings only `[detectors]` itself may change: one alert tracker serves a partition."""
+_PER_PARTITION = frozenset({"lifecycle", "recall"})
+"""Settings only `[detectors]` itself may change: one alert tracker and one recall serve
+a partition."""
 
 
 def _merge(base: DetectorConfig, table: Mapping[str, Any], where: str) -> DetectorConfig:

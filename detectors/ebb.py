@@ -1,13 +1,11 @@
 """The post-promotion ebb, measured: decay half-life and floor after a peak.
 
 After a promotion peak, online viewers fall off roughly exponentially towards a
-floor: online(t) = floor + (peak - floor) * 2^(-t / half_life). The fit runs on
-the room's online history since the peak: for each half-life on a log grid the
-model is linear in (floor, amplitude), solved by least squares for all
-half-lives at once; the best one wins. The floor is compared with the level
-before the promotion (the median of the 30 minutes before the peak, so a room's
-own start-up ramp does not pass for one), so operators see how bad the
-fall-off is and whether it is settling.
+floor: online(t) = floor + (peak - floor) * 2^(-t / half_life). The fit
+(`detectors.decay.fit_decay`) runs on the room's online history since the peak.
+The floor is compared with the level before the promotion (the median of the 30
+minutes before the peak, so a room's own start-up ramp does not pass for one), so
+operators see how bad the fall-off is and whether it is settling.
 """
 
 from __future__ import annotations
@@ -20,8 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.config import EbbConfig
-
-_HALF_LIVES = np.geomspace(30.0, 7200.0, 64)
+from detectors.decay import fit_decay
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,28 +87,6 @@ class EbbTracker:
             return None
         peak_second = self.last_second - (len(after) - 1) * c.step_s
         return EbbEstimate(peak_second, peak, pre_level, half_life, floor, current)
-
-
-def fit_decay(values: npt.NDArray[np.float64], step_s: float) -> tuple[float, float] | None:
-    """(half-life s, floor) of floor + amplitude * 2^(-t/half-life) fitted to `values`."""
-    t = np.arange(len(values)) * step_s
-    basis = np.exp2(-t[None, :] / _HALF_LIVES[:, None])  # half-lives x samples
-    n = len(values)
-    sum_e = basis.sum(axis=1)
-    sum_ee = (basis * basis).sum(axis=1)
-    sum_y = values.sum()
-    sum_ey = basis @ values
-    det = n * sum_ee - sum_e * sum_e
-    with np.errstate(divide="ignore", invalid="ignore"):
-        amplitude = (n * sum_ey - sum_e * sum_y) / det
-        floor = (sum_y - amplitude * sum_e) / n
-        residual = values[None, :] - floor[:, None] - amplitude[:, None] * basis
-        sse = (residual * residual).sum(axis=1)
-    valid = (det > 1e-9) & (amplitude > 0) & (floor >= 0) & np.isfinite(sse)
-    if not valid.any():
-        return None
-    best = int(np.argmin(np.where(valid, sse, np.inf)))
-    return float(_HALF_LIVES[best]), float(floor[best])
 
 
 def ebb_hint(ebb: EbbEstimate) -> str:

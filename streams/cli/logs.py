@@ -67,6 +67,11 @@ def _register_backtest(commands: Commands[argparse.ArgumentParser]) -> None:
     backtest.add_argument("file", help="event log (.jsonl or .jsonl.gz)")
     backtest.add_argument("--alerts-out", help="write alert transitions here (JSON Lines)")
     backtest.add_argument(
+        "--actions-out",
+        help="write actions here, as the worker sends them to live.actions: mute "
+        "suggestions and recall candidates (JSON Lines)",
+    )
+    backtest.add_argument(
         "--config", default=argparse.SUPPRESS, help="TOML config file (env LIVEWATCH_CONFIG)"
     )
     backtest.add_argument(
@@ -141,7 +146,7 @@ def run_backtest(args: argparse.Namespace) -> int:
         result = backtest.run_backtest(
             args.file, settings, snapshot_every_s=every, on_progress=advance, jobs=jobs
         )
-    _write_outputs(args, result.transitions, result.snapshots)
+    _write_outputs(args, result.transitions, result.snapshots, result.actions)
     assert result.pipeline is not None
     pipeline = result.pipeline
     reasons = ", ".join(f"{n} {reason}" for reason, n in pipeline.invalid_total.most_common())
@@ -170,13 +175,19 @@ def run_backtest(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(
-    args: argparse.Namespace, transitions: list[Transition], snapshots: list[dict[str, Any]]
+    args: argparse.Namespace,
+    transitions: list[Transition],
+    snapshots: list[dict[str, Any]],
+    actions: list[dict[str, Any]],
 ) -> None:
-    from streams.logs.backtest import write_alerts
+    from streams.logs.backtest import write_actions, write_alerts
 
     if args.alerts_out:
         with open(args.alerts_out, "wb") as out:
             write_alerts(transitions, out)
+    if args.actions_out:
+        with open(args.actions_out, "wb") as out:
+            write_actions(actions, out)
     if args.metrics_out:
         with open(args.metrics_out, "wb") as out:
             encoder = msgspec.json.Encoder()

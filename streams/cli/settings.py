@@ -68,7 +68,7 @@ def reference() -> str:
     parts.append(
         _table("The [detectors] table (docs/detectors.md)", detectors, docs)
         + "\nPer category and per room: `[detectors.categories.<name>]` and "
-        '`[detectors.rooms."<room>"]` override any of these but `lifecycle`.\n'
+        '`[detectors.rooms."<room>"]` override any of these but `lifecycle` and `recall`.\n'
     )
     notify = NotifyConfig()
     scalars = [

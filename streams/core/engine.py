@@ -56,6 +56,7 @@ from streams.core.events import (
     Event,
     Latency,
     RoomEvent,
+    Stall,
     event_type,
 )
 from streams.core.latency import LatencySamples, LatencyStats
@@ -110,7 +111,12 @@ class PartitionEngine:
         """The closed second at which every room held was found live: rooms only empty
         as event time passes, so the budget is not searched again before it does."""
         self.latency = LatencyStats(self.config.metrics)
-        self.watch = PartitionWatch(self.config.detectors, self.config.metrics.latency_slo_ms)
+        metrics = self.config.metrics
+        self.watch = PartitionWatch(
+            self.config.detectors,
+            metrics.latency_slo_ms,
+            session_linger_s=metrics.session_timeout_s + metrics.expiry_scan_every_s,
+        )
         self.snapshots: list[dict[str, Any]] = []
         """Outbox of metric snapshots (when `snapshot_every_s` is set), for the driver."""
 
@@ -346,6 +352,8 @@ class PartitionEngine:
             room = self._room_for(event.room_id, second)
             self.watch.observe(event, room)
             room.apply(event)
+            if type(event) is Stall:
+                self.watch.stalled(room, event)
             self._after_events(room)
 
     def _apply_phase(self, event: RoomEvent, second: int) -> None:
@@ -359,7 +367,7 @@ class PartitionEngine:
             self._forget(room_id, second - 1)
         room = self._room_for(room_id, second)
         if event.phase == "ended" and room.ended_at is None:
-            self.watch.stream_ended(room_id, event.ts)
+            self.watch.stream_ended(room, event.ts)
             self._ticking.pop(room_id, None)
         room.apply_phase(event)
         self._after_events(room)

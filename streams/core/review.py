@@ -12,7 +12,7 @@ The rest is bookkeeping per span of closed seconds (`observe`: a tick, or a quie
 room's catch-up, during which the number online does not change): the peak online
 while it ran, the online viewers summed per `STEP_S` step after the end (the ebb
 curve; online viewers go on rising a while after the end, so the decay is fitted by
-`detectors.ebb.fit_decay` from the curve's highest step on, when read) and the
+`detectors.decay.fit_decay` from the curve's highest step on, when read) and the
 retention of a cohort: the viewers online at `promo_end`, a deterministic bottom-k
 sample of them by CRC-32 of the user id (at most `COHORT_MAX`, all of them in smaller
 rooms), whose share still online `RETENTION_AFTER_S` later is taken once per mark.
@@ -29,7 +29,7 @@ from typing import Final
 
 import numpy as np
 
-from detectors.ebb import fit_decay
+from detectors.decay import fit_decay
 
 BEFORE_S: Final = 300
 """The level and the rates before a promotion: its start's last five minutes (what the

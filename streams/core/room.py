@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from detectors.recall import RoomRecall
 from streams.core.config import MetricsConfig
 from streams.core.distinct import DistinctCount
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall, Viewer
@@ -108,6 +109,10 @@ class RoomState:
         """The room's promotions, oldest first (at most `MAX_PROMOTIONS`)."""
         self.reviewing: list[Promotion] = []
         """Promotions running or in their after phase: observed as seconds close."""
+        self.recall: RoomRecall | None = None
+        """The room's recall state (detectors.recall) while it has a latency or stall
+        incident or viewers' recent stalls to judge a session end by: None otherwise, so a
+        session end costs one attribute check."""
 
     # -- applying events ---------------------------------------------------
 
@@ -298,6 +303,12 @@ class RoomState:
         started = self.joined_at.pop(user)
         self.last_seen.pop(user)
         self.departed.touch(user, second)
+        recall = self.recall
+        if recall is not None and (self.ended_at is None or ended_ms < self.ended_at):
+            # A session ending after the stream ended is the audience leaving: no recall.
+            recall.session_ended(self.room_id, user, ended_ms, second)
+            if recall.idle:
+                self.recall = None
         duration_s = (ended_ms - started) / 1000
         join_second = started // 1000
         if duration_s < self.config.bounce_s:

@@ -30,9 +30,10 @@ from detectors.cliff import (
 )
 from detectors.config import DetectorConfig, DetectorSettings
 from detectors.ebb import EbbTracker, ebb_hint
+from detectors.recall import Recall, RoomRecall
 from detectors.slo import BurnRate, latency_finding, stall_finding, sustained_level
 from detectors.spam import SpamDetector, flood_action, moderation_action
-from streams.core.events import Danmaku, Viewer
+from streams.core.events import Danmaku, Stall, Viewer
 from streams.core.latency import LatencySamples
 from streams.core.room import (
     CHANNELS,
@@ -103,9 +104,15 @@ class PartitionWatch:
     actions: list[dict[str, Any]] = field(default_factory=list)
     transitions_total: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(alert, state, severity) -> transitions emitted since the partition started here."""
+    session_linger_s: int = 310
+    """How long after a viewer's last event the end of their session may be noticed
+    (the session timeout and an expiry scan): recall keeps incidents that long."""
+    recall: Recall = field(init=False)
+    """Recall candidates (detectors.recall): their actions join the moderation actions."""
 
     def __post_init__(self) -> None:
         self.tracker = AlertTracker(self.settings.base.lifecycle)
+        self.recall = Recall(self.settings.base.recall, self.session_linger_s)
 
     def _watch(self, room_id: str) -> RoomWatch:
         watch = self.rooms.get(room_id)
@@ -129,7 +136,18 @@ class PartitionWatch:
         if watch is not None and watch.traffic is not None:
             watch.traffic.step_events += 1
 
+    def stalled(self, room: RoomState, event: Stall) -> None:
+        """After `room` applied a stall: remembered for `stalled_then_left`."""
+        if room.ended_at is not None or event.user_id not in room.joined_at:
+            return  # the stream ended, or a stall trailing its viewer's leave
+        if room.recall is None:
+            room.recall = RoomRecall(self.recall)
+        room.recall.stalled(event.user_id, event.ts, event.ts // 1000)
+
     def observe_latency(self, room: RoomState, samples: LatencySamples) -> None:
+        recall = room.recall
+        if recall is not None and recall.sampling:  # a latency incident fires in the room
+            recall.sampled(samples.events)
         watch = self.rooms.get(room.room_id)
         traffic = watch.traffic if watch is not None else None
         if traffic is None:
@@ -202,8 +220,9 @@ class PartitionWatch:
             findings[AlertKey("spam_flood", room_id)] = chat.flood
         if chat is not None and chat.repeaters:
             self.actions.append(moderation_action(room_id, chat.repeaters, now_ms))
-        for transition in self.tracker.update(now_ms, findings, scope=room_id):
-            self.transitions.append(transition)
+        transitions = self.tracker.update(now_ms, findings, scope=room_id)
+        self._publish(room, transitions)
+        for transition in transitions:
             if (
                 transition.alert == "spam_flood"
                 and transition.state == "firing"
@@ -279,19 +298,26 @@ class PartitionWatch:
             "ebb_progress_ratio": ebb.progress,
         }
 
-    def stream_ended(self, room_id: str, ts: int) -> None:
+    def _publish(self, room: RoomState, transitions: list[Transition]) -> None:
+        """Transitions of `room` to the outbox; its latency and stall incidents open and
+        close with them (recall candidates)."""
+        self.transitions += transitions
+        for transition in transitions:
+            room.recall = self.recall.transition(room.recall, transition)
+
+    def stream_ended(self, room: RoomState, ts: int) -> None:
         """The room's stream ended at `ts`: its detectors go, whatever it has open
         resolves (`resolve_reason: "stream_ended"`), and nothing fires for it any more:
         the viewers leaving an ended stream are no traffic cliff."""
-        self.rooms.pop(room_id, None)
-        self.transitions += self.tracker.resolve_room(room_id, ts, "stream_ended")
+        self.rooms.pop(room.room_id, None)
+        self._publish(room, self.tracker.resolve_room(room.room_id, ts, "stream_ended"))
 
     def room_gone(self, room_id: str, second: int) -> None:
         self.rooms.pop(room_id, None)
         self.transitions += self.tracker.resolve_room(room_id, (second + 1) * 1000, "room_closed")
 
     def drain(self) -> tuple[list[Transition], list[dict[str, Any]]]:
-        transitions, actions = self.transitions, self.actions
+        transitions, actions = self.transitions, self.actions + self.recall.take()
         self.transitions, self.actions = [], []
         self.transitions_total.update((t.alert, t.state, t.severity) for t in transitions)
         return transitions, actions

@@ -262,9 +262,30 @@ def _merge(parts: list[BacktestResult], config: EngineConfig) -> BacktestResult:
 def _sort(result: BacktestResult) -> None:
     result.transitions.sort(key=lambda t: (t.ts, t.room_id, t.alert, t.region or ""))
     result.snapshots.sort(key=lambda s: (s["ts"], s["room_id"]))
+    result.actions.sort(key=_action_order)
+
+
+def _action_order(action: dict[str, Any]) -> tuple[int, str, str, str, str, str]:
+    """Actions by event time, then room, kind, reason, viewer and fingerprint: the order
+    does not depend on how partitions were shared among lanes."""
+    return (
+        action["ts"],
+        action["room_id"],
+        action["action"],
+        str(action.get("reason")),
+        str(action.get("user_id", action.get("user_ids"))),
+        str(action.get("fingerprint")),
+    )
 
 
 def write_alerts(transitions: list[Transition], out: IO[bytes]) -> None:
     encoder = msgspec.json.Encoder()
     for transition in transitions:
         out.write(encoder.encode(transition) + b"\n")
+
+
+def write_actions(actions: list[dict[str, Any]], out: IO[bytes]) -> None:
+    """Actions as the worker sends them to `live.actions`, one JSON object a line."""
+    encoder = msgspec.json.Encoder()
+    for action in actions:
+        out.write(encoder.encode(action) + b"\n")

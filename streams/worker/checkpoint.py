@@ -31,10 +31,12 @@ from detectors.config import (
     EbbConfig,
     LevelConfig,
     LifecycleConfig,
+    RecallConfig,
     SloConfig,
     SpamConfig,
 )
 from detectors.ebb import EbbEstimate, EbbTracker
+from detectors.recall import Incident, Recall, RoomRecall
 from detectors.slo import BurnRate
 from detectors.spam import SpamDetector, Verdict, _Message
 from streams.core.config import EngineConfig, MetricsConfig
@@ -52,7 +54,10 @@ from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 FORMAT_VERSION: Final = 8
 """The format of the state in a checkpoint. 8: each promotion keeps its review
 (`PromotionReview`: phase amounts, the ebb curve, the retention cohort), rooms the
-promotions under review (`reviewing`) and the second they were first seen (`born`).
+promotions under review (`reviewing`) and the second they were first seen (`born`);
+recall candidates (`Recall` per partition, a room's `RoomRecall`: its open and recently
+resolved latency and stall incidents with the viewers already recalled for each, its
+viewers' recent stalls and regions), the detector settings' `RecallConfig`.
 7: room events (`RoomEvent` waiting for
 the watermark), rooms keep their stream's lifecycle (`live_at`, `ended_at`) and
 promotions (`Promotion`), the metrics config `ended_grace_s`, and count distinct users
@@ -111,6 +116,10 @@ STATE_CLASSES: Final = Classes(
     SloConfig,
     SpamConfig,
     LevelConfig,
+    Recall,
+    RoomRecall,
+    Incident,
+    RecallConfig,
 )
 """What an engine's state is made of: the only classes reading a checkpoint creates."""
 CHUNK_BYTES: Final = 512 * 1024
@@ -170,6 +179,10 @@ def restore_checkpoint(data: bytes, config: EngineConfig) -> tuple[PartitionEngi
     # the rooms in the checkpoint keep the detector settings they started with.
     engine.watch.settings = config.detectors
     engine.watch.tracker.config = config.detectors.base.lifecycle
+    engine.watch.recall.config = config.detectors.base.recall
+    metrics = config.metrics
+    engine.watch.session_linger_s = metrics.session_timeout_s + metrics.expiry_scan_every_s
+    engine.watch.recall.linger_s = engine.watch.session_linger_s
     return engine, checkpoint
 
 

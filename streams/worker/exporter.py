@@ -30,6 +30,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from detectors.recall import CAPS, REASONS
 from streams.core.decode import INVALID_REASONS
 from streams.core.engine import Pipeline
 from streams.core.events import EVENT_TYPES
@@ -245,6 +246,7 @@ class PipelineCollector(Collector):
         yield from self._promotions(exported)
         yield from self._latency()
         yield from self._alerts({room.room_id for room in exported})
+        yield from self._recall()
 
     def _worker_counters(self) -> Iterator[Metric]:
         pipeline = self.pipeline
@@ -497,6 +499,34 @@ class PipelineCollector(Collector):
             transitions.add_metric(list(labels), count)
         yield firing
         yield transitions
+
+    def _recall(self) -> Iterator[Metric]:
+        """Recall candidates, counted in the partitions' state (so they move with them,
+        like alert transitions); user ids are in the actions only, never in a label."""
+        candidates: Counter[str] = Counter()
+        dropped: Counter[str] = Counter()
+        for engine in self.pipeline.engines.values():
+            candidates.update(engine.watch.recall.candidates)
+            dropped.update(engine.watch.recall.dropped)
+        emitted = CounterMetricFamily(
+            "livewatch_recall_candidates",
+            "Recall actions emitted (sent to the actions topic): viewers whose session ended "
+            "during a latency or stall incident of their room, or soon after a stall, by reason.",
+            labels=["reason"],
+        )
+        for reason in REASONS:
+            emitted.add_metric([reason], candidates[reason])
+        yield emitted
+        refused = CounterMetricFamily(
+            "livewatch_recall_candidates_dropped",
+            "Recall state refused by a cap: candidates over the per-incident cap "
+            "(cap=per_incident), incidents over the per-room cap (incidents_per_room), "
+            "viewers' stalls over the per-room cap (stalls_per_room).",
+            labels=["cap"],
+        )
+        for cap in CAPS:
+            refused.add_metric([cap], dropped[cap])
+        yield refused
 
 
 def _add_windowed(

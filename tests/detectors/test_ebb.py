@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors.ebb import EbbEstimate, EbbTracker, ebb_hint, fit_decay, floor_words
+from detectors.decay import fit_decay
+from detectors.ebb import EbbEstimate, EbbTracker, ebb_hint, floor_words
 
 
 @pytest.mark.parametrize(("half_life", "floor"), [(240.0, 800.0), (900.0, 300.0), (60.0, 50.0)])

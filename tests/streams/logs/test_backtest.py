@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -80,7 +82,7 @@ def test_alerts_carry_what_an_operator_acts_on(mixed: BacktestResult) -> None:
     assert any(t.details["silent"] for t in outage)  # the viewers all left: silence announced
     latency = firing(mixed, "room-latency")[0]
     assert latency.region == "cn-south"
-    mute = [a for a in mixed.actions if a["room_id"] == "room-spam"]
+    mute = [a for a in mixed.actions if a["room_id"] == "room-spam" and a["action"] == "mute"]
     assert mute and all(u.startswith("bot") for u in mute[0]["user_ids"])
 
 
@@ -157,18 +159,29 @@ def test_the_promotion_ebb_is_measured_and_exported(tmp_path: Path) -> None:
     assert ("livewatch_room_promotion_viewers", (("at", "start"), *phones)) not in scraped
 
 
-def test_the_cli_writes_the_alert_contract(mixed_log: Path, tmp_path: Path) -> None:
-    out = tmp_path / "alerts.jsonl"
+def test_the_cli_writes_the_alert_contract_and_the_actions(
+    mixed: BacktestResult, mixed_log: Path, tmp_path: Path
+) -> None:
+    out, actions_out = tmp_path / "alerts.jsonl", tmp_path / "actions.jsonl"
     done = subprocess.run(
-        [*CLI, "backtest", str(mixed_log), "--alerts-out", str(out)],
+        [*CLI, "backtest", str(mixed_log), "--alerts-out", str(out), "--actions-out",
+         str(actions_out), "--jobs", "2"],
         capture_output=True,
         text=True,
         check=True,
-    )
+    )  # fmt: skip
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines and all(set(line) >= CONTRACT for line in lines)
     assert {line["state"] for line in lines} <= {"firing", "resolved"}
     assert "spam_flood" in done.stdout
+    # The actions the worker would send, one object a line, in event-time order: the
+    # same from two lanes as from the one of the `mixed` fixture.
+    actions = [json.loads(line) for line in actions_out.read_text().splitlines()]
+    assert actions == mixed.actions
+    assert {a["action"] for a in actions} == {"mute", "recall"}
+    recall = next(a for a in actions if a["action"] == "recall")
+    assert list(recall) == ["action", "room_id", "user_id", "ts", "reason", "fingerprint"]
+    assert [a["ts"] for a in actions] == sorted(a["ts"] for a in actions)
 
 
 def test_simulate_then_backtest_with_labels_from_the_command_line(tmp_path: Path) -> None:
@@ -332,3 +345,81 @@ def test_ten_megabyte_lines_are_rejected_through_the_command_line(tmp_path: Path
     assert "Traceback" not in done.stderr
     assert "200 events" in done.stdout, done.stdout
     assert "3 invalid (2 invalid_field, 1 not_an_event)" in done.stdout, done.stdout
+
+
+def _log_facts(log: Path) -> tuple[dict[str, str], dict[str, list[int]], dict[str, list[int]]]:
+    """From a simulated log: each viewer's region, latency sample times, stall times."""
+    regions: dict[str, str] = {}
+    sampled: dict[str, list[int]] = {}
+    stalls: dict[str, list[int]] = {}
+    with gzip.open(log, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if '"latency"' not in line and '"stall"' not in line:
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # the dirty night's malformed lines
+            if event.get("type") == "latency":
+                regions[event["user_id"]] = event["region"]
+                sampled.setdefault(event["user_id"], []).append(event["ts"])
+            elif event.get("type") == "stall":
+                stalls.setdefault(event["user_id"], []).append(event["ts"])
+    return regions, sampled, stalls
+
+
+def _leaves(log: Path) -> list[tuple[str, str, int]]:
+    with gzip.open(log, "rt", encoding="utf-8") as lines:
+        found = [json.loads(line) for line in lines if line.startswith('{"type":"leave"')]
+    return sorted({(e["room_id"], e["user_id"], e["ts"]) for e in found})
+
+
+def test_recall_candidates_on_the_mixed_night(mixed: BacktestResult, mixed_log: Path) -> None:
+    """Every viewer who left during the night's latency incident with their samples in its
+    region, or during its stall storm's alert, is recalled once; the others are not; every
+    `stalled_then_left` stalled within 60 s before leaving (checked against the log)."""
+    regions, sampled, stalls = _log_facts(mixed_log)
+    recalls = [a for a in mixed.actions if a["action"] == "recall"]
+    by_reason: dict[str, list[dict[str, Any]]] = {}
+    for action in recalls:
+        by_reason.setdefault(action["reason"], []).append(action)
+    spans = {}
+    for t in mixed.transitions:
+        if t.alert in ("latency_slo", "stall_slo"):
+            fired, _, _ = spans.get(t.alert, (t.ts, None, None))
+            spans[t.alert] = (fired, t.ts if t.state == "resolved" else None, t.fingerprint)
+    leaves = _leaves(mixed_log)
+
+    def left_during(alert: str, room: str) -> set[tuple[str, int]]:
+        fired, resolved, _ = spans[alert]
+        return {(u, ts) for r, u, ts in leaves if r == room and fired <= ts <= resolved}
+
+    fired = spans["latency_slo"][0]
+    slow = {
+        (u, ts)
+        for u, ts in left_during("latency_slo", "room-latency")
+        if regions.get(u) == "cn-south" and any(fired <= s <= ts for s in sampled.get(u, ()))
+    }
+    latency = by_reason["latency_incident"]
+    assert {(a["user_id"], a["ts"]) for a in latency} == slow and len(latency) == len(slow) > 100
+    assert {(a["room_id"], a["fingerprint"]) for a in latency} == {
+        ("room-latency", spans["latency_slo"][2])
+    }
+    stall = by_reason["stall_incident"]
+    assert {(a["user_id"], a["ts"]) for a in stall} == left_during("stall_slo", "room-stalls")
+    assert {(a["room_id"], a["fingerprint"]) for a in stall} == {
+        ("room-stalls", spans["stall_slo"][2])
+    }
+    then_left = by_reason["stalled_then_left"]
+    assert all(a["fingerprint"] is None for a in then_left)
+    assert all(any(0 <= a["ts"] - s <= 60_000 for s in stalls[a["user_id"]]) for a in then_left)
+    storm = [a for a in then_left if a["room_id"] == "room-stalls"]
+    assert len(storm) > len(then_left) / 4  # the storm's room: a fifth of the night's viewers
+    keys = [(a["room_id"], a["user_id"], a["reason"], a["fingerprint"]) for a in recalls]
+    assert len(keys) == len(set(keys))  # once per room, incident and viewer (one each here)
+    assert mixed.pipeline is not None
+    counted: Counter[str] = Counter()
+    for engine in mixed.pipeline.engines.values():
+        counted.update(engine.watch.recall.candidates)
+        assert not engine.watch.recall.dropped
+    assert counted == Counter(a["reason"] for a in recalls)

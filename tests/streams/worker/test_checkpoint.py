@@ -193,3 +193,46 @@ def test_damaged_chunks_are_refused_rather_than_restored() -> None:
     records[b"2"] = b"\xc1"
     with pytest.raises(CheckpointError, match="unreadable"):
         join_checkpoint(2, records.get)
+
+
+def test_recall_state_survives_a_checkpoint_without_loss_or_repeat() -> None:
+    """Open incidents, remembered stalls and regions, and the viewers already recalled
+    come back from a checkpoint (format 8): the restored engine sends exactly the recalls
+    the uninterrupted one sends after the cut, none twice and none lost."""
+    from tests.streams.core.test_recall import CONFIG as RECALL_CONFIG
+    from tests.streams.core.test_recall import Viewer, crowd, events_of
+
+    viewers = crowd("lat") + crowd("st", stalls_every=10_000)
+    # Leaves spread over the incidents (both fire around 150-200 s and resolve by 600 s).
+    viewers += [
+        Viewer("lat", f"east-{i}", "east", joins=(0, 260_000), leaves=(200_000 + i * 10_000,
+               300_000 + i * 10_000)) for i in range(10)
+    ]  # fmt: skip
+    viewers += [
+        Viewer("st", f"s-{i}", leaves=(200_000 + i * 10_000,), stalls=(190_000 + i * 10_000,))
+        for i in range(10)
+    ]
+    events = sorted((e for v in viewers for e in events_of(v)), key=lambda e: e.ts)
+    uninterrupted = PartitionEngine(RECALL_CONFIG)
+    uninterrupted.ingest(events)
+    uninterrupted.flush()
+    everything = uninterrupted.watch.drain()[1]
+    assert {a["reason"] for a in everything} == {
+        "latency_incident", "stall_incident", "stalled_then_left"
+    }  # fmt: skip
+
+    cut = next(i for i, e in enumerate(events) if e.ts >= T0 + 245_000)
+    before = PartitionEngine(RECALL_CONFIG)
+    before.ingest(events[:cut])
+    sent_before = before.watch.drain()[1]  # what the worker sent before its checkpoint
+    assert sent_before and before.rooms["lat"].recall is not None
+    assert before.rooms["lat"].recall.incidents[0].recalled  # viewers already recalled
+    restored, _ = restore_checkpoint(take_checkpoint(before, 0, {}), RECALL_CONFIG)
+    restored.ingest(events[cut:])
+    restored.flush()
+    sent_after = restored.watch.drain()[1]
+    assert sent_before + sent_after == everything
+    # `east-*` left at 200-290 s and again at 300-390 s in the same incident: once each.
+    east = [a["user_id"] for a in everything if a["reason"] == "latency_incident"]
+    assert sorted(east) == sorted(set(east)) and len(east) == 10
+    assert restored.watch.recall.candidates == uninterrupted.watch.recall.candidates
