@@ -10,7 +10,7 @@ from detectors.alerts import AlertKey, Finding
 from detectors.config import DetectorConfig, DetectorSettings
 from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.decode import ROOM_BUDGET, TS_OUT_OF_BOUNDS, RawMessage, decode_log_lines
-from streams.core.engine import PartitionEngine, Pipeline
+from streams.core.engine import ENDED_QUIET_S, PartitionEngine, Pipeline
 from streams.core.events import Danmaku, Event, Join, Leave, RoomEvent, Stall
 from streams.core.room import MAX_PROMOTIONS, Promotion
 from streams.logs.simulate import Room, Scenario, generate, steady
@@ -652,10 +652,14 @@ def test_in_live_mode_rooms_holds_only_while_its_input_waits() -> None:
     assert unnamed.late == 1 and unnamed.rooms["r"].ended_at is None
 
 
-def test_an_ended_room_can_be_evicted_while_viewers_are_counted_online() -> None:
+def test_an_ended_room_makes_room_once_its_viewers_stop_leaving() -> None:
+    """Counted online or not: an ended room goes under a full budget, but only once
+    `ENDED_QUIET_S` passed without an event of it, so new ids never cut its tail."""
     engine = PartitionEngine(EngineConfig(max_clock_skew_ms=3_600_000, max_rooms=2))
     engine.ingest([Join("done", T0, "a"), RoomEvent("done", T0 + 1, "ended"), Join("x", T0, "b")])
     engine.advance_idle(10_000)
-    assert engine.ingest([Join("new", T0 + 11_000, "c")]) == []
+    assert engine.ingest([Join("new", T0 + 11_000, "c")]) == [(0, ROOM_BUDGET)]
+    engine.advance_idle(ENDED_QUIET_S * 1000)
+    assert engine.ingest([Join("new", T0 + 11_000 + ENDED_QUIET_S * 1000, "c")]) == []
     engine.advance_idle(10_000)
     assert sorted(engine.rooms) == ["new", "x"] and engine.evicted == 1

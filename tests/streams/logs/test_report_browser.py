@@ -168,21 +168,24 @@ def test_every_alert_firing_has_a_marker_on_its_rooms_viewers(rendered: Rendered
         assert section["markers"] == rendered.firing[room], room
 
 
-def test_the_promotion_without_a_level_before_it_reads_true(rendered: Rendered) -> None:
+def test_the_promotion_reads_as_its_review_on_its_room_chart(rendered: Rendered) -> None:
+    """The demo's promotion was announced by room events: its room's chart shows the
+    review (streams.core.review), not the ebb tracker's inferred peak, and the floor
+    is compared only with a level the room had (never "0.0x")."""
     section = rendered.rooms[PROMOTION_ROOM]
     # The premise: the room starts from (next to) nothing and climbs into its peak.
     assert section["firstViewers"] < 0.05 * section["peakViewers"]
-    [ebb] = [a for a in section["annotations"] if "promotion peak" in a["text"]]
-    assert "ebb half-life" in ebb["text"]
-    assert "no level before it" in ebb["text"], ebb
-    assert "the level before it" not in ebb["text"], ebb
-    assert ebb["inside"], f"the annotation runs off the chart: {ebb}"
+    [review] = [a for a in section["annotations"] if a["text"].startswith("promotion")]
+    assert "ebb half-life" in review["text"], review
+    assert "floor" in review["text"], review
+    assert review["inside"], f"the annotation runs off the chart: {review}"
+    assert not any("inferred promotion peak" in a["text"] for a in section["annotations"])
     for other in rendered.rooms.values():
         for annotation in other["annotations"]:
             assert not re.search(r"\b0\.0x", annotation["text"]), annotation
 
 
-def _snapshot(second: int, viewers: float, **ebb: float) -> dict[str, Any]:
+def _snapshot(second: int, viewers: float, **ebb: float | None) -> dict[str, Any]:
     return {
         "room_id": "r",
         "ts": 1_764_000_000_000 + second * 1000,
@@ -202,6 +205,25 @@ def _ebb_text(first_second: int, first_viewers: float) -> str:
     figure = room_figure("r", snapshots, [], 600.0, [])
     [text] = [a.text for a in figure.layout.annotations if "promotion peak" in (a.text or "")]
     return str(text)
+
+
+def _review_text(floor_ratio: float | None) -> str:
+    review = {
+        "promotion_start_ts": 1_764_000_000_000 + 600 * 1000,
+        "promotion_end_ts": 1_764_000_000_000 + 1200 * 1000,
+        "promotion_ebb_half_life_seconds": 600.0,
+        "promotion_floor_viewers": 73.0,
+        "promotion_floor_ratio": floor_ratio,
+    }
+    snapshots = [_snapshot(0, 5.0), _snapshot(3600, 900.0, **review)]
+    figure = room_figure("r", snapshots, [], 600.0, [])
+    [text] = [a.text for a in figure.layout.annotations if (a.text or "").startswith("promotion")]
+    return str(text)
+
+
+def test_a_floor_without_a_level_before_is_given_in_viewers() -> None:
+    assert _review_text(None).endswith("floor 73")
+    assert _review_text(0.58).endswith("floor 0.58x the level before")
 
 
 def test_the_floor_is_compared_only_with_a_level_the_room_had() -> None:
