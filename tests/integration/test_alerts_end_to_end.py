@@ -75,5 +75,11 @@ async def test_worker_alerts_match_the_backtest(
     await asyncio.sleep(3)  # anything more (it should not come) would arrive by now
     alerts = await read_json(settings, settings.topic(settings.topic_alerts), all_arrived)
     assert sorted(key(a) for a in alerts if a["ts"] <= cutoff) == expected
-    actions = await read_json(settings, settings.topic(settings.topic_actions), bool)
-    assert actions and actions[0]["action"] == "mute" and actions[0]["room_id"] == "room-spam"
+
+    def muted(records: list[dict[str, Any]]) -> bool:
+        return any(r["action"] == "mute" for r in records)
+
+    # The actions topic carries recall candidates too (tests/integration/test_recall_*).
+    actions = await read_json(settings, settings.topic(settings.topic_actions), muted)
+    mutes = [a for a in actions if a["action"] == "mute"]
+    assert mutes and mutes[0]["room_id"] == "room-spam"
