@@ -147,19 +147,26 @@ class RoomRecall:
     """Viewer -> region of their latest latency sample since a latency incident fired."""
     sampling: bool = False
     """A latency incident fires: samples' regions are noted."""
+    refused: set[str] = field(default_factory=set)
+    """Fingerprints of firing incidents the per-room cap refused, until they resolve: a
+    re-announcement is the same incident, not another one to count as dropped."""
 
     def open(self, reason: str, fingerprint: str, region: str | None, ts: int) -> None:
         for incident in self.incidents:
             if incident.fingerprint == fingerprint and incident.resolved_at is None:
                 return  # a re-announcement (severity rose): the same incident
+        if fingerprint in self.refused:
+            return
         self._prune(ts // 1000)
         if len(self.incidents) >= self.partition.config.max_incidents_per_room:
             self.partition.dropped["incidents_per_room"] += 1
+            self.refused.add(fingerprint)
             return
         self.incidents.append(Incident(reason, fingerprint, region, ts))
         self.sampling = self.sampling or reason == LATENCY_INCIDENT
 
     def close(self, fingerprint: str, ts: int) -> None:
+        self.refused.discard(fingerprint)
         for incident in self.incidents:
             if incident.fingerprint == fingerprint and incident.resolved_at is None:
                 incident.resolved_at = ts
@@ -228,5 +235,5 @@ class RoomRecall:
 
     @property
     def idle(self) -> bool:
-        """Nothing left to judge a session end by."""
-        return not (self.incidents or self.stalls)
+        """Nothing left to judge a session end by, nor refused incidents to remember."""
+        return not (self.incidents or self.stalls or self.refused)

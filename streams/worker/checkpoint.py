@@ -51,8 +51,10 @@ from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 8
-"""The format of the state in a checkpoint. 8: each promotion keeps its review
+FORMAT_VERSION: Final = 9
+"""The format of the state in a checkpoint. 9: a room's `RoomRecall` remembers the firing
+incidents its cap refused (`refused`), so their re-announcements are not counted again.
+8: each promotion keeps its review
 (`PromotionReview`: phase amounts, the ebb curve, the retention cohort), rooms the
 promotions under review (`reviewing`) and the second they were first seen (`born`);
 recall candidates (`Recall` per partition, a room's `RoomRecall`: its open and recently
