@@ -24,7 +24,7 @@ def test_an_incident_the_cap_refuses_is_counted_once_however_often_it_is_announc
     for change in [
         Change("latency_slo", "firing", 1_000, "a"),  # kept: the room's one incident
         Change("latency_slo", "firing", 2_000, "b"),  # refused
-        Change("latency_slo", "firing", 3_000, "b"),  # b re-announced (severity rose)
+        Change("latency_slo", "firing", 3_000, "b"),  # b announced again while it fires
         Change("latency_slo", "firing", 4_000, "b"),
     ]:
         room = recall.transition(room, change)
