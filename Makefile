@@ -39,10 +39,12 @@ test: kafka-jars lint typecheck
 	$(BIN)/pytest -q
 
 # The long fault and load runs (docs/reliability.md): the suite's versions of these
-# tests, bigger and longer. About 40 minutes.
+# tests, bigger and longer. About an hour. The burst lasts long enough for the lag
+# rule as shipped (`for: 5m`, scrapes as deployed) to fire while the worker is behind.
 soak: kafka-jars
 	LIVEWATCH_SOAK_HOSTILE=100000 $(BIN)/pytest -q -s tests/integration/test_worker_hostile.py
-	LIVEWATCH_SOAK_BURST=6 $(BIN)/pytest -q -s tests/integration/test_worker_overload.py
+	LIVEWATCH_SOAK_BURST=14 LIVEWATCH_SOAK_LAG_FOR=5m \
+	  $(BIN)/pytest -q -s tests/integration/test_worker_overload.py
 	LIVEWATCH_SOAK_ROOMS=1000000 LIVEWATCH_SOAK_VIEWERS=1000000 \
 	  $(BIN)/pytest -q -s tests/streams/logs/test_room_budget.py
 	LIVEWATCH_SOAK_JUNK_ROOMS=1000000 $(BIN)/pytest -q -s tests/integration/test_worker_cardinality.py

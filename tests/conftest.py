@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +34,13 @@ class RunningWorker:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.metrics_port}/metrics"
+
+    def status(self) -> dict[str, Any]:
+        """The worker's /status: a cheap summary (events, late, rooms, partitions, lag,
+        held events and their peak)."""
+        url = f"http://127.0.0.1:{self.settings.metrics_port}/status"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return dict(json.loads(response.read()))
 
 
 @pytest.fixture

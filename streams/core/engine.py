@@ -251,6 +251,13 @@ class PartitionEngine:
         self._release()
         return refused
 
+    def held(self) -> int:
+        """Events accepted and waiting for the watermark (or for their second to close).
+
+        Counted when asked, not kept: the hot loop stays as it is. What a live driver
+        bounds by pausing the sources that run ahead (streams.worker.app)."""
+        return sum(map(len, self._pending.values())) + sum(map(len, self._pending_latency.values()))
+
     def _make_room(self) -> bool:
         """The room budget is full: evict the least recently active tenth of the rooms
         that nobody is in (or whose stream ended and whose viewers have stopped
@@ -682,6 +689,10 @@ class Pipeline:
             out.snapshots += engine.snapshots
             engine.snapshots = []
         return out
+
+    def held(self) -> dict[int, int]:
+        """Partition -> events waiting for its watermark (PartitionEngine.held)."""
+        return {p: e.held() for p, e in self.engines.items()}
 
     def watermarks(self) -> dict[int, int]:
         """Partition -> its watermark (epoch ms), for partitions that have one."""

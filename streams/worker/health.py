@@ -30,6 +30,10 @@ class WorkerHealth:
     """Messages Kafka delivered again below the partition's position, skipped."""
     idle_flushes: int = 0
     """Partitions flushed at the end of their input (`flush_idle_s` of silence)."""
+    held_peak: int = 0
+    """Most events one partition held for its watermark after a fetch (`Worker.pace`)."""
+    source_pauses: int = 0
+    """Source topic-partitions paused because too many events waited (`Worker.pace`)."""
 
     def checkpoint_written(self, partition: int, size: int, now: float) -> None:
         self.checkpoints_written += 1
@@ -48,6 +52,8 @@ class HealthCollector(Collector):
         clock: Callable[[], float] = time.time,
         lag: Callable[[], dict[tuple[str, int], int]] = dict,
         watermarks: Callable[[], dict[int, float]] = dict,
+        held: Callable[[], dict[int, int]] = dict,
+        paused: Callable[[], dict[int, int]] = dict,
     ) -> None:
         self.health = health
         self.clock = clock
@@ -55,8 +61,17 @@ class HealthCollector(Collector):
         """(topic, partition) -> messages in Kafka not processed yet."""
         self.watermarks = watermarks
         """Partition -> event time (epoch s) up to which it is complete."""
+        self.held = held
+        """Partition -> events waiting for its watermark."""
+        self.paused = paused
+        """Partition -> its source topics not fetched now (flow control)."""
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._checkpoints()
+        yield from self._progress()
+        yield from self._flow()
+
+    def _checkpoints(self) -> Iterator[Metric]:
         health = self.health
         yield CounterMetricFamily(
             "livewatch_checkpoints_written",
@@ -87,6 +102,9 @@ class HealthCollector(Collector):
         for result in RESTORE_RESULTS:
             restores.add_metric([result], health.restores[result])
         yield restores
+
+    def _progress(self) -> Iterator[Metric]:
+        health = self.health
         yield CounterMetricFamily(
             "livewatch_redelivered_messages",
             "Messages delivered again below the processed position and skipped.",
@@ -112,6 +130,33 @@ class HealthCollector(Collector):
             "time (a replay of an old log shows its age).",
             labels=["partition"],
         )
+        now = self.clock()
         for partition, watermark in sorted(self.watermarks().items()):
             delay.add_metric([str(partition)], now - watermark)
         yield delay
+
+    def _flow(self) -> Iterator[Metric]:
+        held = GaugeMetricFamily(
+            "livewatch_held_events",
+            "Events accepted and waiting for the partition's watermark (bounded by "
+            "max_held_events: past it, the sources running ahead are paused).",
+            labels=["partition"],
+        )
+        for partition, count in sorted(self.held().items()):
+            held.add_metric([str(partition)], count)
+        yield held
+        paused = GaugeMetricFamily(
+            "livewatch_sources_paused",
+            "Source topics of the partition not fetched now: they ran ahead in event time "
+            "while too many events waited for the watermark.",
+            labels=["partition"],
+        )
+        for partition, count in sorted(self.paused().items()):
+            paused.add_metric([str(partition)], count)
+        yield paused
+        yield CounterMetricFamily(
+            "livewatch_source_pauses",
+            "Times a source topic-partition was paused because too many events waited "
+            "for the watermark.",
+            value=self.health.source_pauses,
+        )

@@ -27,15 +27,17 @@ def api(base: str, path: str, **params: str) -> dict[str, Any]:
 
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """Start a real Prometheus (Debian's) scraping a worker and a notifier, evaluating
-    the rules in `rules` (the project's by default), every second; return its URL."""
+    """Start a real Prometheus (Debian's) scraping a worker and a notifier every
+    `scrape_interval` (its timeout is the smaller of that and Prometheus's 10 s),
+    evaluating the rules in `rules` (the project's by default) every second; return
+    its URL."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(worker: str, notifier: str, rules: Path = RULES) -> str:
+    def start(worker: str, notifier: str, rules: Path = RULES, scrape_interval: str = "1s") -> str:
         port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+            f"global: {{scrape_interval: {scrape_interval}, evaluation_interval: 1s}}\n"
             f"rule_files: ['{rules}/*.yml']\n"
             "scrape_configs:\n"
             f"  - {{job_name: livewatch-worker, static_configs: [{{targets: ['{worker}']}}]}}\n"

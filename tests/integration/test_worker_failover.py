@@ -93,12 +93,8 @@ NOT_ADDITIVE = ("livewatch_region_latency_seconds",)
 """Quantiles over all of a worker's partitions: workers' values do not add up."""
 
 
-def status(worker: RunningWorker) -> dict[str, Any]:
-    return dict(json.loads(fetch(worker.metrics_url.replace("/metrics", "/status"))))
-
-
 def owned(worker: RunningWorker) -> set[int]:
-    return set(status(worker)["partitions"])
+    return set(worker.status()["partitions"])
 
 
 def watermarks(worker: RunningWorker) -> dict[int, float]:

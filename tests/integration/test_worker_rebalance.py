@@ -9,7 +9,6 @@ worker that saw the whole night computes it offline, each on one worker only.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,10 +34,6 @@ def rooms_only(samples: Samples) -> Samples:
     return {key: value for key, value in samples.items() if any(k == "room" for k, _ in key[1])}
 
 
-def status(worker: RunningWorker) -> dict[str, object]:
-    return dict(json.loads(fetch(worker.metrics_url.replace("/metrics", "/status"))))
-
-
 async def test_a_joining_worker_takes_over_partitions_with_their_rooms(
     isolated_env: dict[str, str],
     worker_factory: Callable[[dict[str, str]], RunningWorker],
@@ -62,7 +57,7 @@ async def test_a_joining_worker_takes_over_partitions_with_their_rooms(
     b = worker_factory({**env, env_name("metrics_port"): str(free_port())})
 
     async def split_between_them() -> bool:
-        mine, theirs = status(a)["partitions"], status(b)["partitions"]
+        mine, theirs = a.status()["partitions"], b.status()["partitions"]
         assert isinstance(mine, list) and isinstance(theirs, list)
         return bool(mine) and bool(theirs) and sorted(mine + theirs) == [0, 1, 2, 3]
 

@@ -11,7 +11,7 @@ from detectors.config import DetectorConfig, DetectorSettings
 from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.decode import ROOM_BUDGET, TS_OUT_OF_BOUNDS, RawMessage, decode_log_lines
 from streams.core.engine import ENDED_QUIET_S, PartitionEngine, Pipeline
-from streams.core.events import Danmaku, Event, Join, Leave, RoomEvent, Stall
+from streams.core.events import Danmaku, Event, Join, Latency, Leave, RoomEvent, Stall
 from streams.core.room import MAX_PROMOTIONS, Promotion
 from streams.logs.simulate import Room, Scenario, generate, steady
 from tests.streams.scenarios import (
@@ -43,6 +43,20 @@ def test_events_wait_for_the_slowest_source_then_apply_in_event_time_order() -> 
     engine.ingest([Join("r", T0 + 8_000, "d")])
     assert online(engine) == {"r": {"b"}}
     assert engine.late == 0
+
+
+def test_held_counts_what_waits_for_the_watermark_latency_samples_included() -> None:
+    engine = PartitionEngine(CONFIG)
+    assert engine.held() == 0
+    engine.ingest(
+        [Join("r", T0, "a"), Latency("r", T0 + 100, "a", 250.0), Join("r", T0 + 1_000, "b")]
+    )
+    assert engine.held() == 3  # nothing is 5 s old yet
+    # Chat a minute ahead moves no watermark past the joins: it waits too.
+    engine.ingest([Danmaku("r", T0 + 60_000, "b", "hi")], lagging={"joins"})
+    assert engine.held() == 4
+    engine.flush()
+    assert engine.held() == 0
 
 
 def test_a_join_and_leave_out_of_order_within_the_lateness_bound() -> None:

@@ -1,5 +1,6 @@
 """The worker's rule for which sources hold a partition's watermark (`source_holds`),
-and its question for where consumption stands (`assigned_position`)."""
+which run ahead of it (`sources_ahead`, what flow control pauses), and its question
+for where consumption stands (`assigned_position`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from streams.worker.app import assigned_position, source_holds
+from streams.worker.app import assigned_position, source_holds, sources_ahead
 
 NOW = 1_764_000_000.0
 CAUGHT_UP: dict[str, Any] = {
@@ -43,6 +44,20 @@ def test_a_sparse_source_caught_up_holds_nothing_however_recent_or_after_a_silen
     for recent in ({"recent_message": True}, {"woke": True}):
         assert source_holds(False, **{**CAUGHT_UP, **recent})
         assert not source_holds(True, **{**CAUGHT_UP, **recent})
+
+
+def test_the_sources_ahead_are_those_past_the_slowest_one_holding_the_watermark() -> None:
+    clocks = {"join": 5_000, "latency": 1_000, "danmaku": 3_000, "room": 500}
+    # Latency holds the watermark at 1,000: joins and chat are ahead, the rooms source's
+    # old clock is not (it holds nothing, caught up).
+    assert sources_ahead(clocks, {"latency", "join"}) == {"join", "danmaku"}
+    assert sources_ahead(clocks, {"danmaku"}) == {"join"}
+    # Pausing every source the watermark waits for would stop it: the slowest runs.
+    assert "latency" not in sources_ahead(clocks, set(clocks) - {"room"})
+    # Nothing holds: the watermark follows the clock, nothing waits on a source.
+    assert sources_ahead(clocks, set()) == set()
+    # A source holding without a first event: everything else waits for it.
+    assert sources_ahead(clocks, {"stall", "latency"}) == set(clocks)
 
 
 async def test_a_partition_no_longer_assigned_has_no_position_instead_of_a_crash() -> None:

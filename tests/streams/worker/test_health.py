@@ -46,3 +46,17 @@ def test_consumer_lag_and_watermark_delay_per_partition() -> None:
     assert scraped[(lag, (("partition", "1"), ("topic", "live.joins")))] == 250
     assert scraped[(lag, (("partition", "0"), ("topic", "live.latency")))] == 0
     assert scraped[("livewatch_watermark_delay_seconds", (("partition", "0"),))] == 60.0
+
+
+def test_held_events_and_paused_sources_per_partition() -> None:
+    health = WorkerHealth()
+    health.source_pauses += 2
+    registry = CollectorRegistry()
+    registry.register(
+        HealthCollector(health, held=lambda: {0: 1_200, 1: 0}, paused=lambda: {0: 2, 1: 0})
+    )
+    scraped = samples(generate_latest(registry).decode())
+    assert scraped[("livewatch_held_events", (("partition", "0"),))] == 1_200
+    assert scraped[("livewatch_held_events", (("partition", "1"),))] == 0
+    assert scraped[("livewatch_sources_paused", (("partition", "0"),))] == 2
+    assert scraped[("livewatch_source_pauses_total", ())] == 2
