@@ -43,7 +43,7 @@ test: kafka-jars lint typecheck
 # rule as shipped (`for: 5m`, scrapes as deployed) to fire while the worker is behind.
 soak: kafka-jars
 	LIVEWATCH_SOAK_HOSTILE=100000 $(BIN)/pytest -q -s tests/integration/test_worker_hostile.py
-	LIVEWATCH_SOAK_BURST=14 LIVEWATCH_SOAK_LAG_FOR=5m \
+	LIVEWATCH_SOAK_BURST=36 LIVEWATCH_SOAK_LAG_FOR=5m \
 	  $(BIN)/pytest -q -s tests/integration/test_worker_overload.py
 	LIVEWATCH_SOAK_ROOMS=1000000 LIVEWATCH_SOAK_VIEWERS=1000000 \
 	  $(BIN)/pytest -q -s tests/streams/logs/test_room_budget.py

@@ -2,16 +2,18 @@
 alerts are those of event time, and Prometheus's lag alert fires while it is behind.
 
 The burst is a whole simulated night (`livewatch simulate --scenario mixed`, 1.2M
-events with incidents) written by one `kcat` process per source topic at once, librdkafka's speed,
-a few events per message as busy producers batch them. Prometheus (Debian's) scrapes
+events with incidents), REPEAT copies of it one after another in event time, each
+written by one `kcat` process per source topic at once, librdkafka's speed, a few
+events per message as busy producers batch them. Prometheus (Debian's) scrapes
 the worker every second and evaluates the project's own rules; only the lag rule's
 `for: 5m` is shortened to a few seconds, since a burst the suite can afford drains
 in under a minute (promtool's unit tests cover the rule's timing). `make soak` runs
-a night LIVEWATCH_SOAK_BURST times as long. LIVEWATCH_SOAK_LAG_FOR=5m keeps the rule as
-shipped, and the scrapes as deployed (every 15 s, 10 s timeout): tried on 2026-12-06
-with a burst 14 nights long and 1 s scrapes, the rule (then on the last scrape's lag)
-stayed pending, as a worker that far behind answered in up to 7.6 s and each missed
-scrape restarted the 5 minutes; it now reads the lag's level over 2 minutes.
+it LIVEWATCH_SOAK_BURST nights long with LIVEWATCH_SOAK_LAG_FOR=5m: the rule as
+shipped, and scrapes as deployed (every 15 s, 10 s timeout), so the backlog must
+last well over five minutes. Tried on 2026-12-06 with 14 nights and 1 s scrapes,
+the rule (then on the last scrape's lag) stayed pending, as a worker that far
+behind answered in up to 7.6 s and each missed scrape restarted the 5 minutes; it
+now reads the lag's level over 2 minutes.
 The worker's memory stays bounded because it pauses topics that run ahead in event
 time (`max_held_events`, tests/integration/test_worker_flow_control.py).
 """
@@ -27,7 +29,7 @@ import sys
 import time
 import urllib.error
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +65,9 @@ SCRAPE_TIMEOUT_S = 10
 slowest scrape is printed), which is issue 14's matter, not this test's."""
 
 
-def simulate(out: Path) -> None:
-    """The mixed night, REPEAT times as long (each copy after the one before)."""
-    night = out.with_suffix(".one.jsonl")
+def night(directory: Path) -> list[bytes]:
+    """The mixed night's lines, as `livewatch simulate` writes them."""
+    out = directory / "night.jsonl"
     subprocess.run(
         [
             sys.executable,
@@ -75,22 +77,35 @@ def simulate(out: Path) -> None:
             "--scenario",
             "mixed",
             "--out",
-            str(night),
+            str(out),
         ],
         check=True,
         capture_output=True,
     )
-    lines = [line for line in night.read_bytes().splitlines() if routable(line)]
+    return [line for line in out.read_bytes().splitlines() if routable(line)]
+
+
+def copies(lines: list[bytes]) -> Iterator[list[bytes]]:
+    """The night REPEAT times, each copy after the one before: one copy in memory at a
+    time, however long the burst."""
     first = msgspec.json.decode(lines[0])["ts"]
     span = msgspec.json.decode(lines[-1])["ts"] - first + 60_000
+    for copy in range(REPEAT):
+        if not copy:
+            yield lines
+            continue
+        shifted = []
+        for line in lines:
+            event = msgspec.json.decode(line)
+            event["ts"] += copy * span
+            shifted.append(msgspec.json.encode(event))
+        yield shifted
+
+
+def write_log(out: Path, lines: list[bytes]) -> None:
     with out.open("wb") as log:
-        for copy in range(REPEAT):
-            for line in lines:
-                if copy:
-                    event = msgspec.json.decode(line)
-                    event["ts"] += copy * span
-                    line = msgspec.json.encode(event)
-                log.write(line + b"\n")
+        for copy in copies(lines):
+            log.write(b"\n".join(copy) + b"\n")
 
 
 def routable(line: bytes) -> bool:
@@ -112,14 +127,14 @@ class Routing(msgspec.Struct):
     ts: int
 
 
-def bundles(log: Path, settings: Settings) -> dict[str, list[bytes]]:
+def bundles(lines: list[bytes], settings: Settings) -> dict[str, list[bytes]]:
     """Per topic, `key<TAB>value` lines: a room's events of the same BUNDLE_MS in one
-    JSON array of at most BUNDLE, in the log's order."""
+    JSON array of at most BUNDLE, in the order of `lines`."""
     out: dict[str, list[bytes]] = defaultdict(list)
     open_: dict[tuple[str, str], list[bytes]] = {}
     bucket = None
     decode = msgspec.json.Decoder(Routing).decode
-    for line in log.read_bytes().splitlines():
+    for line in lines:
         event = decode(line)
         if event.ts // BUNDLE_MS != bucket:
             _flush(open_, out)
@@ -139,27 +154,49 @@ def _flush(runs: dict[tuple[str, str], list[bytes]], out: dict[str, list[bytes]]
     runs.clear()
 
 
-async def kcat(settings: Settings, topic: str, lines: list[bytes]) -> None:
-    process = await asyncio.create_subprocess_exec(
-        shutil.which("kcat") or "kcat",
-        "-P",
-        "-b",
-        settings.bootstrap_servers,
-        "-t",
-        topic,
-        "-K",
-        r"\t",
-        "-z",
-        "lz4",
-        "-X",
-        "topic.partitioner=murmur2_random",  # Java's placement of keys
-        "-X",
-        "linger.ms=50",
-        stdin=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _, err = await process.communicate(b"\n".join(lines) + b"\n")
+async def kcat(settings: Settings, topic: str, source: Path) -> None:
+    """Write `source`'s `key<TAB>value` lines to `topic`, as a librdkafka producer would."""
+    with source.open("rb") as stdin:
+        process = await asyncio.create_subprocess_exec(
+            shutil.which("kcat") or "kcat",
+            "-P",
+            "-b",
+            settings.bootstrap_servers,
+            "-t",
+            topic,
+            "-K",
+            r"\t",
+            "-z",
+            "lz4",
+            "-X",
+            "topic.partitioner=murmur2_random",  # Java's placement of keys
+            "-X",
+            "linger.ms=50",
+            stdin=stdin,
+            stderr=subprocess.PIPE,
+        )
+        _, err = await process.communicate()
     assert process.returncode == 0, err.decode()
+
+
+def burst_files(
+    lines: list[bytes], settings: Settings, directory: Path
+) -> tuple[dict[str, Path], int]:
+    """Per topic, a file of `key<TAB>value` lines for `kcat`, and the number of messages:
+    the burst bundled before it starts, a copy of the night at a time, so that it is
+    written at librdkafka's speed."""
+    files = {topic: directory / f"{topic}.kcat" for topic in settings.source_topics.values()}
+    outs = {topic: path.open("wb") for topic, path in files.items()}
+    messages = 0
+    try:
+        for copy in copies(lines):
+            for topic, bundled in bundles(copy, settings).items():
+                outs[topic].write(b"\n".join(bundled) + b"\n")
+                messages += len(bundled)
+    finally:
+        for out in outs.values():
+            out.close()
+    return {topic: path for topic, path in files.items() if path.stat().st_size}, messages
 
 
 def lag_rules(directory: Path) -> Path:
@@ -205,9 +242,9 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
     }
     settings = load_settings(environ=env)
     log = tmp_path / "burst.jsonl"
-    await asyncio.to_thread(simulate, log)
-    topics = await asyncio.to_thread(bundles, log, settings)
-    messages = sum(len(lines) for lines in topics.values())
+    lines = await asyncio.to_thread(night, tmp_path)
+    await asyncio.to_thread(write_log, log, lines)
+    files, messages = await asyncio.to_thread(burst_files, lines, settings, tmp_path)
     backtest, transitions = await asyncio.to_thread(backtest_exposition, log, settings)
     expected = pipeline_samples(backtest)
     events = sum(v for k, v in expected.items() if k[0] == "livewatch_events_total")
@@ -237,9 +274,9 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
             return None
 
     started = time.monotonic()
-    await asyncio.gather(*(kcat(settings, topic, lines) for topic, lines in topics.items()))
-    produced_s = time.monotonic() - started
-    processed_then: float | None = None
+    production = asyncio.gather(*(kcat(settings, topic, path) for topic, path in files.items()))
+    produced_s: float | None = None
+    processed_then = 0.0
     peak_lag, fired_behind, unanswered, slowest_scrape = 0.0, False, 0, 0.0
     while True:
         assert time.monotonic() - started < max(300, 80 * REPEAT), "not drained"
@@ -250,8 +287,10 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
             unanswered += 1
             continue
         counted = sum(now.get("livewatch_events_total", {}).values())
-        processed_then = counted if processed_then is None else processed_then
-        if counted >= events:
+        if produced_s is None and production.done():
+            production.result()  # a kcat that failed fails the test here
+            produced_s, processed_then = time.monotonic() - started, counted
+        if counted >= events and produced_s is not None:
             break
         behind = sum(now.get("livewatch_consumer_lag_messages", {}).values())
         peak_lag = max(peak_lag, behind)
@@ -259,7 +298,7 @@ async def test_a_burst_drains_with_nothing_lost_and_the_lag_alert_fires_meanwhil
         await asyncio.sleep(0.5)
     drained_s = time.monotonic() - started
     rate_in = events / produced_s
-    rate_out = (events - (processed_then or 0)) / max(drained_s - produced_s, 1e-9)
+    rate_out = (events - processed_then) / max(drained_s - produced_s, 1e-9)
     peak = peak_rss_mib(worker.process.pid)
     status = await asyncio.to_thread(worker.status)
     pauses = (await asyncio.to_thread(reading) or {}).get("livewatch_source_pauses_total", {})
