@@ -135,7 +135,8 @@ class PartitionEngine:
         a sparse source (`SPARSE_SOURCES`) never does.
         Each event is judged against the state as it stood when it arrived, so
         batch boundaries change nothing. An event more than `max_clock_skew_ms`
-        behind the clock is rejected, and so is one ahead of `now_ms` (the wall
+        behind its source's newest event (the clock, for a source's first) is
+        rejected, and so is one ahead of `now_ms` (the wall
         clock, live mode) by more than `max_future_ms`, or offline ahead of the
         clock by more than `max_clock_skew_ms`: one absurd timestamp must not drag
         the clock and make the rest of the partition late. Neither can an event more
@@ -175,6 +176,8 @@ class PartitionEngine:
                 refused.append((position, TS_OUT_OF_BOUNDS))
                 continue
             leap = False
+            source = source_of[type(event)]
+            source_clock = source_clocks.get(source)
             if clock is None:
                 clock = ts
             elif ts > clock:
@@ -185,13 +188,14 @@ class PartitionEngine:
                     far = leap = True  # held: it waits, and moves no clock
                 else:
                     clock, far = ts, None
-            elif clock - ts > skew:
+            elif (clock if source_clock is None else source_clock) - ts > skew:
+                # Behind its own source's newest event when it has one: a backlog read
+                # faster from one topic than another leaves the others far behind the
+                # partition's clock, and they are not absurd for it (make soak's burst).
                 refused.append((position, TS_OUT_OF_BOUNDS))
                 continue
             if not leap:
                 far = None  # an event near the clock: an earlier leap stays unconfirmed
-            source = source_of[type(event)]
-            source_clock = source_clocks.get(source)
             if (source_clock is not None and ts <= source_clock - lateness) or (
                 watermark is not None and ts <= watermark
             ):
@@ -641,9 +645,16 @@ class Pipeline:
                 f"ahead of the wall clock {now_ms}"
             )
         else:
+            engine = self.engines[partition]
+            newest = engine.source_clocks.get(SOURCE_OF_CLASS[type(event)])
+            reference = (
+                f"its topic's newest event {newest}"
+                if newest is not None and event.ts < newest
+                else f"the event clock {engine.event_clock}"
+            )
             detail = (
-                f"ts {event.ts} is more than {config.max_clock_skew_ms} ms from the "
-                f"event clock {self.engines[partition].event_clock} of partition {partition}"
+                f"ts {event.ts} is more than {config.max_clock_skew_ms} ms from "
+                f"{reference} in partition {partition}"
             )
         payload = msgspec.json.encode(event) if index is not None else None
         return Rejected(reason, detail, message, index, payload)

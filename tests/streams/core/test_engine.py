@@ -99,6 +99,24 @@ def test_timestamps_far_from_the_clock_are_rejected_and_do_not_move_it() -> None
     assert online(engine) == {"r": {"a", "b"}}
 
 
+def test_an_event_is_too_old_against_its_own_sources_newest_not_another_sources() -> None:
+    """A backlog read faster from one topic than another: `make soak`'s 36-night burst
+    brought the rooms topic's two days in one fetch, and 426,052 joins, samples and
+    chat of the slower topics, a day behind the partition's clock but in order in
+    their own, were rejected as out of bounds."""
+    engine = PartitionEngine(CONFIG)  # max_clock_skew_ms: an hour
+    live = {"joins", "rooms"}
+    later = T0 + 3 * 3_600_000
+    rooms = [RoomEvent("r", later, "live"), RoomEvent("r", later + 60_000, "promo_start")]
+    assert engine.ingest([Join("r", T0, "a"), *rooms], now_ms=later, lagging=live) == []
+    assert engine.event_clock == later + 60_000
+    assert engine.ingest([Join("r", T0 + 1_000, "b")], now_ms=later, lagging=live) == []
+    # Still judged against its own source: two hours behind the joins' newest is absurd.
+    old = Join("r", T0 + 1_000 - 2 * 3_600_000, "c")
+    assert engine.ingest([old], now_ms=later, lagging=live) == [(0, TS_OUT_OF_BOUNDS)]
+    assert engine.held() == 4 and engine.late == 0  # both joins wait for the watermark
+
+
 def test_the_wall_clock_admits_a_long_gap_in_live_mode() -> None:
     engine = PartitionEngine(CONFIG)
     engine.ingest([Join("r", T0, "a")])
