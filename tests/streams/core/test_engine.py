@@ -115,6 +115,14 @@ def test_an_event_is_too_old_against_its_own_sources_newest_not_another_sources(
     old = Join("r", T0 + 1_000 - 2 * 3_600_000, "c")
     assert engine.ingest([old], now_ms=later, lagging=live) == [(0, TS_OUT_OF_BOUNDS)]
     assert engine.held() == 4 and engine.late == 0  # both joins wait for the watermark
+    # A topic's first event when the rooms topic alone has run ahead: nothing dense to
+    # judge it by (the burst's first fetch brought two days of room events first).
+    fresh = PartitionEngine(CONFIG)
+    assert fresh.ingest(rooms, now_ms=later, lagging=live) == []
+    assert fresh.ingest([Join("r", T0, "a")], now_ms=later, lagging=live) == []
+    # Once a dense topic has events, another topic's first is judged against them.
+    stale = Danmaku("r", T0 - 2 * 3_600_000, "a", "hi")
+    assert fresh.ingest([stale], now_ms=later, lagging=live) == [(0, TS_OUT_OF_BOUNDS)]
 
 
 def test_the_wall_clock_admits_a_long_gap_in_live_mode() -> None:
