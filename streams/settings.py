@@ -139,8 +139,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000
     """Events up to this far behind their source's newest event are reordered, not late."""
     max_clock_skew_ms: Positive = 86_400_000
-    """Events further than this behind their topic's newest event in the partition (its
-    event clock, for a topic's first event) are rejected (in a
+    """Events further than this behind their topic's newest event in the partition (for a
+    topic's first event, the other dense topics' newest) are rejected (in a
     backtest, ahead of the log's clock too)."""
     max_future_ms: Positive = 300_000
     """Live mode: an event this far ahead of the wall clock is rejected (a producer's

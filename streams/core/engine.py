@@ -135,8 +135,8 @@ class PartitionEngine:
         a sparse source (`SPARSE_SOURCES`) never does.
         Each event is judged against the state as it stood when it arrived, so
         batch boundaries change nothing. An event more than `max_clock_skew_ms`
-        behind its source's newest event (the clock, for a source's first) is
-        rejected, and so is one ahead of `now_ms` (the wall
+        behind its source's newest event (the dense sources', for a source's first) is
+        rejected (`_too_old`), and so is one ahead of `now_ms` (the wall
         clock, live mode) by more than `max_future_ms`, or offline ahead of the
         clock by more than `max_clock_skew_ms`: one absurd timestamp must not drag
         the clock and make the rest of the partition late. Neither can an event more
