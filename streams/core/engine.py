@@ -262,8 +262,14 @@ class PartitionEngine:
         clock may run far ahead of topics that are in order in their own right (`make
         soak`'s 36-night burst had 408,488 such events rejected). With no dense source's
         event yet there is nothing to judge by, as for a partition's first event."""
-        dense = [c for s, c in self.source_clocks.items() if s not in SPARSE_SOURCES]
-        return bool(dense) and max(dense) - ts > self.config.max_clock_skew_ms
+        newest = self.dense_clock()
+        return newest is not None and newest - ts > self.config.max_clock_skew_ms
+
+    def dense_clock(self) -> int | None:
+        """The newest event of the dense sources (None before their first)."""
+        return max(
+            (c for s, c in self.source_clocks.items() if s not in SPARSE_SOURCES), default=None
+        )
 
     def held(self) -> int:
         """Events accepted and waiting for the watermark (or for their second to close).
@@ -657,11 +663,12 @@ class Pipeline:
         else:
             engine = self.engines[partition]
             newest = engine.source_clocks.get(SOURCE_OF_CLASS[type(event)])
-            reference = (
-                f"its topic's newest event {newest}"
-                if newest is not None and event.ts < newest
-                else f"the event clock {engine.event_clock}"
-            )
+            if newest is not None and event.ts < newest:
+                reference = f"its topic's newest event {newest}"
+            elif engine.event_clock is not None and event.ts < engine.event_clock:
+                reference = f"the other topics' newest event {engine.dense_clock()}"
+            else:
+                reference = f"the event clock {engine.event_clock}"
             detail = (
                 f"ts {event.ts} is more than {config.max_clock_skew_ms} ms from "
                 f"{reference} in partition {partition}"

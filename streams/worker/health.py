@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -124,39 +124,38 @@ class HealthCollector(Collector):
         for (topic, partition), behind in sorted(self.lag().items()):
             lag.add_metric([topic, str(partition)], behind)
         yield lag
-        delay = GaugeMetricFamily(
+        now = self.clock()
+        yield per_partition(
             "livewatch_watermark_delay_seconds",
             "Wall clock minus the partition's watermark: how far processing trails event "
             "time (a replay of an old log shows its age).",
-            labels=["partition"],
+            {partition: now - watermark for partition, watermark in self.watermarks().items()},
         )
-        now = self.clock()
-        for partition, watermark in sorted(self.watermarks().items()):
-            delay.add_metric([str(partition)], now - watermark)
-        yield delay
 
     def _flow(self) -> Iterator[Metric]:
-        held = GaugeMetricFamily(
+        yield per_partition(
             "livewatch_held_events",
             "Events accepted and waiting for the partition's watermark (bounded by "
             "max_held_events: past it, the sources running ahead are paused).",
-            labels=["partition"],
+            self.held(),
         )
-        for partition, count in sorted(self.held().items()):
-            held.add_metric([str(partition)], count)
-        yield held
-        paused = GaugeMetricFamily(
+        yield per_partition(
             "livewatch_sources_paused",
             "Source topics of the partition not fetched now: they ran ahead in event time "
             "while too many events waited for the watermark.",
-            labels=["partition"],
+            self.paused(),
         )
-        for partition, count in sorted(self.paused().items()):
-            paused.add_metric([str(partition)], count)
-        yield paused
         yield CounterMetricFamily(
             "livewatch_source_pauses",
             "Times a source topic-partition was paused because too many events waited "
             "for the watermark.",
             value=self.health.source_pauses,
         )
+
+
+def per_partition(name: str, documentation: str, values: Mapping[int, float]) -> GaugeMetricFamily:
+    """A gauge with one sample per partition, in partition order."""
+    gauge = GaugeMetricFamily(name, documentation, labels=["partition"])
+    for partition, value in sorted(values.items()):
+        gauge.add_metric([str(partition)], value)
+    return gauge
