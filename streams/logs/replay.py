@@ -12,7 +12,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 
 from streams.core.decode import decode_log_lines
-from streams.core.events import EVENT_TYPES
+from streams.core.events import EVENT_TYPES, SOURCE_OF_TYPE, SPARSE_SOURCES
 from streams.kafka.client import producer_options
 from streams.kafka.topics import ensure_topics
 from streams.logs.files import Skips, open_log, read_lines, route
@@ -47,6 +47,13 @@ async def replay(
 
     `rebase_to_ms` re-stamps event times so the log's first event happens at that
     moment (e.g. now, so a recorded night drives a live dashboard); the gaps stay.
+
+    A sparse source's event (a room's `promo_end`, say) is in Kafka before any line after
+    it is sent. The worker's watermark does not wait for a sparse topic that looks caught
+    up (streams.worker.app `source_holds`), and the producer batches per partition: the
+    lone room event would otherwise sit out its linger while full batches of later
+    seconds went ahead, and at full speed the worker could read those seconds, past the
+    allowed lateness, before it (the event is then late: dropped and counted).
     """
     stats = ReplayStats()
     open_log(path).close()  # an unreadable file fails before any connection is made
@@ -71,11 +78,14 @@ async def replay(
                     await asyncio.sleep(delay)
                     if on_progress is not None:
                         on_progress(stats)
-            pending.append(
-                await producer.send(
-                    settings.topic_for_type(routing.type), line, key=routing.room_id.encode()
-                )
+            sent = await producer.send(
+                settings.topic_for_type(routing.type), line, key=routing.room_id.encode()
             )
+            if SOURCE_OF_TYPE[routing.type] in SPARSE_SOURCES:
+                # In Kafka before anything after it: see `replay`.
+                await sent
+            else:
+                pending.append(sent)
             stats.produced += 1
             if on_progress is not None and stats.produced % 5_000 == 0:
                 on_progress(stats)

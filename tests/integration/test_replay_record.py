@@ -13,7 +13,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from streams.kafka.topics import ensure_topics
 from streams.logs.files import read_lines
 from streams.logs.record import record
 from streams.logs.replay import replay
@@ -79,3 +83,55 @@ def test_ctrl_c_leaves_a_readable_recording(isolated_env: dict[str, str], tmp_pa
             recorder.kill()
     lines = list(read_lines(out))  # a truncated gzip would raise here
     assert lines and all(msgspec.json.decode(line)["room_id"] for _, line in lines)
+
+
+async def test_a_room_event_is_in_kafka_before_any_line_after_it(
+    isolated_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The worker's watermark does not wait for the sparse rooms topic once it looks
+    caught up: a replay must not let later seconds reach the broker before a room event
+    (the broker's append time, LogAppendTime, shows the order they arrived in)."""
+    settings = load_settings(environ=isolated_env)
+    await ensure_topics(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, topic, {"message.timestamp.type": "LogAppendTime"}
+                )
+                for topic in settings.source_topics.values()
+            ]
+        )
+    finally:
+        await admin.close()
+    start = 1_764_000_000_000
+    lines = [{"type": "room", "room_id": "r", "ts": start, "phase": "promo_end"}]
+    lines += [
+        {"type": "latency", "room_id": f"r{i % 50}", "ts": start + 1 + i // 10,
+         "user_id": f"u{i}", "value_ms": 300.0}
+        for i in range(20_000)
+    ]  # fmt: skip
+    log = tmp_path / "night.jsonl"
+    log.write_bytes(b"\n".join(msgspec.json.encode(line) for line in lines) + b"\n")
+    await replay(log, settings, speed=None)
+
+    consumer = AIOKafkaConsumer(
+        *settings.source_topics.values(),
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    appended: dict[str, list[int]] = {}
+    try:
+        while sum(map(len, appended.values())) < len(lines):
+            batch = await consumer.getmany(timeout_ms=10_000)
+            assert batch, "fewer records in Kafka than lines replayed"
+            for tp, records in batch.items():
+                appended.setdefault(tp.topic, []).extend(r.timestamp for r in records)
+    finally:
+        await consumer.stop()
+    (room_appended,) = appended[settings.topic_for_type("room")]
+    latency = appended[settings.topic_for_type("latency")]
+    assert min(latency) >= room_appended
