@@ -69,6 +69,8 @@ bench: kafka-jars
 	$(BIN)/python -m benchmarks.room_memory
 	$(BIN)/python -m benchmarks.engine_speed
 	$(BIN)/python -m benchmarks.throughput
+	$(BIN)/python -m benchmarks.hot_room
+	$(BIN)/python -m benchmarks.many_rooms
 	$(BIN)/python -m benchmarks.alert_latency
 	$(BIN)/python -m benchmarks.backtest_speed
 	$(BIN)/python -m benchmarks.detector_quality

@@ -68,7 +68,6 @@ import re
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -78,6 +77,7 @@ from typing import Any, Final
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from benchmarks.process import cpu_seconds, worker_status
 from detectors.config import DetectorConfig
 from streams.dev.broker import LocalKafka, free_port
 from streams.dev.demo import Samples, scrape, start_worker, stop_process, wait_for_metrics
@@ -400,12 +400,6 @@ def held_ticks(log: Path) -> list[tuple[float, float]]:
     ]
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used, user and system (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def machine_busy_seconds() -> float:
     """CPU time the whole machine has been busy, all cores (/proc/stat)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -550,12 +544,6 @@ async def watch_alerts(settings: Settings, observed: Observed, stop: asyncio.Eve
         await consumer.stop()
 
 
-def get_json(url: str, timeout: float = 10) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        found: dict[str, Any] = json.loads(response.read())
-        return found
-
-
 def scrape_slowly(url: str) -> Samples:
     """demo.scrape with a timeout of a minute: a worker busy in a long tick answers late."""
     return scrape(url, timeout=60)
@@ -568,7 +556,7 @@ async def watch_worker(port: str, observed: Observed, began: float, stop: asynci
     while not stop.is_set():
         asked = time.monotonic()
         try:
-            status = await asyncio.to_thread(get_json, f"{base}/status", 60)
+            status = await asyncio.to_thread(worker_status, port, 60)
             observed.polls.append(time.monotonic() - asked)
             observed.lag.append((time.time() - began, int(status["lag"])))
             observed.load.append(os.getloadavg()[0])
@@ -588,7 +576,7 @@ async def wait_assigned(port: str, partitions: int) -> None:
     timeout = 90
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/status")
+        status = await asyncio.to_thread(worker_status, port, 10)
         if len(status["partitions"]) == partitions:
             return
         await asyncio.sleep(0.5)
@@ -618,11 +606,11 @@ async def run(
         tasks.append(asyncio.create_task(watch_worker(port, observed, time.time(), stop)))
         pids = {"worker": worker.pid, "broker": broker_pid, "producer": os.getpid()}
         before = usage(pids)
-        status = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/status")
+        status = await asyncio.to_thread(worker_status, port, 10)
         processed = int(status["events"])
         await produce(platform, settings, duration_s, produced, worker)
         after = usage(pids)
-        status = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/status")
+        status = await asyncio.to_thread(worker_status, port, 10)
         wall = after["wall"] - before["wall"]
         observed.cores = {k: (after[k] - before[k]) / wall for k in (*pids, "machine")}
         observed.processed_rate = (int(status["events"]) - processed) / wall
@@ -633,7 +621,7 @@ async def run(
         await asyncio.sleep(DRAIN_S)
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with code {worker.returncode}")
-        observed.status = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/status")
+        observed.status = await asyncio.to_thread(worker_status, port, 10)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)

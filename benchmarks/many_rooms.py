@@ -29,18 +29,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import random
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
+from benchmarks.process import cpu_seconds, memory_mib, sent_alerts, worker_status
 from streams.dev.broker import LocalKafka, free_port
 from streams.dev.demo import start_worker, stop_process, wait_for_metrics
 from streams.kafka.topics import ensure_topics
@@ -97,27 +95,6 @@ def schedule(
     return due
 
 
-def _status(port: int) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=30) as response:
-        status: dict[str, object] = json.loads(response.read())
-        return status
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _memory_mib(pid: int) -> tuple[float, float]:
-    """Resident and peak resident memory, MiB."""
-    found = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            found[name] = int(value.split()[0]) / 1024
-    return found["VmRSS"], found["VmHWM"]
-
-
 async def produce(
     settings: Settings, due: list[list[tuple[str, dict[str, object]]]], started: float
 ) -> float:
@@ -146,30 +123,11 @@ async def produce(
     return sent / (time.time() - started)
 
 
-async def alerts(settings: Settings) -> list[tuple[float, dict[str, object]]]:
-    """Every transition on the alerts topic, with the time the worker sent it (the
-    record's timestamp, set by the worker's producer), read until it stays quiet."""
-    consumer = AIOKafkaConsumer(
-        settings.topic(settings.topic_alerts),
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    found = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=5_000):
-            for records in batch.values():
-                found += [(r.timestamp / 1000, json.loads(r.value)) for r in records if r.value]
-    finally:
-        await consumer.stop()
-    return found
-
-
 def report(pid: int, port: int, minute: int) -> None:
-    rss, _ = _memory_mib(pid)
+    rss, _ = memory_mib(pid)
     asked = time.time()
     try:
-        status = _status(port)
+        status = worker_status(port)
     except OSError:  # urllib's timeouts included
         print(f"  minute {minute}: /status gave no answer in 30 s; RSS {rss:.0f} MiB", flush=True)
         return
@@ -186,7 +144,7 @@ def caught_up(port: int, total: int, within_s: float = 600) -> dict[str, object]
     deadline = time.time() + within_s
     while time.time() < deadline:
         try:
-            status = _status(port)
+            status = worker_status(port)
         except OSError:
             continue
         if status["events"] == total:
@@ -203,12 +161,12 @@ def watch_worker(
     next_report = started + 60
     while time.time() < started + seconds:
         if time.time() >= started + steady_from_s and "cpu_start" not in marks:
-            marks["cpu_start"], marks["wall_start"] = _cpu_s(pid), time.time()
+            marks["cpu_start"], marks["wall_start"] = cpu_seconds(pid), time.time()
         if time.time() >= next_report:
             report(pid, port, round((time.time() - started) / 60))
             next_report += 60
         time.sleep(1)
-    marks["cpu_end"], marks["wall_end"] = _cpu_s(pid), time.time()
+    marks["cpu_end"], marks["wall_end"] = cpu_seconds(pid), time.time()
     return marks
 
 
@@ -241,13 +199,13 @@ def main() -> None:
         worker = start_worker(env, Path(workdir) / "worker.log")
         try:
             wait_for_metrics(f"http://127.0.0.1:{port}/metrics", worker)
-            idle_rss, _ = _memory_mib(worker.pid)
+            idle_rss, _ = memory_mib(worker.pid)
             started = time.time() + 2
             result = run(settings, due, started, worker.pid, port, seconds)
             status = caught_up(port, total)
             time.sleep(10)  # what the last events set off
-            transitions = asyncio.run(alerts(settings))
-            rss, peak = _memory_mib(worker.pid)
+            transitions = asyncio.run(sent_alerts(settings))
+            rss, peak = memory_mib(worker.pid)
             print(
                 f"the worker had counted every event {time.time() - started - seconds:.0f} s "
                 "after the producer's last second"

@@ -1,0 +1,57 @@
+"""What the live benchmarks read off a running worker: its /status page, its CPU time
+and resident memory (from /proc, as `top` does), and the transitions it sent to the
+alerts topic."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from streams.settings import Settings
+
+
+def worker_status(port: int | str, timeout: float = 30) -> dict[str, Any]:
+    """The worker's /status (events, lag, held, rooms...)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=timeout) as response:
+        found: dict[str, Any] = json.loads(response.read())
+        return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, user and system (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pid: int) -> tuple[float, float]:
+    """Resident and peak resident memory, MiB (/proc/PID/status VmRSS and VmHWM)."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) / 1024
+    return found["VmRSS"], found["VmHWM"]
+
+
+async def sent_alerts(settings: Settings) -> list[tuple[float, dict[str, Any]]]:
+    """Every transition on the alerts topic, with the time the worker sent it (the
+    record's timestamp, set by the worker's producer), read until it stays quiet."""
+    consumer = AIOKafkaConsumer(
+        settings.topic(settings.topic_alerts),
+        bootstrap_servers=settings.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=5_000):
+            for records in batch.values():
+                found += [(r.timestamp / 1000, json.loads(r.value)) for r in records if r.value]
+    finally:
+        await consumer.stop()
+    return found
