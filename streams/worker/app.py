@@ -151,16 +151,18 @@ def source_holds(
     return not sparse and (recent_message or woke)
 
 
-def sources_ahead(clocks: Mapping[str, int], holding: Collection[str]) -> set[str]:
-    """The sources whose event clock is ahead of the slowest one `holding` the watermark
-    (every source with a clock when one holding has none yet: the watermark waits for
-    its first event). What the watermark does not wait for, and what flow control
-    pauses (`Worker.pace`)."""
+def sources_ahead(
+    clocks: Mapping[str, int], holding: Collection[str], margin_ms: int = 0
+) -> set[str]:
+    """The sources whose event clock is more than `margin_ms` ahead of the slowest one
+    `holding` the watermark (every source with a clock when one holding has none yet:
+    the watermark waits for its first event). What the watermark does not wait for,
+    and what flow control pauses (`Worker.pace`)."""
     if not holding:
         return set()
     held = [clocks.get(source) for source in holding]
     slowest = None if None in held else min(c for c in held if c is not None)
-    return {s for s, clock in clocks.items() if slowest is None or clock > slowest}
+    return {s for s, clock in clocks.items() if slowest is None or clock > slowest + margin_ms}
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -479,10 +481,17 @@ class Worker:
         of latency samples), so without a bound the faster topics' events pile up for
         as long as the backlog lasts: the 14-night burst of `make soak` took the worker
         to 1.6 GiB while a backtest of the same log stayed under 200 MB. Past
-        `max_held_events` the sources ahead of the slowest one holding the watermark are
-        paused (each then holds it too, at its own clock: its input waits) until half as
-        many events wait; as the slowest catches up it stops being ahead of anything, so
-        the sources left running are always those the watermark waits for. A source
+        `max_held_events` the sources more than the allowed lateness ahead of the slowest
+        one holding the watermark are paused (each then holds it too, at its own clock:
+        its input waits) until half as many events wait or they are no longer that far
+        ahead. Not those closer: what lies within the lateness of the slowest source waits
+        for the watermark however the topics are read, so a room's rate times the
+        lateness is held whatever flow control does (a 1M-viewer room, about 600,000
+        events), and pausing for it throttled the worker: its sources were paused and
+        resumed a tick at a time, and it idled at 30% of a core while a backlog grew
+        (benchmarks.hot_room). As the slowest catches up it stops being ahead of
+        anything, so the sources left running are always those the watermark waits for.
+        A source
         holding without an event yet (every source does for `source_hold_s` when input
         resumes) has every other paused until it stops holding: a replay's first two
         seconds brought a whole partition's hour before.
@@ -500,7 +509,11 @@ class Worker:
         if not limit or held <= (limit // 2 if partition.paused else limit):
             ahead: set[str] = set()
         else:
-            early = sources_ahead(engine.source_clocks, self.lagging_sources(number, now))
+            early = sources_ahead(
+                engine.source_clocks,
+                self.lagging_sources(number, now),
+                self.settings.allowed_lateness_ms,
+            )
             ahead = {t for t, source in self.source_of_topic.items() if source in early}
         consumer = self.app.consumer
         resumed = partition.paused - ahead

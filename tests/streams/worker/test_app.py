@@ -60,6 +60,17 @@ def test_the_sources_ahead_are_those_past_the_slowest_one_holding_the_watermark(
     assert sources_ahead(clocks, {"stall", "latency"}) == set(clocks)
 
 
+def test_sources_within_the_margin_of_the_slowest_are_not_ahead() -> None:
+    """What lies within the allowed lateness of the slowest source waits for the
+    watermark however topics are read: pausing it saves nothing (a hot room holds its
+    rate times the lateness) and throttles the worker."""
+    clocks = {"join": 5_000, "latency": 1_000, "danmaku": 3_000}
+    assert sources_ahead(clocks, {"latency"}, margin_ms=2_000) == {"join"}
+    assert sources_ahead(clocks, {"latency"}, margin_ms=4_000) == set()
+    # Without a first event of a holding source there is no margin to measure.
+    assert sources_ahead(clocks, {"stall"}, margin_ms=4_000) == set(clocks)
+
+
 async def test_a_partition_no_longer_assigned_has_no_position_instead_of_a_crash() -> None:
     """A rebalance can revoke a partition between the tick reading the assignment and
     asking its position: aiokafka raises IllegalStateError, which once crashed the
