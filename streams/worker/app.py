@@ -62,9 +62,10 @@ CHECKPOINT_PAUSE = 20
 checkpoints of all partitions took together."""
 UNANSWERED_S = 3.0
 """Live mode: a source whose fetches the broker has not answered for this long holds
-the watermark (a caught-up fetch is answered every 1.5 s): the broker is away, and its
-silence says nothing of what producers hold for it. Below the default allowed lateness
-(5 s), so event time moved before it shows makes no event late."""
+the watermark (a caught-up fetch is answered every `FETCH_MAX_WAIT_MS`, 0.1 s, plus
+the fetches in flight before it): the broker is away, and its silence says nothing
+of what producers hold for it. Below the default allowed lateness (5 s), so event
+time moved before it shows makes no event late."""
 
 
 @dataclass
