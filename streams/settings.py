@@ -123,10 +123,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     and every source this long after a partition's input resumes from such a silence."""
     max_held_events: Annotated[int, msgspec.Meta(ge=0)] = 200_000
     """Live mode: once more events than this wait for a partition's watermark, the
-    worker stops fetching the partition's sources that run ahead of its slowest one in
-    event time, until half as many wait (Kafka Streams' `buffered.records.per.partition`):
-    a backlog read faster from one topic than another must not pile up in memory.
-    0: never pause."""
+    worker stops fetching the partition's sources that run more than the allowed
+    lateness ahead of its slowest one in event time, until half as many wait (Kafka
+    Streams' `buffered.records.per.partition`): a backlog read faster from one topic
+    than another must not pile up in memory. What lies within the lateness waits
+    however topics are read (a 1M-viewer room: about 600,000 events), so it may exceed
+    this. 0: never pause."""
     deadletter_max_payload_bytes: Positive = 65536
     """A dead letter keeps at most this much of what was rejected."""
     group_session_timeout_s: Annotated[float, msgspec.Meta(ge=6, le=1800)] = 60.0
