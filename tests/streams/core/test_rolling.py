@@ -4,8 +4,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
+from streams.core.persist import dump, load
+from streams.core.rolling import BUCKET_AT, LastSeen, SecondRing, WindowedSketch
 from streams.core.sketch import LatencySketch
+from streams.worker.checkpoint import STATE_CLASSES
 
 START = 1_000
 
@@ -104,3 +106,37 @@ def test_windowed_sketch_holds_exactly_the_samples_in_each_window(
             expected = LatencySketch()
             expected.add([v for s, v in kept if second - window < s <= second])
             assert np.array_equal(windowed.sketch(window).counts, expected.counts)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 8), st.lists(st.floats(0, 4e6, allow_nan=False), max_size=200)),
+        max_size=30,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_many_samples_at_once_are_kept_as_buckets_and_sketch_the_same(
+    batches: list[tuple[int, list[float]]],
+) -> None:
+    """From BUCKET_AT samples an `add` keeps bucket positions (2 bytes a sample, not a
+    list's 32): a window's sketch is the same as with every sample kept as given, and
+    survives a checkpoint."""
+    windowed = WindowedSketch((5, 20), START)
+    kept: list[tuple[int, float]] = []
+    second = START
+    for gap, values in batches:
+        second += gap
+        windowed.add(second, values)
+        kept += [(second, v) for v in values]
+    restored = load(dump(windowed, STATE_CLASSES), STATE_CLASSES, WindowedSketch)
+    for window in (5, 20):
+        expected = LatencySketch()
+        expected.add([v for s, v in kept if second - window < s <= second])
+        assert np.array_equal(windowed.sketch(window).counts, expected.counts)
+        assert np.array_equal(restored.sketch(window).counts, expected.counts)
+    big = [v for _, values in batches for v in values if len(values) >= BUCKET_AT]
+    held = [a for seconds in windowed.by_second.values() for a in seconds]
+    assert all(
+        isinstance(a, np.ndarray) and a.nbytes == 2 * len(a) for a in held if len(a) >= BUCKET_AT
+    )
+    assert big or not any(isinstance(a, np.ndarray) for a in held)
