@@ -216,8 +216,8 @@ class WindowedSketch:
     window, and a read buckets the seconds it covers in one go. Many samples at once
     (`BUCKET_AT`) are kept as their sketch buckets instead, two bytes each: the sketch
     is the same (buckets are fixed), and a list of floats costs 32 bytes a sample. A
-    1M-viewer room's five minutes of samples, 30 million, held that way in the room
-    and again in its regions, took the worker past 2 GB (benchmarks.hot_room).
+    1M-viewer room's five minutes of samples are 30 million, held in the room and again
+    in its regions: most of its checkpoint (636 MB after 7 minutes, benchmarks.hot_room).
     """
 
     __slots__ = ("by_second", "head", "windows")

@@ -488,14 +488,13 @@ class Worker:
         ahead. Not those closer: what lies within the lateness of the slowest source waits
         for the watermark however the topics are read, so a room's rate times the
         lateness is held whatever flow control does (a 1M-viewer room, about 600,000
-        events), and pausing for it throttled the worker: its sources were paused and
-        resumed a tick at a time, and it idled at 30% of a core while a backlog grew
-        (benchmarks.hot_room). As the slowest catches up it stops being ahead of
-        anything, so the sources left running are always those the watermark waits for.
-        A source
-        holding without an event yet (every source does for `source_hold_s` when input
-        resumes) has every other paused until it stops holding: a replay's first two
-        seconds brought a whole partition's hour before.
+        events): pausing for it saves nothing and stops the room's sources again and
+        again (92 pauses in a 4-minute run of benchmarks.hot_room before). As the slowest
+        catches up it stops being ahead of anything, so the sources left running are
+        always those the watermark waits for. A source holding without an event yet
+        (every source does for `source_hold_s` when input resumes) has every other paused
+        until it stops holding: a replay's first two seconds brought a whole partition's
+        hour before.
 
         Only `consume` pauses: records a fetch in flight brought for a partition paused
         meanwhile would be dropped (streams.worker.fetch); the tick only resumes.
