@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -15,7 +16,7 @@ from streams.core.decode import decode_log_lines
 from streams.core.events import EVENT_TYPES, SOURCE_OF_TYPE, SPARSE_SOURCES
 from streams.kafka.client import producer_options
 from streams.kafka.topics import ensure_topics
-from streams.logs.files import Skips, open_log, read_lines, route
+from streams.logs.files import Routing, Skips, open_log, read_lines, route
 from streams.settings import Settings
 
 
@@ -47,13 +48,6 @@ async def replay(
 
     `rebase_to_ms` re-stamps event times so the log's first event happens at that
     moment (e.g. now, so a recorded night drives a live dashboard); the gaps stay.
-
-    A sparse source's event (a room's `promo_end`, say) is in Kafka before any line after
-    it is sent. The worker's watermark does not wait for a sparse topic that looks caught
-    up (streams.worker.app `source_holds`), and the producer batches per partition: the
-    lone room event would otherwise sit out its linger while full batches of later
-    seconds went ahead, and at full speed the worker could read those seconds, past the
-    allowed lateness, before it (the event is then late: dropped and counted).
     """
     stats = ReplayStats()
     open_log(path).close()  # an unreadable file fails before any connection is made
@@ -63,7 +57,7 @@ async def replay(
     try:
         first_ts: int | None = None
         started = time.monotonic()
-        pending = []
+        pending: list[asyncio.Future[Any]] = []
         for number, line in read_lines(path):
             routing = route(line)
             if routing is None or routing.type not in EVENT_TYPES:
@@ -78,26 +72,42 @@ async def replay(
                     await asyncio.sleep(delay)
                     if on_progress is not None:
                         on_progress(stats)
-            sent = await producer.send(
-                settings.topic_for_type(routing.type), line, key=routing.room_id.encode()
-            )
-            if SOURCE_OF_TYPE[routing.type] in SPARSE_SOURCES:
-                # In Kafka before anything after it: see `replay`.
-                await sent
-            else:
-                pending.append(sent)
+            await _send(producer, settings.topic_for_type(routing.type), routing, line, pending)
             stats.produced += 1
             if on_progress is not None and stats.produced % 5_000 == 0:
                 on_progress(stats)
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
     if on_progress is not None:
         on_progress(stats)
     return stats
+
+
+async def _send(
+    producer: AIOKafkaProducer,
+    topic: str,
+    routing: Routing,
+    line: bytes,
+    pending: list[asyncio.Future[Any]],
+) -> None:
+    """Send one line; its acknowledgement joins `pending`, awaited 10,000 at a time.
+
+    A sparse source's event (a room's `promo_end`, say) is awaited at once: in Kafka
+    before any line after it is sent. The worker's watermark does not wait for a sparse
+    topic that looks caught up (streams.worker.app `source_holds`), and the producer
+    batches per partition: the lone room event would otherwise sit out its linger while
+    full batches of later seconds went ahead, and at full speed the worker could read
+    those seconds, past the allowed lateness, before it (the event is then late:
+    dropped and counted)."""
+    sent = await producer.send(topic, line, key=routing.room_id.encode())
+    if SOURCE_OF_TYPE[routing.type] in SPARSE_SOURCES:
+        await sent
+        return
+    pending.append(sent)
+    if len(pending) >= 10_000:
+        await asyncio.gather(*pending)
+        pending.clear()
 
 
 def _restamp(line: bytes, ts: int) -> bytes:
