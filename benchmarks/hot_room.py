@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import tempfile
 import threading
 import time
@@ -46,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Producer
 
-from benchmarks.process import cpu_seconds, memory_mib, sent_alerts, worker_status
+from benchmarks.process import cpu_seconds, memory_mib, sent_alerts, wait_counted, worker_status
 from streams.dev.broker import LocalKafka, free_port
 from streams.dev.demo import start_worker, stop_process, wait_for_metrics
 from streams.kafka.topics import ensure_topics
@@ -61,6 +60,8 @@ CHAT_PER_S = 2_000
 ORDERS_PER_S = 100
 STALLS_PER_S = 100
 SLICES = 20
+CATCH_UP_S = 180
+"""How long a worker still behind at the end is waited for."""
 """The producer sends each second's events in this many slices, stamped as sent."""
 PHRASES = ("好看", "主播好美", "多少钱", "怎么买", "链接呢", "有优惠吗", "已下单", "这个颜色好",
            "来了来了", "支持主播", "什么时候发货", "能便宜点吗", "尺码准吗", "好用吗")  # fmt: skip
@@ -229,20 +230,6 @@ def watch(pid: int, port: int, sent: Sent, started: float, every_s: float = 10) 
     return marks
 
 
-def caught_up(port: int, total: int, within_s: float = 180) -> tuple[float, int]:
-    """Seconds until the worker has counted `total` events, or (inf, events still not
-    counted) after `within_s`: a worker that fell behind is not waited for."""
-    started = time.time()
-    left = total
-    while time.time() < started + within_s:
-        with contextlib.suppress(OSError):
-            left = total - worker_status(port)["events"]
-        if left <= 0:
-            return time.time() - started, 0
-        time.sleep(1)
-    return float("inf"), left
-
-
 def verdict(marks: list[Mark], rate: float) -> tuple[bool, str]:
     """Kept up: over the run's second half the backlog stays under 10 s of the room's
     events and does not grow (a least-squares slope under 1% of the rate)."""
@@ -283,7 +270,7 @@ def run_shape(kafka: LocalKafka, workdir: Path, viewers: int, seconds: int, shap
         marks = watch(worker.pid, port, sent, started)
         producing.join()
         produced_s = time.time() - started
-        after, left = caught_up(port, sent.events)
+        after, left = wait_counted(port, sent.events, CATCH_UP_S)
         rss, peak = memory_mib(worker.pid)
         status = worker_status(port)
         transitions = asyncio.run(sent_alerts(settings))
@@ -306,7 +293,7 @@ def run_shape(kafka: LocalKafka, workdir: Path, viewers: int, seconds: int, shap
         + (
             f"every event counted {after:.0f} s after the last second"
             if not left
-            else f"{left:,} events not counted yet 180 s after the last second"
+            else f"{left:,} events not counted yet {CATCH_UP_S} s after the last second"
         )
         + f"; {status['late']:,} late, {status['invalid']:,} invalid"
     )

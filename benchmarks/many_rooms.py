@@ -38,7 +38,7 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.process import cpu_seconds, memory_mib, sent_alerts, worker_status
+from benchmarks.process import cpu_seconds, memory_mib, sent_alerts, wait_counted, worker_status
 from streams.dev.broker import LocalKafka, free_port
 from streams.dev.demo import start_worker, stop_process, wait_for_metrics
 from streams.kafka.topics import ensure_topics
@@ -139,20 +139,6 @@ def report(pid: int, port: int, minute: int) -> None:
     )
 
 
-def caught_up(port: int, total: int, within_s: float = 600) -> dict[str, object]:
-    """The worker's status once it has counted `total` events."""
-    deadline = time.time() + within_s
-    while time.time() < deadline:
-        try:
-            status = worker_status(port)
-        except OSError:
-            continue
-        if status["events"] == total:
-            return status
-        time.sleep(1)
-    raise RuntimeError(f"the worker did not count all {total:,} events within {within_s} s")
-
-
 def watch_worker(
     pid: int, port: int, started: float, seconds: int, steady_from_s: int
 ) -> dict[str, float]:
@@ -202,7 +188,10 @@ def main() -> None:
             idle_rss, _ = memory_mib(worker.pid)
             started = time.time() + 2
             result = run(settings, due, started, worker.pid, port, seconds)
-            status = caught_up(port, total)
+            _, left = wait_counted(port, total, 600)
+            if left:
+                raise RuntimeError(f"the worker did not count all {total:,} events within 600 s")
+            status = worker_status(port)
             time.sleep(10)  # what the last events set off
             transitions = asyncio.run(sent_alerts(settings))
             rss, peak = memory_mib(worker.pid)

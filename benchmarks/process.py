@@ -4,8 +4,10 @@ alerts topic."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,20 @@ def worker_status(port: int | str, timeout: float = 30) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=timeout) as response:
         found: dict[str, Any] = json.loads(response.read())
         return found
+
+
+def wait_counted(port: int | str, total: int, within_s: float) -> tuple[float, int]:
+    """Seconds until the worker has counted `total` events, or (inf, events still not
+    counted) after `within_s`."""
+    started = time.time()
+    left = total
+    while time.time() < started + within_s:
+        with contextlib.suppress(OSError):  # urllib's timeouts included
+            left = total - worker_status(port)["events"]
+        if left <= 0:
+            return time.time() - started, 0
+        time.sleep(1)
+    return float("inf"), left
 
 
 def cpu_seconds(pid: int) -> float:

@@ -8,7 +8,7 @@ sum over the last N seconds is one numpy sum, whatever happened before.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -258,12 +258,12 @@ class WindowedSketch:
     def sketch(self, window: int) -> LatencySketch:
         """The samples of the newest `window` seconds."""
         raw: list[Sequence[float]] = []
-        bucketed: list[npt.NDArray[np.intp]] = []
+        bucketed: list[npt.NDArray[np.integer[Any]]] = []
         for second, held in self.by_second.items():
             if second > self.head - window:
                 for values in held:
                     if isinstance(values, np.ndarray) and values.dtype == BUCKET_DTYPE:
-                        bucketed.append(values.astype(np.intp))
+                        bucketed.append(values)
                     else:
                         raw.append(values)  # type: ignore[arg-type]  # floats, as given
         if raw:
