@@ -43,6 +43,10 @@ WORKER_HEALTH = (
 BATCH = 100
 """Messages per fetch (one event each here). The bound is soft: a pause takes effect
 after the fetch that crossed it, and a fetch may be under way meanwhile."""
+WITHIN_LATENESS = ROOMS * 7
+"""Events of one second of every room (the allowed lateness is 1 s here): sources within
+the lateness of the slowest are not paused (docs/events.md, "Flow control"), so what
+they bring may come on top of the bound."""
 
 
 def night(path: Path) -> int:
@@ -110,7 +114,7 @@ async def test_a_topic_running_ahead_is_paused_and_the_result_is_the_backtests(
     assert status["held"] == 0  # flushed at the end of input
     if bound:
         assert pauses > 0
-        assert status["held_peak"] <= bound + 2 * BATCH
+        assert status["held_peak"] <= bound + 2 * BATCH + WITHIN_LATENESS
     else:
         # The control: the same backlog unpaced piles up, so the bound above is no accident.
         assert pauses == 0
