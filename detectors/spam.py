@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Final, NamedTuple, TypeVar
 
+import msgspec
 import numpy as np
 
 from detectors.alerts import Finding, Transition
@@ -43,8 +44,10 @@ _AGREEING: Final = 7
 _BANDS: Final = 8  # 8 bands of 2 hashes: pairs with Jaccard 0.5 collide with p ~ 0.9
 
 
-@dataclass(slots=True)
-class _Message:
+class _Message(msgspec.Struct, frozen=True, gc=False):
+    """One chat line in the window. A Struct: a busy room's window holds tens of
+    thousands, and a checkpoint stores them in one piece (streams.core.persist)."""
+
     ts: int
     user: str
     text: str

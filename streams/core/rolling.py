@@ -8,7 +8,7 @@ sum over the last N seconds is one numpy sum, whatever happened before.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +21,10 @@ BUCKET_AT: Final = 64
 """`WindowedSketch` keeps this many samples added at once as sketch buckets."""
 BUCKET_DTYPE: Final = np.uint16
 """Sketch bucket positions as `WindowedSketch` keeps them (`BUCKETS` is under 65,536)."""
+COUNTS_DTYPE: Final = np.uint32
+"""A second's counts per sketch bucket as `WindowedSketch` keeps them."""
+COUNT_AT: Final = 2 * BUCKETS
+"""More bucket positions than this in one second take more bytes than their counts."""
 
 
 class SecondRing:
@@ -218,17 +222,22 @@ class WindowedSketch:
     is the same (buckets are fixed), and a list of floats costs 32 bytes a sample. A
     1M-viewer room's five minutes of samples are 30 million, held in the room and again
     in its regions: most of its checkpoint (636 MB after 7 minutes, benchmarks.hot_room).
+    A second holding more bucket positions than `COUNT_AT` keeps their counts per bucket
+    instead (one `COUNTS_DTYPE` array of `BUCKETS`, 3.5 KB): a busy room's memory then
+    stops growing with its audience, and a read adds 300 arrays rather than bucketing
+    millions of positions.
     """
 
     __slots__ = ("by_second", "head", "windows")
 
     def __init__(self, windows: tuple[int, ...], start_second: int) -> None:
         self.windows = windows
-        self.by_second: dict[int, list[Sequence[float] | npt.NDArray[np.uint16]]] = {}
+        self.by_second: dict[int, list[Sequence[float] | npt.NDArray[Any]]] = {}
         """Second -> the values added in it, one sequence per `add`, kept as given:
         most rooms add a handful of samples a second, for which a numpy array costs
         more to build (and to checkpoint) than the list it comes from. From
-        `BUCKET_AT` samples on, their sketch buckets (`BUCKET_DTYPE`)."""
+        `BUCKET_AT` samples on, their sketch buckets (`BUCKET_DTYPE`), and from
+        `COUNT_AT` in the second one array of counts per bucket (`COUNTS_DTYPE`)."""
         self.head = start_second
 
     def add(self, second: int, values_ms: Sequence[float]) -> None:
@@ -237,10 +246,22 @@ class WindowedSketch:
             self.advance(second)
         if second <= self.head - max(self.windows) or not len(values_ms):
             return
-        kept: Sequence[float] | npt.NDArray[np.uint16] = values_ms
-        if len(values_ms) >= BUCKET_AT:
-            kept = bucket_indexes(values_ms).astype(BUCKET_DTYPE)
-        self.by_second.setdefault(second, []).append(kept)
+        held = self.by_second.setdefault(second, [])
+        if len(values_ms) < BUCKET_AT:
+            held.append(values_ms)
+            return
+        indexes = bucket_indexes(values_ms)
+        counts = next((kept for kept in held if _is_counts(kept)), None)
+        if counts is not None:
+            counts += np.bincount(indexes, minlength=BUCKETS).astype(COUNTS_DTYPE)
+            return
+        positions = [kept for kept in held if _is_positions(kept)]
+        if len(indexes) + sum(len(kept) for kept in positions) <= COUNT_AT:
+            held.append(indexes.astype(BUCKET_DTYPE))
+            return
+        every = np.concatenate([indexes, *positions])
+        held[:] = [kept for kept in held if not _is_positions(kept)]
+        held.append(np.bincount(every, minlength=BUCKETS).astype(COUNTS_DTYPE))
 
     def advance(self, second: int) -> None:
         if second <= self.head:
@@ -259,15 +280,29 @@ class WindowedSketch:
         """The samples of the newest `window` seconds."""
         raw: list[Sequence[float]] = []
         bucketed: list[npt.NDArray[np.integer[Any]]] = []
+        counted: list[npt.NDArray[np.integer[Any]]] = []
         for second, held in self.by_second.items():
             if second > self.head - window:
                 for values in held:
-                    if isinstance(values, np.ndarray) and values.dtype == BUCKET_DTYPE:
+                    if _is_positions(values):
                         bucketed.append(values)
+                    elif _is_counts(values):
+                        counted.append(values)
                     else:
                         raw.append(values)  # type: ignore[arg-type]  # floats, as given
         if raw:
             bucketed.append(bucket_indexes(np.concatenate(raw, dtype=np.float64)))
-        if not bucketed:
-            return LatencySketch()
-        return LatencySketch(np.bincount(np.concatenate(bucketed), minlength=BUCKETS))
+        counts = np.zeros(BUCKETS, dtype=np.int64)
+        if bucketed:
+            counts += np.bincount(np.concatenate(bucketed), minlength=BUCKETS)
+        if counted:
+            counts += np.sum(counted, axis=0, dtype=np.int64)
+        return LatencySketch(counts)
+
+
+def _is_positions(kept: object) -> TypeGuard[npt.NDArray[Any]]:
+    return isinstance(kept, np.ndarray) and kept.dtype == BUCKET_DTYPE
+
+
+def _is_counts(kept: object) -> TypeGuard[npt.NDArray[Any]]:
+    return isinstance(kept, np.ndarray) and kept.dtype == COUNTS_DTYPE

@@ -615,13 +615,20 @@ class Worker:
         """Checkpoint changed partitions whose last checkpoint is older than the interval;
         return the source offsets the new checkpoints cover.
 
-        Synchronous on purpose: state and positions cannot move while it runs.
+        Synchronous on purpose: state and positions cannot move while it runs. Unless
+        forced, one partition a call (the longest unsaved): a tick that took every
+        partition's at once held up processing for their sum, and alerts with it.
         """
         covered: dict[TP, int] = {}
-        for number in sorted(self.partitions if only is None else only & self.partitions.keys()):
+        numbers = self.partitions.keys() if only is None else only & self.partitions.keys()
+        due = sorted(
+            (n for n in numbers if self.partitions[n].dirty),
+            key=lambda n: self.partitions[n].checkpointed_at or float("-inf"),
+        )
+        if not force:
+            due = [n for n in due[:1] if self.checkpoint_due(self.partitions[n], now)]
+        for number in due:
             partition = self.partitions[number]
-            if not partition.dirty or not (force or self.checkpoint_due(partition, now)):
-                continue
             started = time.perf_counter()
             engine = self.pipeline.engine(number)
             blob = take_checkpoint(engine, number, dict(partition.positions))

@@ -51,8 +51,11 @@ from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 9
-"""The format of the state in a checkpoint. 9: a room's `RoomRecall` remembers the firing
+FORMAT_VERSION: Final = 10
+"""The format of the state in a checkpoint. 10: spam windows' messages (`_Message`)
+are msgspec Structs, and lists and deques of Structs are stored in one piece (the "E"
+and "Q" forms of streams.core.persist); a latency sketch's busy second is one array of
+counts per bucket. 9: a room's `RoomRecall` remembers the firing
 incidents its cap refused (`refused`), so their re-announcements are not counted again.
 8: each promotion keeps its review
 (`PromotionReview`: phase amounts, the ebb curve, the retention cohort), rooms the
@@ -199,9 +202,12 @@ def chunk_key(partition: int, slot: int, index: int) -> bytes:
 def split_checkpoint(partition: int, blob: bytes, seq: int) -> list[tuple[bytes, bytes]]:
     """(key, value) records storing `blob` as checkpoint number `seq`; the head comes last."""
     slot = seq % 2
-    pieces = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
+    # Views, not copies: a big room's blob is hundreds of MB, and its chunks are a copy.
+    view = memoryview(blob)
+    pieces = [view[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [view]
     records = [
-        (chunk_key(partition, slot, index), msgspec.msgpack.encode(CheckpointChunk(seq, piece)))
+        # msgspec encodes a memoryview as it does bytes.
+        (chunk_key(partition, slot, index), msgspec.msgpack.encode(CheckpointChunk(seq, piece)))  # type: ignore[arg-type]
         for index, piece in enumerate(pieces)
     ]
     head = CheckpointHead(seq, slot, len(pieces), hashlib.sha256(blob).hexdigest())

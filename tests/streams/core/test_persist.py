@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.alerts import Finding
 from streams.core.engine import PartitionEngine
 from streams.core.events import Danmaku, Event, Join, Latency
 from streams.core.persist import StateFormatError, dump, load
@@ -67,6 +69,22 @@ def test_a_dump_of_any_state_loads_and_continues_like_the_original(
     assert copy.watch.drain() == original.watch.drain()
 
 
+def test_a_list_of_one_event_type_is_stored_in_one_piece() -> None:
+    """Held events are most of a busy partition's objects: a list of one struct class is
+    one encoded form, read back equal; a list of mixed ones is stored item by item."""
+    held = [Latency("big", T0 + i, f"u{i}", 100.0 + i, region="hk") for i in range(50)]
+    mixed: list[Event] = [*held[:2], Join("big", T0, "u0")]
+    untagged = [Finding("warning", "hot"), held[0]]
+    window = deque(held[:5], maxlen=8)
+    state = [held, mixed, untagged, window, held]
+    stored = msgspec.msgpack.decode(dump(state, STATE_CLASSES))
+    assert [node[0] for node in stored[1]] == ["E", "E", "l", "Q", "r"]
+    loaded = load(dump(state, STATE_CLASSES), STATE_CLASSES, list)
+    assert loaded == state
+    assert loaded[0] is loaded[4]
+    assert loaded[3].maxlen == 8
+
+
 class _Payload:
     """What an attacker's pickle would do when read: leave a file behind."""
 
@@ -96,6 +114,11 @@ def test_a_pickle_is_refused_without_being_run(tmp_path: Path) -> None:
         ["r", 5],  # a reference to nothing stored
         ["x", 1],  # an unknown form
         ["e", "Join", msgspec.msgpack.encode({"nope": 1})],
+        ["E", ["Join"], msgspec.msgpack.encode([{"nope": 1}])],
+        ["E", ["system"], msgspec.msgpack.encode([])],
+        ["E", "Join", msgspec.msgpack.encode([])],  # names not a list
+        ["Q", -1, ["Join"], msgspec.msgpack.encode([])],
+        ["Q", None, ["Join", "Finding"], msgspec.msgpack.encode([])],  # untagged, told apart how?
         ["l", [["l", [["l", []]]]]],  # a valid list, but no engine
     ],
 )
@@ -111,7 +134,7 @@ _MSGPACK = st.recursive(
     | st.floats()
     | st.text()
     | st.binary()
-    | st.sampled_from(["o", "r", "l", "L", "d", "m", "a", "n", "e", "T", "q"]),
+    | st.sampled_from(["o", "r", "l", "L", "d", "m", "a", "n", "e", "E", "T", "q", "Q"]),
     lambda inner: (
         st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
     ),
