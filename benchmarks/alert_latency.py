@@ -84,6 +84,7 @@ from streams.dev.demo import Samples, scrape, start_worker, stop_process, wait_f
 from streams.kafka.partitioner import partition_for
 from streams.kafka.topics import ensure_topics
 from streams.settings import Settings, env_name, load_settings
+from streams.worker.fetch import FETCH_MAX_WAIT_MS
 
 REGIONS: Final = ("north", "east", "south", "west")
 CHANNELS: Final = ("feed", "follow", "search", "ad", "share")
@@ -121,8 +122,6 @@ SCRAPE_EVERY_S: Final = 15.0
 DRAIN_S: Final = 15.0
 """After production ends, alerts are read this much longer (the last seconds are
 closed once the sources are quiet and the partitions follow the wall clock)."""
-FAUST_FETCH_MAX_WAIT_MS: Final = 1500
-"""What faust-streaming's aiokafka driver sets (faust/transport/drivers/aiokafka.py)."""
 
 
 @dataclass
@@ -695,8 +694,8 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
     if observed.ticks:
         runtimes = [runtime for _, runtime in observed.ticks]
         print(
-            f"worker ticks that overran their 1 s (a tick takes the checkpoints synchronously: "
-            f"fetches and /status wait): {len(runtimes)}, median "
+            f"worker ticks that overran their 1 s (a tick takes a checkpoint synchronously, "
+            f"fetches and /status wait for it, then awaits its commit): {len(runtimes)}, median "
             f"{nearest_rank(runtimes, 50):.1f} s, max {max(runtimes):.1f} s"
         )
     if observed.polls:
@@ -829,7 +828,7 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
         f"  batch_max_messages = {settings.batch_max_messages}, fetch_max_partition_bytes = "
         f"{settings.fetch_max_partition_bytes}: a fetch takes what has arrived (up to these), "
         f"is processed whole, then transitions are sent; a caught-up fetch waits at most "
-        f"{FAUST_FETCH_MAX_WAIT_MS} ms (Faust's fetch_max_wait_ms) for new data"
+        f"{FETCH_MAX_WAIT_MS} ms (the worker's fetch_max_wait_ms) for new data"
     )
     print(
         f"  evaluation cadence: detectors every cliff.step_s = {detectors.cliff.step_s} s of event "
@@ -838,7 +837,7 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
     )
     print(
         f"  checkpoint_interval_s = {settings.checkpoint_interval_s}: a checkpoint is taken on "
-        "the processing thread, so a fetch waits for it (a partition's next one waits at "
+        "the processing thread, one partition's a tick, so a fetch waits for it (a partition's next one waits at "
         "least 20 times what the last ones took together)"
     )
     print(
