@@ -837,8 +837,8 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
     )
     print(
         f"  checkpoint_interval_s = {settings.checkpoint_interval_s}: a checkpoint is taken on "
-        "the processing thread, one partition's a tick, so a fetch waits for it (a partition's next one waits at "
-        "least 20 times what the last ones took together)"
+        "the processing thread, one partition's a tick, so a fetch waits for it (a "
+        "partition's next one waits at least 20 times what the last ones took together)"
     )
     print(
         f"  producers: this benchmark's linger_ms = 0 in {SLICE_S * 1000:.0f} ms slices; the "
