@@ -386,8 +386,8 @@ class Observed:
 def held_ticks(log: Path) -> list[tuple[float, float]]:
     """(end, epoch s; runtime, s) of each tick that overran its second: Faust warns
     "Timer tick is overlapping (interval=1.0 runtime=...)" when it ends. A tick settles
-    the watermarks, sends and takes the checkpoints, on the one thread that processes:
-    no fetch is processed meanwhile."""
+    the watermarks and sends a finished checkpoint's records, on the one thread that
+    processes (no fetch is processed meanwhile), and awaits its commit (fetches go on)."""
     found = re.findall(
         r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})\] \[\d+\] \[WARNING\] Timer tick is "
         r"overlapping \(interval=[0-9.]+ runtime=([0-9.]+)\)",
@@ -694,8 +694,9 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
     if observed.ticks:
         runtimes = [runtime for _, runtime in observed.ticks]
         print(
-            f"worker ticks that overran their 1 s (a tick takes a checkpoint synchronously, "
-            f"fetches and /status wait for it, then awaits its commit): {len(runtimes)}, median "
+            f"worker ticks that overran their 1 s (a tick forks a child to take a checkpoint "
+            f"and sends the last one's records, fetches and /status wait for that, then it "
+            f"awaits its commit): {len(runtimes)}, median "
             f"{nearest_rank(runtimes, 50):.1f} s, max {max(runtimes):.1f} s"
         )
     if observed.polls:
@@ -721,7 +722,7 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
         print(
             "checkpoint sizes: "
             + ", ".join(f"{v / 1e6:.1f} MB" for v in sizes.values())
-            + f" (taken on the processing thread, at least every "
+            + f" (taken by a forked child, at least every "
             f"{settings.checkpoint_interval_s:.0f} s per changed partition)"
         )
 
@@ -836,9 +837,10 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
         "watermarks and sends what is pending"
     )
     print(
-        f"  checkpoint_interval_s = {settings.checkpoint_interval_s}: a checkpoint is taken on "
-        "the processing thread, one partition's a tick, so a fetch waits for it (a "
-        "partition's next one waits at least 20 times what the last ones took together)"
+        f"  checkpoint_interval_s = {settings.checkpoint_interval_s}: a checkpoint is taken by "
+        "a forked child, one partition's at a time, beside the processing; a fetch waits for "
+        "the fork and for the tick sending its records (a partition's next one waits at "
+        "least 20 times what the last ones took together)"
     )
     print(
         f"  producers: this benchmark's linger_ms = 0 in {SLICE_S * 1000:.0f} ms slices; the "

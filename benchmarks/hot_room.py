@@ -303,6 +303,12 @@ def run_shape(kafka: LocalKafka, workdir: Path, viewers: int, seconds: int, shap
         f"{peak * 2**20 / viewers:,.0f} bytes per concurrent viewer (peak, whole process), "
         f"{(peak - idle_rss) * 2**20 / viewers:,.0f} over the idle worker"
     )
+    child = status["checkpoint_child_peak_rss"] / 2**20
+    print(
+        f"checkpoint children (forked to take checkpoints): peak RSS {child:,.0f} MiB, "
+        f"pages shared with the worker included; worker and child together at most "
+        f"{(peak + child) * 2**20 / viewers:,.0f} bytes per concurrent viewer"
+    )
     print(f"alert transitions: {len(transitions)} (a healthy room: none expected)")
     for _, t in transitions:
         at = (t["ts"] / 1000) - started

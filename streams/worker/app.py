@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import faust
@@ -39,13 +40,14 @@ from streams.core.events import SPARSE_SOURCES
 from streams.kafka.client import client_options
 from streams.kafka.deadletter import rejected_letter
 from streams.settings import Settings
+from streams.worker import fork
 from streams.worker.checkpoint import (
     CheckpointError,
     OutdatedCheckpoint,
+    Snapshot,
     join_checkpoint,
     restore_checkpoint,
-    split_checkpoint,
-    take_checkpoint,
+    snapshot,
 )
 from streams.worker.exporter import ExportConfig, PipelineCollector, render
 from streams.worker.fetch import App, BatchSink, Records
@@ -60,6 +62,9 @@ sends and commits): what a blocked tick could not watch is no quiet time
 CHECKPOINT_PAUSE = 20
 """A partition's next checkpoint waits at least this many times what the last
 checkpoints of all partitions took together."""
+FORK_TIMEOUT_S = 300.0
+"""A child taking a checkpoint for longer than this is stuck: stopped, and the next
+checkpoint is taken in the worker (a million-viewer room's takes a few seconds)."""
 UNANSWERED_S = 3.0
 """Live mode: a source whose fetches the broker has not answered for this long holds
 the watermark (a caught-up fetch is answered every `FETCH_MAX_WAIT_MS`, 0.1 s, plus
@@ -109,6 +114,18 @@ class Partition:
 
     def position(self, topic: str) -> int | None:
         return self.positions.get(topic, self.fetch_positions.get(topic))
+
+
+@dataclass
+class Taking:
+    """A checkpoint a forked child is taking."""
+
+    number: int
+    positions: dict[str, int]
+    """The partition's positions when the child forked: what its checkpoint covers."""
+    at: float
+    """Monotonic time of the fork."""
+    child: fork.Child[Snapshot]
 
 
 async def assigned_position(consumer: Any, tp: TP) -> int | None:
@@ -218,6 +235,10 @@ class Worker:
         self.ticked_at: float | None = None
         """Monotonic time of the last tick."""
         self.source_of_topic = {topic: s for s, topic in settings.source_topics.items()}
+        self.snapshot: Taking | None = None
+        """The checkpoint a forked child is taking now, if any."""
+        self.fork_failed = False
+        """The last child failed: the next checkpoint is taken in the worker."""
         self.checkpoints = self.app.Table(
             "checkpoints",
             partitions=partitions,
@@ -277,6 +298,7 @@ class Worker:
             "lag": sum(self.consumer_lag().values()),
             "held": sum(pipeline.held().values()),
             "held_peak": self.health.held_peak,
+            "checkpoint_child_peak_rss": self.health.checkpoint_child_peak_rss,
         }
 
     def partition(self, number: int) -> Partition:
@@ -613,40 +635,120 @@ class Worker:
         self, now: float, *, force: bool = False, only: set[int] | None = None
     ) -> dict[TP, int]:
         """Checkpoint changed partitions whose last checkpoint is older than the interval;
-        return the source offsets the new checkpoints cover.
+        return the source offsets the checkpoints sent now cover.
 
-        Synchronous on purpose: state and positions cannot move while it runs. Unless
-        forced, one partition a call (the longest unsaved): a tick that took every
-        partition's at once held up processing for their sum, and alerts with it.
+        Unless forced, one partition at a time (the longest unsaved), taken by a forked
+        child (streams.worker.fork) while processing goes on, and sent by the tick that
+        finds it done: taken on the processing thread, a checkpoint held up processing,
+        and the alerts waiting in it, for as long as it took. Forced (revocation,
+        shutdown), the partitions' checkpoints are taken at once, here, where state and
+        positions cannot move: a child still at work is stopped.
         """
+        if not force and fork.AVAILABLE and not self.fork_failed:
+            sent = self.collect(now)
+            if self.snapshot is None:
+                self.start_snapshot(now)
+            return sent
+        self.stop_snapshot()
+        self.fork_failed = False
         covered: dict[TP, int] = {}
+        for number in self.due(now, force=force, only=only):
+            partition = self.partitions[number]
+            positions = dict(partition.positions)
+            engine = self.pipeline.engine(number)
+            taken = snapshot(engine, number, positions, partition.checkpoint_seq)
+            partition.dirty = False
+            covered |= self.send_checkpoint(number, taken, now, positions)
+        return covered
+
+    def due(self, now: float, *, force: bool, only: set[int] | None = None) -> list[int]:
+        """Changed partitions to checkpoint now, the longest unsaved first: when not
+        forced, the first of them if its interval has passed."""
         numbers = self.partitions.keys() if only is None else only & self.partitions.keys()
         due = sorted(
             (n for n in numbers if self.partitions[n].dirty),
             key=lambda n: self.partitions[n].checkpointed_at or float("-inf"),
         )
-        if not force:
-            due = [n for n in due[:1] if self.checkpoint_due(self.partitions[n], now)]
-        for number in due:
+        if force:
+            return due
+        return [n for n in due[:1] if self.checkpoint_due(self.partitions[n], now)]
+
+    def start_snapshot(self, now: float) -> None:
+        """Fork a child to take the checkpoint of the partition due first, if one is."""
+        for number in self.due(now, force=False):
             partition = self.partitions[number]
-            started = time.perf_counter()
             engine = self.pipeline.engine(number)
-            blob = take_checkpoint(engine, number, dict(partition.positions))
-            for key, value in split_checkpoint(number, blob, partition.checkpoint_seq):
-                self.checkpoints.send_changelog(number, key, value)
-            partition.checkpoint_seq += 1
-            partition.checkpointed_at = now
-            partition.checkpoint_took = time.perf_counter() - started
-            partition.dirty = False
-            self.health.checkpoint_written(number, len(blob), time.time())
-            covered.update({TP(t, number): o for t, o in partition.positions.items()})
-        return covered
+            positions = dict(partition.positions)
+            work = partial(snapshot, engine, number, positions, partition.checkpoint_seq)
+            try:
+                child = fork.spawn(work, Snapshot, directory=self.settings.state_dir)
+            except OSError as exc:  # no process or no file to spare
+                log.error("partition %d: cannot fork to take a checkpoint: %s", number, exc)
+                self.health.checkpoint_children_failed += 1
+                self.fork_failed = True
+                return
+            self.snapshot = Taking(number, positions, now, child)
+            partition.dirty = False  # what changes from now on is not in it
+
+    def collect(self, now: float) -> dict[TP, int]:
+        """Send the checkpoint a child has finished; the offsets it covers."""
+        taking = self.snapshot
+        if taking is None:
+            return {}
+        try:
+            taken = taking.child.result()
+        except fork.ChildFailed as exc:
+            # The next checkpoint is taken here: a failure in encoding then shows as
+            # it would have, and a child the system killed is not forked again and again.
+            log.error("partition %d: checkpoint child failed: %s", taking.number, exc)
+            self.health.checkpoint_children_failed += 1
+            self.fork_failed = True
+            self.forget_snapshot()
+            return {}
+        if taken is None:
+            if now - taking.child.started > FORK_TIMEOUT_S:
+                log.error("partition %d: checkpoint child stuck: stopped", taking.number)
+                self.health.checkpoint_children_failed += 1
+                self.fork_failed = True
+                self.stop_snapshot()
+            return {}
+        self.snapshot = None
+        self.health.checkpoint_child_peak_rss = max(
+            self.health.checkpoint_child_peak_rss, taking.child.peak_rss
+        )
+        if taking.number not in self.partitions:
+            return {}
+        return self.send_checkpoint(taking.number, taken, taking.at, taking.positions)
+
+    def stop_snapshot(self) -> None:
+        """Stop a child still taking a checkpoint: its partition is unsaved again."""
+        if self.snapshot is not None:
+            self.snapshot.child.kill()
+            self.forget_snapshot()
+
+    def forget_snapshot(self) -> None:
+        taking, self.snapshot = self.snapshot, None
+        if taking is not None and taking.number in self.partitions:
+            self.partitions[taking.number].dirty = True
+
+    def send_checkpoint(
+        self, number: int, taken: Snapshot, at: float, positions: dict[str, int]
+    ) -> dict[TP, int]:
+        """Hand a checkpoint taken at `at` to the producer; the source offsets it covers."""
+        partition = self.partitions[number]
+        for key, value in taken.records:
+            self.checkpoints.send_changelog(number, key, value)
+        partition.checkpoint_seq += 1
+        partition.checkpointed_at = at
+        partition.checkpoint_took = taken.took
+        self.health.checkpoint_written(number, taken.size, time.time())
+        return {TP(t, number): o for t, o in positions.items()}
 
     def checkpoint_due(self, partition: Partition, now: float) -> bool:
         """The interval has passed, and 20 times what the last checkpoints of all
-        partitions took together: taking checkpoints (encoding whole states, on the one
-        thread that also processes) stays under 5% of the time however big the state
-        grows, at the price of more to replay on a restart."""
+        partitions took together: taking checkpoints (encoding whole states, in a child
+        beside the worker or, forced, in it) stays under 5% of a core however big the
+        state grows, at the price of more to replay on a restart."""
         if partition.checkpointed_at is None:
             return True
         took = sum(p.checkpoint_took for p in self.partitions.values())

@@ -16,6 +16,7 @@ checkpoint intact. Compaction keeps only the latest record per key.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -158,6 +159,26 @@ class CheckpointHead(msgspec.Struct, frozen=True):
 class CheckpointChunk(msgspec.Struct, frozen=True):
     seq: int
     data: bytes
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """A partition's checkpoint as the records that store it, ready to send."""
+
+    records: list[tuple[bytes, bytes]]
+    size: int
+    """Bytes of the checkpoint (before it is cut into chunks)."""
+    took: float
+    """Seconds taking it took."""
+
+
+def snapshot(
+    engine: PartitionEngine, partition: int, offsets: dict[str, int], seq: int
+) -> Snapshot:
+    """Checkpoint number `seq` of `engine` at `offsets`, as records (`split_checkpoint`)."""
+    started = time.perf_counter()
+    blob = take_checkpoint(engine, partition, offsets)
+    records = split_checkpoint(partition, blob, seq)
+    return Snapshot(records, len(blob), time.perf_counter() - started)
 
 
 def take_checkpoint(engine: PartitionEngine, partition: int, offsets: dict[str, int]) -> bytes:

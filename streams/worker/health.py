@@ -34,6 +34,11 @@ class WorkerHealth:
     """Most events one partition held for its watermark after a fetch (`Worker.pace`)."""
     source_pauses: int = 0
     """Source topic-partitions paused because too many events waited (`Worker.pace`)."""
+    checkpoint_children_failed: int = 0
+    """Forked children that took no checkpoint (an error, a signal, stuck): the next
+    checkpoint was taken in the worker (streams.worker.fork)."""
+    checkpoint_child_peak_rss: int = 0
+    """The highest peak resident memory of a child that took a checkpoint, in bytes."""
 
     def checkpoint_written(self, partition: int, size: int, now: float) -> None:
         self.checkpoints_written += 1
@@ -94,6 +99,11 @@ class HealthCollector(Collector):
             size.add_metric([str(partition)], health.checkpoint_bytes[partition])
         yield age
         yield size
+        yield CounterMetricFamily(
+            "livewatch_checkpoint_children_failed",
+            "Forked children that took no checkpoint; the next was taken in the worker.",
+            value=health.checkpoint_children_failed,
+        )
         restores = CounterMetricFamily(
             "livewatch_checkpoint_restores",
             "Partition assignments by what the checkpoint table held for them.",
