@@ -646,7 +646,7 @@ class Worker:
         """
         if not force and fork.AVAILABLE and not self.fork_failed:
             sent = self.collect(now)
-            if self.snapshot is None:
+            if self.snapshot is None and not self.fork_failed:
                 self.start_snapshot(now)
             return sent
         self.stop_snapshot()

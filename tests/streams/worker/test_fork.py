@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
+from faust.types import TP
 
 from streams.core.engine import PartitionEngine
 from streams.core.events import Join, Leave
+from streams.settings import load_settings
 from streams.worker import fork
-from streams.worker.checkpoint import Snapshot, join_checkpoint, snapshot, take_checkpoint
+from streams.worker.app import Worker
+from streams.worker.checkpoint import (
+    Snapshot,
+    head_key,
+    join_checkpoint,
+    snapshot,
+    split_checkpoint,
+    take_checkpoint,
+)
 from tests.streams.scenarios import CONFIG, T0
 
 pytestmark = pytest.mark.skipif(not fork.AVAILABLE, reason="no fork() here")
@@ -103,3 +115,78 @@ def test_a_stopped_child_is_reaped_and_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(ChildProcessError):
         os.waitpid(child.pid, os.WNOHANG)  # reaped: no zombie left
     assert list(tmp_path.iterdir()) == []  # the result file was never linked
+
+
+Sent = list[tuple[int, bytes, bytes]]
+"""Checkpoint records handed to the producer: (partition, key, value)."""
+
+
+@pytest.fixture
+def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Worker, Sent]]:
+    """A worker not started, its checkpoint records captured where the producer takes them."""
+    settings = load_settings(environ={}, overrides={"state_dir": str(tmp_path)})
+    worker = Worker(settings, partitions=1)
+    sent: list[tuple[int, bytes, bytes]] = []
+    monkeypatch.setattr(worker.checkpoints, "send_changelog", lambda *record: sent.append(record))
+    worker.pipeline.adopt(0, busy_engine(5_000))
+    partition = worker.partition(0)
+    partition.positions = {"live.joins": 5_000}
+    partition.dirty = True
+    yield worker, sent
+    worker.stop_snapshot()
+
+
+async def checkpoint_sent(worker: Worker, now: float) -> dict[TP, int]:
+    deadline = time.monotonic() + 30
+    while not (covered := worker.checkpoint(now)):
+        assert worker.snapshot is not None, "no child at work"
+        assert time.monotonic() < deadline, "the child did not finish"
+        await asyncio.sleep(0.01)
+    return covered
+
+
+async def test_a_tick_forks_its_checkpoint_and_a_later_tick_sends_it(
+    worker: tuple[Worker, Sent],
+) -> None:
+    worker_, sent = worker
+    engine, partition = worker_.pipeline.engine(0), worker_.partitions[0]
+    expected = split_checkpoint(0, take_checkpoint(engine, 0, {"live.joins": 5_000}), 0)
+    assert worker_.checkpoint(100.0) == {}  # forked: nothing sent yet
+    # Processing goes on meanwhile: the checkpoint covers what was there at the fork.
+    engine.ingest([Leave("r", T0 + 200_000 + i * 20, f"u{i}") for i in range(1_000)])
+    partition.positions["live.joins"] = 6_000
+    partition.dirty = True
+    assert await checkpoint_sent(worker_, 101.0) == {TP("live.joins", 0): 5_000}
+    assert sent == [(0, key, value) for key, value in expected]
+    assert partition.checkpoint_seq == 1 and partition.checkpointed_at == 100.0
+    assert partition.dirty  # what came after the fork is still to be saved
+
+
+async def test_after_a_failed_child_the_next_checkpoint_is_taken_in_the_worker(
+    worker: tuple[Worker, Sent],
+) -> None:
+    worker_, sent = worker
+    assert worker_.checkpoint(100.0) == {}
+    assert worker_.snapshot is not None
+    os.kill(worker_.snapshot.child.pid, signal.SIGKILL)  # the OOM killer, say
+    while worker_.snapshot is not None:
+        assert worker_.checkpoint(101.0) == {}
+        await asyncio.sleep(0.01)
+    assert worker_.health.checkpoint_children_failed == 1 and not sent
+    assert worker_.partitions[0].dirty  # unsaved still
+    # The next one is taken in the worker, at once.
+    assert worker_.checkpoint(102.0) == {TP("live.joins", 0): 5_000}
+    assert worker_.snapshot is None and sent and worker_.partitions[0].checkpoint_seq == 1
+
+
+async def test_a_forced_checkpoint_stops_the_child_and_is_taken_at_once(
+    worker: tuple[Worker, Sent],
+) -> None:
+    worker_, sent = worker
+    assert worker_.checkpoint(100.0) == {}
+    child = worker_.snapshot.child if worker_.snapshot else None
+    assert child is not None
+    assert worker_.checkpoint(100.5, force=True) == {TP("live.joins", 0): 5_000}
+    assert worker_.snapshot is None and child.done
+    assert [key for _, key, _ in sent][-1] == head_key(0)
+    assert worker_.health.checkpoint_children_failed == 0
