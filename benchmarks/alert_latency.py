@@ -759,6 +759,15 @@ def report(platform: Platform, settings: Settings, produced: Produced, observed:
             f"  beyond the lateness, transitions whose wait overlapped a tick that overran: "
             f"{spread(held)}; the others: {spread(clear)}"
         )
+        slowest = sorted(firing, key=lambda f: f[0] - f[2]["ts"], reverse=True)[:3]
+        print(
+            "  the slowest: "
+            + "; ".join(
+                f"{t['alert']} {t['room_id']} {t['severity']} at "
+                f"{t['ts'] / 1000 - produced.started:.0f} s: {(a - t['ts']) / 1000:.2f} s"
+                for a, _, t in slowest
+            )
+        )
 
     print()
     print(
