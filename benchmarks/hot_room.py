@@ -45,7 +45,14 @@ from pathlib import Path
 import numpy as np
 from confluent_kafka import Producer
 
-from benchmarks.process import cpu_seconds, memory_mib, sent_alerts, wait_counted, worker_status
+from benchmarks.process import (
+    FamilyPeak,
+    cpu_seconds,
+    memory_mib,
+    sent_alerts,
+    wait_counted,
+    worker_status,
+)
 from streams.dev.broker import LocalKafka, free_port
 from streams.dev.demo import start_worker, stop_process, wait_for_metrics
 from streams.kafka.topics import ensure_topics
@@ -263,6 +270,8 @@ def run_shape(kafka: LocalKafka, workdir: Path, viewers: int, seconds: int, shap
     try:
         wait_for_metrics(f"http://127.0.0.1:{port}/metrics", worker)
         idle_rss, _ = memory_mib(worker.pid)
+        family = FamilyPeak(worker.pid)
+        family.start()
         crowd, sent = Crowd(viewers), Sent()
         started = time.time()
         producing = threading.Thread(target=produce, args=(settings, crowd, seconds, shape, sent))
@@ -272,6 +281,7 @@ def run_shape(kafka: LocalKafka, workdir: Path, viewers: int, seconds: int, shap
         produced_s = time.time() - started
         after, left = wait_counted(port, sent.events, CATCH_UP_S)
         rss, peak = memory_mib(worker.pid)
+        family.stop()
         status = worker_status(port)
         transitions = asyncio.run(sent_alerts(settings))
     finally:
@@ -305,9 +315,11 @@ def run_shape(kafka: LocalKafka, workdir: Path, viewers: int, seconds: int, shap
     )
     child = status["checkpoint_child_peak_rss"] / 2**20
     print(
-        f"checkpoint children (forked to take checkpoints): peak RSS {child:,.0f} MiB, "
-        f"pages shared with the worker included; worker and child together at most "
-        f"{(peak + child) * 2**20 / viewers:,.0f} bytes per concurrent viewer"
+        f"with the children it forks to take checkpoints (peak RSS {child:,.0f} MiB, every page "
+        f"shared with the worker included): together at most {family.peak_mib:,.0f} MiB "
+        f"(proportional set sizes summed every {family.every_s} s, "
+        f"{family.peak_child_mib:,.0f} MiB of it the child's share), "
+        f"{family.peak_mib * 2**20 / viewers:,.0f} bytes per concurrent viewer"
     )
     print(f"alert transitions: {len(transitions)} (a healthy room: none expected)")
     for _, t in transitions:

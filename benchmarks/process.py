@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -36,6 +37,50 @@ def wait_counted(port: int | str, total: int, within_s: float) -> tuple[float, i
             return time.time() - started, 0
         time.sleep(1)
     return float("inf"), left
+
+
+def proportional_mib(pid: int) -> float:
+    """Proportional set size, MiB (Pss in /proc/PID/smaps_rollup): resident memory, each page
+    shared by n processes counted 1/n, so the sum over a worker and its forked children is
+    the memory they hold together (their RSS would count every shared page in each)."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    """The process's children (/proc/PID/task/*/children)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+class FamilyPeak(threading.Thread):
+    """The highest Pss of a process and its children together (a worker and the child it
+    forks to take a checkpoint), sampled every `every_s` until `stop`."""
+
+    def __init__(self, pid: int, every_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s = pid, every_s
+        self.peak_mib = 0.0
+        self.peak_child_mib = 0.0
+        """The children's share at that peak."""
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.every_s):
+            with contextlib.suppress(OSError):
+                kids = sum(proportional_mib(c) for c in children(self.pid))
+                total = proportional_mib(self.pid) + kids
+                if total > self.peak_mib:
+                    self.peak_mib, self.peak_child_mib = total, kids
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join()
 
 
 def cpu_seconds(pid: int) -> float:
