@@ -136,6 +136,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     """Wall-clock time between checkpoints of a changed partition's state, at least
     (when the partitions' last checkpoints took t seconds together, at least 20 t)."""
+    checkpoint_fork: bool = True
+    """Take the periodic checkpoints in a forked child, beside the processing. It needs
+    memory for the pages it copies (up to the partition's Python objects: 1.1 GB for a
+    1M-viewer room); off, they are taken in the worker, and processing waits for each."""
 
     # Event time
     allowed_lateness_ms: Annotated[int, msgspec.Meta(ge=0)] = 5_000

@@ -638,13 +638,14 @@ class Worker:
         return the source offsets the checkpoints sent now cover.
 
         Unless forced, one partition at a time (the longest unsaved), taken by a forked
-        child (streams.worker.fork) while processing goes on, and sent by the tick that
-        finds it done: taken on the processing thread, a checkpoint held up processing,
-        and the alerts waiting in it, for as long as it took. Forced (revocation,
+        child (streams.worker.fork, `checkpoint_fork`) while processing goes on, and sent
+        by the tick that finds it done: taken on the processing thread, a checkpoint held
+        up processing, and the alerts waiting in it, for as long as it took. Forced (revocation,
         shutdown), the partitions' checkpoints are taken at once, here, where state and
         positions cannot move: a child still at work is stopped.
         """
-        if not force and fork.AVAILABLE and not self.fork_failed:
+        forking = self.settings.checkpoint_fork and fork.AVAILABLE
+        if not force and forking and not self.fork_failed:
             sent = self.collect(now)
             if self.snapshot is None and not self.fork_failed:
                 self.start_snapshot(now)

@@ -121,19 +121,26 @@ Sent = list[tuple[int, bytes, bytes]]
 """Checkpoint records handed to the producer: (partition, key, value)."""
 
 
-@pytest.fixture
-def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Worker, Sent]]:
+def unstarted_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: object
+) -> tuple[Worker, Sent]:
     """A worker not started, its checkpoint records captured where the producer takes them."""
-    settings = load_settings(environ={}, overrides={"state_dir": str(tmp_path)})
+    settings = load_settings(environ={}, overrides={"state_dir": str(tmp_path), **overrides})
     worker = Worker(settings, partitions=1)
-    sent: list[tuple[int, bytes, bytes]] = []
+    sent: Sent = []
     monkeypatch.setattr(worker.checkpoints, "send_changelog", lambda *record: sent.append(record))
     worker.pipeline.adopt(0, busy_engine(5_000))
     partition = worker.partition(0)
     partition.positions = {"live.joins": 5_000}
     partition.dirty = True
-    yield worker, sent
-    worker.stop_snapshot()
+    return worker, sent
+
+
+@pytest.fixture
+def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Worker, Sent]]:
+    found = unstarted_worker(tmp_path, monkeypatch)
+    yield found
+    found[0].stop_snapshot()
 
 
 async def checkpoint_sent(worker: Worker, now: float) -> dict[TP, int]:
@@ -190,3 +197,11 @@ async def test_a_forced_checkpoint_stops_the_child_and_is_taken_at_once(
     assert worker_.snapshot is None and child.done
     assert [key for _, key, _ in sent][-1] == head_key(0)
     assert worker_.health.checkpoint_children_failed == 0
+
+
+async def test_without_checkpoint_fork_the_worker_takes_its_checkpoints_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker, sent = unstarted_worker(tmp_path, monkeypatch, checkpoint_fork=False)
+    assert worker.checkpoint(100.0) == {TP("live.joins", 0): 5_000}
+    assert worker.snapshot is None and [key for _, key, _ in sent][-1] == head_key(0)
