@@ -684,9 +684,7 @@ class Worker:
             try:
                 child = fork.spawn(work, Snapshot, directory=self.settings.state_dir)
             except OSError as exc:  # no process or no file to spare
-                log.error("partition %d: cannot fork to take a checkpoint: %s", number, exc)
-                self.health.checkpoint_children_failed += 1
-                self.fork_failed = True
+                self.child_failed(number, f"cannot fork: {exc}")
                 return
             self.snapshot = Taking(number, positions, now, child)
             partition.dirty = False  # what changes from now on is not in it
@@ -699,18 +697,12 @@ class Worker:
         try:
             taken = taking.child.result()
         except fork.ChildFailed as exc:
-            # The next checkpoint is taken here: a failure in encoding then shows as
-            # it would have, and a child the system killed is not forked again and again.
-            log.error("partition %d: checkpoint child failed: %s", taking.number, exc)
-            self.health.checkpoint_children_failed += 1
-            self.fork_failed = True
+            self.child_failed(taking.number, str(exc))
             self.forget_snapshot()
             return {}
         if taken is None:
             if now - taking.child.started > FORK_TIMEOUT_S:
-                log.error("partition %d: checkpoint child stuck: stopped", taking.number)
-                self.health.checkpoint_children_failed += 1
-                self.fork_failed = True
+                self.child_failed(taking.number, "stuck: stopped")
                 self.stop_snapshot()
             return {}
         self.snapshot = None
@@ -720,6 +712,13 @@ class Worker:
         if taking.number not in self.partitions:
             return {}
         return self.send_checkpoint(taking.number, taken, taking.at, taking.positions)
+
+    def child_failed(self, number: int, why: str) -> None:
+        """A checkpoint no child took. The next is taken here: a failure in encoding then
+        shows as it would have, and a child the system kills is not forked again and again."""
+        log.error("partition %d: checkpoint child failed: %s", number, why)
+        self.health.checkpoint_children_failed += 1
+        self.fork_failed = True
 
     def stop_snapshot(self) -> None:
         """Stop a child still taking a checkpoint: its partition is unsaved again."""

@@ -110,7 +110,11 @@ def spawn(work: Callable[[], T], kind: type[T], directory: str | None = None) ->
     if directory is not None:
         os.makedirs(directory, exist_ok=True)
     file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - the Child closes it
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:
+        file.close()
+        raise
     if pid == 0:
         _run(work, file.fileno())
     return Child(pid, file, kind)
