@@ -701,7 +701,7 @@ class Worker:
             self.forget_snapshot()
             return {}
         if taken is None:
-            if now - taking.child.started > FORK_TIMEOUT_S:
+            if now - taking.at > FORK_TIMEOUT_S:
                 self.child_failed(taking.number, "stuck: stopped")
                 self.stop_snapshot()
             return {}

@@ -33,7 +33,6 @@ import mmap
 import os
 import signal
 import tempfile
-import time
 import traceback
 from collections.abc import Callable
 from contextlib import suppress
@@ -60,7 +59,6 @@ class Child(Generic[T]):
         self.pid = pid
         self.file = file
         self.kind = kind
-        self.started = time.monotonic()
         self.peak_rss = 0
         """The child's peak resident memory in bytes, once reaped (pages it shares too)."""
         self.done = False
