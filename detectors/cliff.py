@@ -10,8 +10,9 @@ Small rooms are gated out (Conviva's alerts need 25 plays per interval), and
 count signals must also fall significantly for a Poisson process (z >= 4).
 Entries whose fall is not significant on its own still make a cliff mid-show
 when one traffic channel that brought a good share of them collapsed to near
-nothing, its share significantly under what it was (`_channel_collapse`): a feed
-cut in a room of a few hundred viewers.
+nothing (`_channel_collapse`): its share significantly under what it was, or its
+count significantly under its part of the trend while its share fell too: a feed cut
+in a room of a few hundred viewers.
 
 While a cliff is active the prediction at its start is kept as the reference:
 the alert clears when the level recovers to `recover_ratio` of it, or after
@@ -37,6 +38,10 @@ CHANNEL_RECENT_S: Final = 15
 """A traffic channel's share of entries in the last seconds of a cliff..."""
 CHANNEL_BEFORE_S: Final = 240
 """...against its share over the minutes before them (`channel_hints`)."""
+CHANNEL_SHARE_P: Final = 0.05
+"""A channel's count far under its part of the trend makes a cut only when its share
+fell too, this unlikely for entries keeping their shares (`_channel_collapse`): the
+room's swings move every channel together and leave shares as they were."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +229,9 @@ class CliffDetector:
         least half that channel's share below their trend (the other channels did not
         make up its loss), and `drop_warning` below the room's usual level (a surge
         easing back, even one too small to be judged as a surge, does not)."""
-        collapsed = self._channel_collapse()
+        collapsed = self._channel_collapse(
+            reading.expected / (self.config.short_s // self.config.step_s)
+        )
         if collapsed is None:
             return False
         _, share = collapsed
@@ -232,9 +239,10 @@ class CliffDetector:
         below_usual = usual is None or reading.observed <= (1 - self.config.drop_warning) * usual
         return reading.drop >= share / 2 and below_usual
 
-    def _channel_collapse(self) -> tuple[int, float] | None:
+    def _channel_collapse(self, expected_per_step: float) -> tuple[int, float] | None:
         """The traffic channel whose share of entries collapsed, if one did: (row, its
-        share over the baseline).
+        share over the baseline). `expected_per_step`: the entries the trend predicts
+        per step.
 
         Mid-show (after `opening_s`), a channel that brought at least `channel_share`
         of the entries over the baseline, and less than `surge_ratio` times its share
@@ -246,8 +254,12 @@ class CliffDetector:
         (3e-5 at z = 4; binomial, given the entries seen). A feed cut: the room's
         total falls only by that channel's share, too little to be significant in a
         room of a few hundred viewers, while the channel went to nothing. Shares are
-        judged, not levels: the swings every room's traffic has move all channels
-        together and leave their shares as they were."""
+        judged first: the swings every room's traffic has move all channels together
+        and leave their shares as they were. But a cut also takes entries away, so the
+        share test sees few of them: 0 of 7 entries from a channel that brought 60%
+        is only 2e-3 likely, though 17 were due from it. So the channel's count is
+        judged against its part of the trend as well (Poisson, at the same `z`) when
+        its share fell too (`CHANNEL_SHARE_P`): a swing does not do both."""
         c = self.config
         if self.channels is None or self.steps * c.step_s < c.opening_s:
             return None
@@ -276,7 +288,15 @@ class CliffDetector:
                 seen, observed = round(float(recent.sum())), float(recent[row])
                 if observed > (1 - c.entries_collapse) * share * seen:
                     break  # the channel was still there
-                if _binomial_at_most(round(observed), seen, share) <= p_max:
+                by_share = _binomial_at_most(round(observed), seen, share)
+                if by_share <= p_max:
+                    return row, share
+                due = share * expected_per_step * steps
+                if (
+                    by_share <= CHANNEL_SHARE_P
+                    and observed <= (1 - c.entries_collapse) * due
+                    and _poisson_at_most(round(observed), due) <= p_max
+                ):
                     return row, share
         return None
 
@@ -288,6 +308,15 @@ def _binomial_at_most(count: int, trials: int, p: float) -> float:
     term = total = (1.0 - p) ** trials
     for k in range(count):
         term *= (trials - k) / (k + 1) * p / (1.0 - p)
+        total += term
+    return min(total, 1.0)
+
+
+def _poisson_at_most(count: int, mean: float) -> float:
+    """P(X <= count) for X ~ Poisson(mean)."""
+    term = total = math.exp(-mean)
+    for k in range(count):
+        term *= mean / (k + 1)
         total += term
     return min(total, 1.0)
 
@@ -348,9 +377,15 @@ def _finding(
         if silent
         else f"traffic fell {worst.drop:.0%} within {within_s}s"
     )
-    return Finding(
-        severity, f"{lead}: " + "; ".join(parts), details, kind="silent" if silent else "fall"
-    )
+    return Finding(severity, f"{lead}: " + "; ".join(parts), details, kind=_kind(falling, silent))
+
+
+def _kind(falling: list[CliffReading], silent: bool) -> str:
+    """'silent', 'fall' (the audience: online viewers or all events) or 'entries' (only
+    entries: a feed cut, which may turn into an audience leaving, news to announce)."""
+    if silent:
+        return "silent"
+    return "entries" if all(r.signal == "entries" for r in falling) else "fall"
 
 
 def qoe_hint(latency_p95_s: float | None, stall_ratio: float | None) -> str:

@@ -22,7 +22,7 @@ from typing import Final
 
 import msgspec
 
-from detectors.alerts import AlertKey, AlertTracker, Finding, Transition, _Active
+from detectors.alerts import AlertKey, AlertTracker, Finding, Resolved, Transition, _Active
 from detectors.cliff import CliffDetector, CliffReading
 from detectors.config import (
     BurnWindow,
@@ -52,11 +52,12 @@ from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 10
-"""The format of the state in a checkpoint. 10: spam windows' messages (`_Message`)
-are msgspec Structs, and lists and deques of Structs are stored in one piece (the "E"
-and "Q" forms of streams.core.persist); a latency sketch's busy second is one array of
-counts per bucket. 9: a room's `RoomRecall` remembers the firing
+FORMAT_VERSION: Final = 11
+"""The format of the state in a checkpoint. 11: an alert tracker remembers what each
+key resolved with (`Resolved`: severity and kinds), not only when. 10: spam windows'
+messages (`_Message`) are msgspec Structs, and lists and deques of Structs are stored
+in one piece (the "E" and "Q" forms of streams.core.persist); a latency sketch's busy
+second is one array of counts per bucket. 9: a room's `RoomRecall` remembers the firing
 incidents its cap refused (`refused`), so their re-announcements are not counted again.
 8: each promotion keeps its review
 (`PromotionReview`: phase amounts, the ebb curve, the retention cohort), rooms the
@@ -94,6 +95,7 @@ STATE_CLASSES: Final = Classes(
     AlertTracker,
     _Active,
     AlertKey,
+    Resolved,
     Finding,
     Transition,
     CliffDetector,

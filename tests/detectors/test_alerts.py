@@ -52,6 +52,25 @@ def test_cooldown_suppresses_a_refire() -> None:
     assert tracker.suppressed == 1
 
 
+def test_cooldown_lets_through_what_the_resolved_alert_did_not_say() -> None:
+    # A feed cut's entries warning resolved; a minute later the audience leaves (a new
+    # kind of finding), and later still a critical: each is news, not the old one flapping.
+    tracker = AlertTracker(LifecycleConfig(resolve_after_s=10, cooldown_s=300))
+    entries = Finding("warning", "entries fell", kind="entries")
+    audience = Finding("warning", "viewers fell", kind="fall")
+    worse = Finding("critical", "viewers fell more", kind="fall")
+    timeline: dict[int, Finding | None] = {0: entries, 5: None, 20: None, 60: entries}
+    timeline |= {80: audience, 85: None, 100: None, 120: audience, 140: worse}
+    assert run(tracker, timeline) == [
+        (0, "firing", "warning"),
+        (20, "resolved", "warning"),
+        (80, "firing", "warning"),
+        (100, "resolved", "warning"),
+        (140, "firing", "critical"),
+    ]
+    assert tracker.suppressed == 2  # the entries again at 60 s, the audience at 120 s
+
+
 def test_transitions_carry_start_time_duration_runbook_and_a_stable_fingerprint() -> None:
     tracker = AlertTracker(LifecycleConfig(resolve_after_s=10))
     fired = tracker.update(1_000, {KEY: WARN})[0]

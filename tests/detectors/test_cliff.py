@@ -207,3 +207,30 @@ def test_a_channel_that_stops_in_the_opening_or_after_a_surge_does_not_fire() ->
     rates += [[0.6, 0.2, 0.1, 0.0]] * after
     for seed in range(5):
         assert run_channels(online, rates, seed=seed) == []
+
+
+def test_a_feed_cut_in_a_room_of_a_few_dozen_entries_fires_on_the_channel_count() -> None:
+    """About 12 entries per 30 s, 60% from the feed, which stops: its share alone is too
+    little evidence within a minute (0 of 5 entries from a 60% channel is 1% likely),
+    its count against its part of the trend (7 due in 30 s, 14 in a minute) is not."""
+    before, after = steps(25), steps(4)
+    online = [300.0] * (before + after)
+    rates = [[0.24, 0.08, 0.04, 0.04]] * before + [[0.0, 0.08, 0.04, 0.04]] * after
+    hits = 0
+    for seed in range(10):
+        found = run_channels(online, rates, seed=seed)
+        assert all(second > before * STEP for second, _ in found), "fired before the cut"
+        if found and found[0][0] - before * STEP <= 60:
+            hits += 1
+    assert hits >= 7
+
+
+def test_a_room_whose_channels_dip_together_does_not_fire() -> None:
+    """The same room's entries falling to a third for two minutes, every channel alike
+    (a lull), and back: counts fall, shares hold, no cliff."""
+    usual, lull, after = steps(25), steps(2), steps(5)
+    online = [300.0] * (usual + lull + after)
+    rates = [[0.24, 0.08, 0.04, 0.04]] * usual + [[0.08, 0.027, 0.013, 0.013]] * lull
+    rates += [[0.24, 0.08, 0.04, 0.04]] * after
+    for seed in range(10):
+        assert run_channels(online, rates, seed=seed) == []
