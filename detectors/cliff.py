@@ -38,6 +38,8 @@ CHANNEL_RECENT_S: Final = 15
 """A traffic channel's share of entries in the last seconds of a cliff..."""
 CHANNEL_BEFORE_S: Final = 240
 """...against its share over the minutes before them (`channel_hints`)."""
+_SQUARED_NORMAL_MEDIAN: Final = 0.455
+"""The median of the square of a standard normal (chi-squared, one degree of freedom)."""
 CHANNEL_SHARE_P: Final = 0.05
 """A channel's count far under its part of the trend makes a cut only when its share
 fell too, this unlikely for entries keeping their shares (`_channel_collapse`): the
@@ -126,8 +128,10 @@ class CliffDetector:
         """The reading as judged, and the drop that makes it a cliff.
 
         Entries ease after every opening rush and every promotion: that is the ebb,
-        not a feed cut. So in the stream's opening entries must collapse, and after a
-        surge they are compared with the room's usual level rather than the surge's."""
+        not a feed cut. So in the stream's opening entries must collapse, after a
+        surge they are compared with the room's usual level rather than the surge's,
+        and mid-show they must fall further (`entries_drop`) than the audience does
+        to be a cliff on their own."""
         c = self.config
         if reading.signal == "activity":
             return reading, c.activity_drop
@@ -137,8 +141,8 @@ class CliffDetector:
             return reading, c.entries_collapse
         usual = self._usual_entries()
         if usual is not None and reading.expected >= c.surge_ratio * usual:
-            return CliffReading(reading.signal, reading.observed, usual), c.drop_warning
-        return reading, c.drop_warning
+            return CliffReading(reading.signal, reading.observed, usual), c.entries_drop
+        return reading, c.entries_drop
 
     def readings(self) -> list[CliffReading]:
         """Observed vs expected level of every signal the baseline supports."""
@@ -217,18 +221,39 @@ class CliffDetector:
             large = reading.drop >= threshold
             return reading if large and reading.expected / short >= c.min_online else None
         expected = reading.expected
-        significant = expected - reading.observed >= c.z * math.sqrt(expected)
+        spread = expected * (self._dispersion() if entries else 1.0)
+        significant = expected - reading.observed >= c.z * math.sqrt(spread)
         if reading.drop >= threshold and expected >= c.min_short_count and significant:
             return reading
         if entries and self._channel_cut(reading):
             return reading
         return None
 
+    def _dispersion(self) -> float:
+        """How many times a Poisson count's variance the room's entries per bucket show
+        over `usual_s`, at least 1: rooms whose entries swing with the show (hype, a
+        host's call to action, promotions coming and going) need a larger fall to be
+        significant. Estimated from the changes between consecutive 30 s buckets, by their
+        median (a Poisson count of a slowly moving rate changes by a normal of variance
+        twice its mean; the median of a squared normal is 0.455 of its variance), so the
+        few steps of a promotion starting or ending do not count."""
+        c = self.config
+        buckets = min(self.steps * c.step_s // c.count_bucket_s, len(self.usual))
+        if buckets < len(self.usual) // 3:
+            return 1.0
+        held = self._held_buckets(buckets)
+        mean = float(held.mean())
+        if mean <= 0:
+            return 1.0
+        changes = np.diff(held)
+        return max(1.0, float(np.median(changes * changes)) / (_SQUARED_NORMAL_MEDIAN * 2 * mean))
+
     def _channel_cut(self, reading: CliffReading) -> bool:
         """Entries fell because a traffic channel was cut (`_channel_collapse`): by at
         least half that channel's share below their trend (the other channels did not
-        make up its loss), and `drop_warning` below the room's usual level (a surge
-        easing back, even one too small to be judged as a surge, does not)."""
+        make up its loss), and under the room's usual level (a surge easing back, even
+        one too small to be judged as a surge, does not; a promotion's raised level
+        losing its feed falls under it, though not always `drop_warning` under it)."""
         collapsed = self._channel_collapse(
             reading.expected / (self.config.short_s // self.config.step_s)
         )
@@ -236,7 +261,7 @@ class CliffDetector:
             return False
         _, share = collapsed
         usual = self._usual_entries()
-        below_usual = usual is None or reading.observed <= (1 - self.config.drop_warning) * usual
+        below_usual = usual is None or reading.observed <= usual
         return reading.drop >= share / 2 and below_usual
 
     def _channel_collapse(self, expected_per_step: float) -> tuple[int, float] | None:

@@ -48,6 +48,11 @@ class CliffConfig:
     room's first event), entries alone fire only when they collapse (`entries_collapse`)."""
     entries_collapse: float = 0.85
     """The fall below the prediction that counts as entries collapsing to near nothing."""
+    entries_drop: float = 0.6
+    """Mid-show, entries alone (online viewers not falling by `drop_warning`) warn only
+    this far below the prediction: entries ease by half after a promotion or a hype
+    swing while the audience stays; a feed cut takes most of them (one channel's cut
+    is judged by its share, `channel_share`)."""
     surge_ratio: float = 1.5
     """Entries predicted this many times their usual level (the median 30 s count over
     `usual_s`) are a surge easing, as after a promotion: they then fire only when they

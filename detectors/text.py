@@ -32,6 +32,9 @@ _CONTACT: Final = re.compile(
     r"|(?<!\d)1[3-9]\d{9}(?!\d)"
     r"|https?://|www\.|[a-z0-9-]{2,}\.(?:com|cn|net|top|xyz|vip|cc|me|io|shop)(?![a-z])"
 )
+_ADDRESS: Final = re.compile(r"[a-z0-9-]{2,}(?:\.+[a-z][a-z0-9-]*)+/[a-z0-9]")
+"""A host and a path, whatever its top-level domain (short-link services use many): read
+with the separators spammers insert removed, dots and slashes kept (`_SEPARATORS`)."""
 _DIGITS: Final = re.compile(r"[0-9]+")
 _LINKISH: Final = re.compile(r"(?i)(https?)://|www\.|(?<=[a-z0-9])\.(?=[a-z]{2,})")
 _MARKUP: Final = str.maketrans({"<": "‹", ">": "›", "@": "＠", "`": "'", "[": "(", "]": ")"})
@@ -39,6 +42,7 @@ _MARKUP: Final = str.maketrans({"<": "‹", ">": "›", "@": "＠", "`": "'", "[
 
 _INVISIBLE: Final = regex.compile(r"[\p{C}\p{Z}]+")
 _NOT_CORE: Final = regex.compile(r"[\p{C}\p{P}\p{S}\p{Z}\p{M}]+")
+_SEPARATORS: Final = regex.compile(r"[^\w./:]+")
 
 
 def _light(text: str) -> str:
@@ -60,7 +64,8 @@ def template(text: str) -> str:
 
 
 def has_contact(text: str) -> bool:
-    """A WeChat id, QQ number, phone number or link, even when disguised."""
+    """A WeChat id, QQ number, phone number or link (a known domain, or any host with a
+    path), even when disguised."""
     return analyze(text)[2]
 
 
@@ -70,7 +75,11 @@ def analyze(text: str) -> tuple[str, str, bool]:
     it is cached."""
     light = _light(text)
     core = _NOT_CORE.sub("", light)
-    contact = bool(_CONTACT.search(light.replace("：", ":")) or _CONTACT.search(core))
+    contact = bool(
+        _CONTACT.search(light.replace("：", ":"))
+        or _CONTACT.search(core)
+        or _ADDRESS.search(_SEPARATORS.sub("", light))
+    )
     return core, _DIGITS.sub("#", core), contact
 
 

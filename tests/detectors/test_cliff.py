@@ -234,3 +234,31 @@ def test_a_room_whose_channels_dip_together_does_not_fire() -> None:
     rates += [[0.24, 0.08, 0.04, 0.04]] * after
     for seed in range(10):
         assert run_channels(online, rates, seed=seed) == []
+
+
+def swinging(rate: float, steps_: int, seed: int, sigma: float) -> list[float]:
+    """Entries per second around `rate` that swing from one 30 s bucket to the next (a
+    log-normal level per bucket, half of it kept from the bucket before), as a show's
+    traffic does with its hype and calls to action."""
+    rng = np.random.default_rng(1000 + seed)
+    per_bucket = CliffConfig().count_bucket_s // STEP
+    out, level = [], 0.0
+    for step in range(steps_):
+        if step % per_bucket == 0:
+            level = 0.5 * level + rng.normal(0.0, sigma)
+        out.append(rate * math.exp(level - sigma * sigma / 2))
+    return out
+
+
+def test_entries_are_judged_against_how_much_the_room_s_entries_swing() -> None:
+    """An hour of a room whose entries swing by about 40% from one 30 s to the next
+    while its audience holds: no cliff (judged as Poisson counts, 19 of these 20 rooms
+    fired). The same room with a steady rate: entries at a third for a minute fire."""
+    n = steps(60)
+    online, events = [800.0] * n, [20.0] * n
+    for seed in range(20):
+        assert run(online, swinging(3.0, n, seed, sigma=0.4), events, seed=seed) == []
+    before, dip, after = steps(30), steps(1), steps(3)
+    steady = [3.0] * before + [1.05] * dip + [3.0] * after
+    for seed in range(5):
+        assert run([800.0] * len(steady), steady, [20.0] * len(steady), seed=seed)

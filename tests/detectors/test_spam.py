@@ -148,6 +148,9 @@ def test_normalization_sees_through_disguises() -> None:
     )
     assert has_contact("ＱＱ：１２３４５６７") and has_contact("加 V 信 abcdef")
     assert not has_contact("扣1") and not has_contact("想要 3 号链接") and not has_contact("1.5元")
+    # A host with a path, whatever its domain, with separators and look-alikes in it.
+    assert has_contact("戳 ｓu|o.ＩＭ/·Ｋ8~ｑz 领券") and has_contact("看 ab.c·d.xｙ/a1")
+    assert not has_contact("评分 4.5/5") and not has_contact("and/or e.g. this")
 
 
 def test_samples_cannot_carry_mentions_links_or_markup() -> None:
