@@ -280,20 +280,27 @@ class PartitionEngine:
 
     def _make_room(self) -> bool:
         """The room budget is full: evict the least recently active tenth of the rooms
-        that nobody is in (or whose stream ended and whose viewers have stopped
-        leaving it: `ENDED_QUIET_S` without an event) and no alert is open or pending
-        on. False when there are none: every room held is live, and a new one must
-        wait for one to empty."""
+        that nobody is in (if its detectors watch it, for `EMPTIED_QUIET_S`: an audience
+        that just left all at once is a cliff being judged), or whose stream ended and
+        whose viewers have stopped leaving it (`ENDED_QUIET_S` without an event), and no
+        alert is open or pending on. False when there are none: every room held is
+        live, and a new one must wait for one to empty."""
         if self._full_at is not None and self._full_at == self.closed_second:
             return False  # nothing has changed since the last look found every room live
         second = self.closed_second if self.closed_second is not None else 0
         busy = {key.room_id for key in self.watch.tracker.active}
+        watched = self.watch.rooms
         idle = [
             r
             for r in self.rooms.values()
             if r.room_id not in busy
             and (
-                not r.joined_at
+                (
+                    not r.joined_at
+                    and (
+                        r.room_id not in watched or second - r.last_event_second >= EMPTIED_QUIET_S
+                    )
+                )
                 or (r.ended_at is not None and second - r.last_event_second >= ENDED_QUIET_S)
             )
         ]
@@ -547,6 +554,11 @@ ENDED_QUIET_S: Final = 60
 """An ended room's events go on a while (viewers leave, last samples arrive): it makes
 room for a new one under a full budget only once they stop, so a flood of new ids does
 not cut the tail of a real broadcast (tests/streams/logs/test_room_budget.py)."""
+EMPTIED_QUIET_S: Final = 60
+"""A watched room its audience left is kept this long after its last event before it
+may make room for a new one: the cliff detector judges a fall over its last 30 s at
+5 s steps, and a room evicted as its last viewers leave would never page (a flood of
+junk ids during an outage did that; tests/streams/logs/test_room_budget.py)."""
 _TS: Final = operator.attrgetter("ts")
 _LAST_EVENT: Final = operator.attrgetter("last_event_second")
 _ALL_SOURCES: Final = frozenset(SOURCES)
