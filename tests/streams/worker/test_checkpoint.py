@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.alerts import AlertKey, Finding
 from streams.core.config import EngineConfig, MetricsConfig
 from streams.core.engine import PartitionEngine
 from streams.core.events import Event, Join, Leave, Order, RoomEvent
@@ -72,6 +73,22 @@ def test_a_room_event_state_survives_a_checkpoint() -> None:
     assert restored.rooms["r"].ended_at == T0 + 9_000 and restored.rooms["r"].live_at == T0
     restored.advance_idle(60_000)
     assert "r" not in restored.rooms  # gone `ended_grace_s` after its end, as before
+
+
+def test_a_cooling_alert_key_survives_a_checkpoint() -> None:
+    """What a key resolved with (format 11) comes back: the cooldown still holds back
+    the same finding and lets a new kind through."""
+    engine = PartitionEngine(EngineConfig())
+    key = AlertKey("traffic_cliff", "r")
+    tracker = engine.watch.tracker
+    tracker.update(T0, {key: Finding("warning", "entries fell", kind="entries")})
+    assert [t.state for t in tracker.update(T0 + 90_000, {})] == ["resolved"]
+    restored, _ = restore_checkpoint(take_checkpoint(engine, 0, {}), EngineConfig())
+    again = restored.watch.tracker
+    assert again.resolved == tracker.resolved
+    assert again.update(T0 + 100_000, {key: Finding("warning", "entries", kind="entries")}) == []
+    fell = again.update(T0 + 110_000, {key: Finding("warning", "viewers fell", kind="fall")})
+    assert [t.state for t in fell] == ["firing"]
 
 
 def test_a_promotion_under_review_survives_a_checkpoint() -> None:
