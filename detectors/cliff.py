@@ -300,30 +300,38 @@ class CliffDetector:
         assert self.channel_usual is not None
         usual = self.channel_usual[:, :-1].sum(axis=1)
         usual_shares = (usual / max(float(usual.sum()), 1.0)).tolist()
-        p_max = 0.5 * math.erfc(c.z / math.sqrt(2))
         for row, share in enumerate(shares.tolist()):
             if share < c.channel_share or share >= c.surge_ratio * usual_shares[row]:
                 continue  # a minor channel, or one surging (a campaign ending is no cut)
             if last_shares[row] < share / 2:
                 continue  # gone before the last `gap_s`: not a cut now
-            # The channel may have been cut up to `gap_s` ago: the longer it has been
-            # gone, the more entries show it.
-            for steps in range(short, gap + 1):
-                recent = self.channels[:, -steps:].sum(axis=1)
-                seen, observed = round(float(recent.sum())), float(recent[row])
-                if observed > (1 - c.entries_collapse) * share * seen:
-                    break  # the channel was still there
-                by_share = _binomial_at_most(round(observed), seen, share)
-                if by_share <= p_max:
-                    return row, share
-                due = share * expected_per_step * steps
-                if (
-                    by_share <= CHANNEL_SHARE_P
-                    and observed <= (1 - c.entries_collapse) * due
-                    and _poisson_at_most(round(observed), due) <= p_max
-                ):
-                    return row, share
+            if self._gone(row, share, expected_per_step):
+                return row, share
         return None
+
+    def _gone(self, row: int, share: float, expected_per_step: float) -> bool:
+        """The channel of `row` went under (1 - `entries_collapse`) of its `share`
+        lately, significantly (`_channel_collapse`). It may have been cut up to `gap_s`
+        ago: the longer it has been gone, the more entries show it."""
+        c, channels = self.config, self.channels
+        assert channels is not None
+        p_max = 0.5 * math.erfc(c.z / math.sqrt(2))
+        for steps in range(c.short_s // c.step_s, c.gap_s // c.step_s + 1):
+            recent = channels[:, -steps:].sum(axis=1)
+            seen, observed = round(float(recent.sum())), float(recent[row])
+            if observed > (1 - c.entries_collapse) * share * seen:
+                return False  # the channel was still there
+            by_share = _binomial_at_most(round(observed), seen, share)
+            if by_share <= p_max:
+                return True
+            due = share * expected_per_step * steps
+            if (
+                by_share <= CHANNEL_SHARE_P
+                and observed <= (1 - c.entries_collapse) * due
+                and _poisson_at_most(round(observed), due) <= p_max
+            ):
+                return True
+        return False
 
 
 def _binomial_at_most(count: int, trials: int, p: float) -> float:
@@ -400,7 +408,7 @@ def _finding(
     lead = (
         f"room went silent within {within_s}s"
         if silent
-        else f"traffic fell {worst.drop:.0%} within {within_s}s"
+        else f"traffic fell {round(worst.drop, 3):.0%} within {within_s}s"  # as its details say
     )
     return Finding(severity, f"{lead}: " + "; ".join(parts), details, kind=_kind(falling, silent))
 
