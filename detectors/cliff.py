@@ -113,15 +113,20 @@ class CliffDetector:
     def _usual_entries(self) -> float | None:
         """The room's usual entries per `short_s`: the median bucket over `usual_s`, once
         a third of it has been seen."""
+        held = self._seen_buckets()
+        if held is None:
+            return None
+        return float(np.median(held)) * self.config.short_s / self.config.count_bucket_s
+
+    def _seen_buckets(self) -> npt.NDArray[np.float64] | None:
+        """Complete entries buckets over `usual_s`, oldest first, once a third of it has
+        been seen."""
         c = self.config
-        buckets = min(self.steps * c.step_s // c.count_bucket_s, len(self.usual))
+        completed = self.steps * c.step_s // c.count_bucket_s
+        buckets = min(completed, len(self.usual))
         if buckets < len(self.usual) // 3:
             return None
-        held = self.usual if buckets == len(self.usual) else self._held_buckets(buckets)
-        return float(np.median(held)) * c.short_s / c.count_bucket_s
-
-    def _held_buckets(self, buckets: int) -> npt.NDArray[np.float64]:
-        newest = (self.steps * self.config.step_s // self.config.count_bucket_s) % len(self.usual)
+        newest = completed % len(self.usual)
         return np.roll(self.usual, -newest - 1)[-buckets:]
 
     def _as_judged(self, reading: CliffReading) -> tuple[CliffReading, float]:
@@ -225,7 +230,7 @@ class CliffDetector:
         significant = expected - reading.observed >= c.z * math.sqrt(spread)
         if reading.drop >= threshold and expected >= c.min_short_count and significant:
             return reading
-        if entries and self._channel_cut(reading):
+        if entries and self._channel_cut(reading, short):
             return reading
         return None
 
@@ -237,26 +242,22 @@ class CliffDetector:
         median (a Poisson count of a slowly moving rate changes by a normal of variance
         twice its mean; the median of a squared normal is 0.455 of its variance), so the
         few steps of a promotion starting or ending do not count."""
-        c = self.config
-        buckets = min(self.steps * c.step_s // c.count_bucket_s, len(self.usual))
-        if buckets < len(self.usual) // 3:
+        held = self._seen_buckets()
+        if held is None:
             return 1.0
-        held = self._held_buckets(buckets)
         mean = float(held.mean())
         if mean <= 0:
             return 1.0
         changes = np.diff(held)
         return max(1.0, float(np.median(changes * changes)) / (_SQUARED_NORMAL_MEDIAN * 2 * mean))
 
-    def _channel_cut(self, reading: CliffReading) -> bool:
+    def _channel_cut(self, reading: CliffReading, short: int) -> bool:
         """Entries fell because a traffic channel was cut (`_channel_collapse`): by at
         least half that channel's share below their trend (the other channels did not
         make up its loss), and under the room's usual level (a surge easing back, even
         one too small to be judged as a surge, does not; a promotion's raised level
         losing its feed falls under it, though not always `drop_warning` under it)."""
-        collapsed = self._channel_collapse(
-            reading.expected / (self.config.short_s // self.config.step_s)
-        )
+        collapsed = self._channel_collapse(reading.expected / short)
         if collapsed is None:
             return False
         _, share = collapsed
