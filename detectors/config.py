@@ -267,6 +267,8 @@ class DetectorConfig:
             raise ValueError("latency_level.window_s must fit in latency_slo's longest window")
         if self.latency_level.buckets < 1:
             raise ValueError("latency_level.buckets must be at least 1")
+        if not 0 < self.latency_level.min_part_share <= 1:
+            raise ValueError("latency_level.min_part_share must be in (0, 1]")
         recall = self.recall
         if min(recall.stall_window_s, recall.max_per_incident, recall.max_incidents_per_room,
                recall.max_stalls_per_room) < 0:  # fmt: skip

@@ -44,6 +44,9 @@ class BurnRate:
     first_active: int | None = None
     """The first second with a positive total: a window pair is judged once half its
     long window has been seen (a room that starts on a bad second does not page on it)."""
+    newest_bad: int | None = None
+    """The newest second with a positive bad amount: a key with nothing bad in its longest
+    window is judged without summing a window (most rooms, most of the time)."""
 
     def __post_init__(self) -> None:
         self.amounts = np.zeros((3, self.config.horizon_s))
@@ -56,6 +59,12 @@ class BurnRate:
             self.newest_active = second
         if total > 0 and (self.first_active is None or second < self.first_active):
             self.first_active = second
+        if bad > 0 and (self.newest_bad is None or second > self.newest_bad):
+            self.newest_bad = second
+
+    def is_clean(self, now: int) -> bool:
+        """Nothing bad over the longest window ending with `now`: no window burns."""
+        return self.newest_bad is None or self.newest_bad <= now - self.config.horizon_s
 
     def is_silent(self, now: int) -> bool:
         """Nothing over the longest window ending with `now`."""
@@ -103,6 +112,8 @@ class BurnRate:
 
     def evaluate(self, now: int) -> Finding | None:
         """The most severe window pair burning at `now`, if any."""
+        if self.is_clean(now):
+            return None
         config = self.config
         for window in sorted(config.windows, key=lambda w: -w.burn_rate):
             if self.first_active is None or now - self.first_active < window.long_s // 2:
@@ -139,6 +150,8 @@ def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | 
 
     Shares are of the amounts (viewer-seconds for latency); how far a share may sit
     below `bad_share` is judged on the count of samples behind it."""
+    if burn.is_clean(now):
+        return None  # every part's share would be 0, under `min_part_share`
     part_s = config.window_s // config.buckets
     parts = []
     for i in range(config.buckets):  # newest first: a healthy region stops at the first

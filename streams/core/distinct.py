@@ -30,13 +30,17 @@ class DistinctCount:
     __slots__ = ("ids", "sketch")
 
     def __init__(self) -> None:
-        self.ids: set[str] | None = set()
+        self.ids: set[str] | None = None
+        """The users while exact; None before the first (most rooms never see a
+        buyer or a stall: an empty set is 216 bytes) and once estimated."""
         self.sketch: datasketches.hll_sketch | None = None
 
     def add(self, user: str) -> None:
-        if self.ids is None:
-            assert self.sketch is not None
+        if self.sketch is not None:
             self.sketch.update(user)
+            return
+        if self.ids is None:
+            self.ids = {user}
             return
         self.ids.add(user)
         if len(self.ids) > EXACT_LIMIT:
@@ -46,9 +50,8 @@ class DistinctCount:
             self.ids = None
 
     def __len__(self) -> int:
-        if self.ids is not None:
-            return len(self.ids)
-        assert self.sketch is not None
+        if self.sketch is None:
+            return 0 if self.ids is None else len(self.ids)
         # A sketch's own estimate (HIP) depends on the order users arrived in, which
         # differs between a worker, a backtest and a restored checkpoint (and a set's
         # order between processes). The sketch's registers do not: a union that has
@@ -60,7 +63,7 @@ class DistinctCount:
 
     @property
     def exact(self) -> bool:
-        return self.ids is not None
+        return self.sketch is None
 
     # The checkpoint format (streams.core.persist) stores plain data: the sketch as
     # its compact serialization.
@@ -71,7 +74,8 @@ class DistinctCount:
     def __setstate__(self, state: dict[str, object]) -> None:
         ids, sketch = state.get("ids"), state.get("sketch")
         if not (
-            (isinstance(ids, set) and sketch is None) or (ids is None and isinstance(sketch, bytes))
+            (isinstance(ids, set | None) and sketch is None)
+            or (ids is None and isinstance(sketch, bytes))
         ):
             raise ValueError("a distinct count holds either its ids or a sketch")
         self.ids = ids

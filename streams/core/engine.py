@@ -458,8 +458,13 @@ class PartitionEngine:
         return self.watch.settings.watch_from_online(room_id)
 
     def _schedule(self, room: RoomState) -> None:
+        """Wake `room` by its next change. A wake already due sooner stays: waking early
+        only catches the room up (with the result of ticking it), while a wake pushed
+        for every event of a quiet room whose change moves on with it (its oldest
+        session's expiry) left the heap a stale entry per event until then."""
         wake = room.next_change()
-        if self._wake_at.get(room.room_id) != wake:
+        scheduled = self._wake_at.get(room.room_id)
+        if scheduled is None or wake < scheduled:
             self._wake_at[room.room_id] = wake
             heapq.heappush(self._wakes, (wake, room.room_id))
 

@@ -24,6 +24,7 @@ whose first item is its tag:
     ["q", maxlen, [values]]  deque                ["t", [values]]      tuple
     ["f", [values]]          frozenset
     ["a", dtype, shape, bytes]  numpy array       ["n", dtype, bytes]  numpy scalar
+    ["A", typecode, bytes]   array.array of numbers (the standard library's)
     ["o", name, {attribute: value}]  instance of an allowed class
     ["g", name, value]       instance of an allowed class with its own `__setstate__`,
                              given the value its `__getstate__` returned
@@ -33,13 +34,14 @@ whose first item is its tag:
                              tagged ones (held events), encoded in one piece
     ["Q", maxlen, [names], bytes]  deque of them
 
-Lists, sets, dicts, Counters, deques, arrays and objects are numbered in the order
+Lists, sets, dicts, Counters, deques, arrays (of both kinds) and objects are numbered in the order
 they are first met; tuples, frozensets, named tuples and structs are immutable and
 stored whole each time.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, Union
@@ -76,6 +78,8 @@ _MAP_KEYS: Final = frozenset({str, int})
 """Key types of the dicts stored as msgpack maps (the "m" form)."""
 _NUMERIC_KINDS: Final = frozenset("biuf")
 """numpy dtype kinds an array may have (object arrays would hold anything)."""
+_TYPECODES: Final = frozenset("bBhHiIlLqQfd")
+"""`array.array` type codes an array may have: numbers (not 'u', characters)."""
 
 
 def dump(root: object, classes: Classes) -> bytes:
@@ -166,6 +170,10 @@ class _Writer:
             if obj.dtype.kind not in _NUMERIC_KINDS:
                 raise TypeError(f"numpy array of dtype {obj.dtype}")
             return ["a", obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()]
+        if kind is array:
+            if obj.typecode not in _TYPECODES:
+                raise TypeError(f"array.array of type code {obj.typecode!r}")
+            return ["A", obj.typecode, obj.tobytes()]
         name = kind.__qualname__
         if self.classes.objects.get(name) is not kind:
             raise TypeError(f"{kind.__module__}.{name} is not an allowed class")
@@ -219,6 +227,7 @@ class _Reader:
             "E": self._structs,
             "Q": self._struct_deque,
             "a": self._array,
+            "A": self._std_array,
             "n": lambda node: np.frombuffer(node[2], dtype=_numeric(node[1]))[0],
             "o": self._object,
             "g": self._stated,
@@ -303,6 +312,16 @@ class _Reader:
             raise StateFormatError("an array without bytes or an integer shape")
         array = np.frombuffer(bytearray(data), dtype=_numeric(dtype)).reshape(shape)
         return self._number(array)
+
+    def _std_array(self, node: list[Any]) -> Any:
+        _, typecode, data = node
+        if type(typecode) is not str or typecode not in _TYPECODES or type(data) is not bytes:
+            raise StateFormatError("an array.array without a numeric type code or bytes")
+        made = array(typecode)
+        if len(data) % made.itemsize:
+            raise StateFormatError("an array.array's bytes are not whole items")
+        made.frombytes(data)
+        return self._number(made)
 
     def _object(self, node: list[Any]) -> object:
         _, name, attributes = node

@@ -7,7 +7,11 @@ sum over the last N seconds is one numpy sum, whatever happened before.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_right
 from collections.abc import Sequence
+from functools import cache
+from itertools import repeat
 from typing import Any, Final, TypeGuard
 
 import numpy as np
@@ -33,25 +37,36 @@ class SecondRing:
     The newest second is summed in a plain list and folded in when the ring moves
     on or is read: events land in the newest second, and a numpy scalar update per
     event costs more than the event's other work. A ring starts sparse, a dict of
-    the few seconds that hold values, and becomes numpy slots (fields x size) only
-    when more than `dense_after` seconds do: a room that saw one join keeps a few
-    hundred bytes per ring instead of up to 24 KB.
+    the few seconds that hold values, and becomes numpy slots only when more than
+    `dense_after` seconds do: a room that saw one join keeps a few hundred bytes per
+    ring instead of up to 24 KB. Dense, it holds a row of `size` slots only for the
+    fields that hold values (`rows`), and drops a row once its field has held nothing
+    for `size` seconds: a quiet room's ring carries its latency counts, not nine rows
+    of which seven are zeros (100,000 small rooms on a worker, benchmarks.many_rooms).
     """
 
-    __slots__ = ("dense_after", "fields", "head", "newest", "size", "slots", "sparse")
+    __slots__ = (
+        "dense_after", "fields", "head", "newest", "pruned_at", "rows", "size", "slots", "sparse",
+    )  # fmt: skip
 
     def __init__(self, fields: int, size: int, start_second: int, *, dense_after: int = 16) -> None:
         self.fields = fields
         self.size = size
         self.dense_after = dense_after
         self.slots: npt.NDArray[np.float64] | None = None
-        """The dense ring, once the sparse one holds more than `dense_after` seconds."""
+        """The dense ring (a row per field in `rows`), once the sparse one holds more
+        than `dense_after` seconds."""
+        self.rows: tuple[int, ...] = _no_rows(fields)
+        """Field -> its row of `slots`, -1 when it has none (it holds nothing); one
+        tuple shared by every ring with no rows yet."""
         self.sparse: dict[int, list[float]] = {}
         """Second -> its values, while the ring is sparse."""
         self.newest: list[float] | None = None
         """Unfolded additions to the head second, if any."""
         self.head = start_second
         """The newest second the ring covers."""
+        self.pruned_at = start_second
+        """When the dense ring last dropped the rows of fields holding nothing."""
 
     def _fold(self) -> None:
         if self.newest is not None:
@@ -70,14 +85,43 @@ class SecondRing:
                 self.sparse[second] = list(values)
                 return
             self._densify()
+        position = second % self.size
+        for field, value in enumerate(values):
+            if value:
+                self._row(field)[position] += value
+
+    def _row(self, field: int) -> npt.NDArray[np.float64]:
+        """The dense row of `field`, made when it has none."""
+        row = self.rows[field]
+        if row < 0:
+            empty = np.zeros((1, self.size), dtype=np.float64)
+            slots = empty if self.slots is None else np.concatenate((self.slots, empty))
+            row = len(slots) - 1
+            self.rows = (*self.rows[:field], row, *self.rows[field + 1 :])
+            self.slots = slots
         assert self.slots is not None
-        self.slots[:, second % self.size] += values
+        kept: npt.NDArray[np.float64] = self.slots[row]
+        return kept
 
     def _densify(self) -> None:
-        self.slots = np.zeros((self.fields, self.size), dtype=np.float64)
-        for second, values in self.sparse.items():
-            self.slots[:, second % self.size] += values
-        self.sparse = {}
+        self.slots = np.zeros((0, self.size), dtype=np.float64)
+        sparse, self.sparse = self.sparse, {}
+        for second, values in sparse.items():
+            self._store(second, values)
+
+    def _prune(self) -> None:
+        """Drop the rows of fields that hold nothing now: looked at once per `size`
+        seconds the ring moves on, so a field written less often loses its row."""
+        assert self.slots is not None
+        self.pruned_at = self.head
+        held: npt.NDArray[np.bool_] = np.any(self.slots, axis=1)
+        if held.all():
+            return
+        self.slots = self.slots[held]
+        renumbered = np.cumsum(held) - 1
+        self.rows = tuple(
+            -1 if row < 0 or not held[row] else int(renumbered[row]) for row in self.rows
+        )
 
     def advance(self, second: int) -> None:
         """Make `second` the newest slot; slots of seconds now out of range are cleared."""
@@ -85,22 +129,25 @@ class SecondRing:
             return
         self._fold()
         gap = second - self.head
-        if self.slots is None:
+        slots = self.slots
+        if slots is None:
             horizon = second - self.size
             if self.sparse and min(self.sparse) <= horizon:
                 self.sparse = {s: v for s, v in self.sparse.items() if s > horizon}
         elif gap >= self.size:
-            self.slots[:] = 0.0
+            slots[:] = 0.0
         elif gap == 1:
-            self.slots[:, second % self.size] = 0.0
+            slots[:, second % self.size] = 0.0
         else:  # one or two slices: a quiet room's catch-up spans many seconds
             start, stop = (self.head + 1) % self.size, second % self.size + 1
             if start < stop:
-                self.slots[:, start:stop] = 0.0
+                slots[:, start:stop] = 0.0
             else:
-                self.slots[:, start:] = 0.0
-                self.slots[:, :stop] = 0.0
+                slots[:, start:] = 0.0
+                slots[:, :stop] = 0.0
         self.head = second
+        if slots is not None and second - self.pruned_at >= self.size:
+            self._prune()
 
     def fill(self, field: int, first: int, last: int, value: float) -> None:
         """Add `value` to every second from `first` to `last`, which the ring ends with."""
@@ -112,13 +159,13 @@ class SecondRing:
         self._fold()
         if self.slots is None:
             self._densify()
-        assert self.slots is not None
+        row = self._row(field)
         start, stop = first % self.size, last % self.size + 1
         if start < stop:
-            self.slots[field, start:stop] += value
+            row[start:stop] += value
         else:
-            self.slots[field, start:] += value
-            self.slots[field, :stop] += value
+            row[start:] += value
+            row[:stop] += value
 
     def covers(self, second: int) -> bool:
         return self.head - self.size < second <= self.head
@@ -137,7 +184,8 @@ class SecondRing:
         if not self.covers(second):
             return False
         if self.slots is not None:
-            self.slots[field, second % self.size] += value
+            if value:
+                self._row(field)[second % self.size] += value
         else:
             values = [0.0] * self.fields
             values[field] = value
@@ -150,7 +198,8 @@ class SecondRing:
         if not self.covers(second):
             return 0.0
         if self.slots is not None:
-            return float(self.slots[field, second % self.size])
+            row = self.rows[field]
+            return 0.0 if row < 0 else float(self.slots[row, second % self.size])
         kept = self.sparse.get(second)
         return kept[field] if kept is not None else 0.0
 
@@ -168,8 +217,18 @@ class SecondRing:
             return 0.0
         if self.slots is None:
             return float(sum(v[field] for s, v in self.sparse.items() if first <= s <= last))
-        positions = np.arange(first, last + 1) % self.size
-        return float(self.slots[field, positions].sum())
+        row = self.rows[field]
+        if row < 0:
+            return 0.0
+        start, stop = first % self.size, last % self.size + 1
+        if start < stop:
+            return float(self.slots[row, start:stop].sum())
+        return float(self.slots[row, start:].sum() + self.slots[row, :stop].sum())
+
+
+@cache
+def _no_rows(fields: int) -> tuple[int, ...]:
+    return (-1,) * fields
 
 
 class LastSeen:
@@ -215,41 +274,46 @@ class LastSeen:
 class WindowedSketch:
     """Latency samples over sliding windows; a window's sketch is built when read.
 
-    Samples arrive all the time and are read rarely (a scrape, a snapshot), so a
-    second's samples are kept as they came (ms) until they leave the longest
-    window, and a read buckets the seconds it covers in one go. Many samples at once
-    (`BUCKET_AT`) are kept as their sketch buckets instead, two bytes each: the sketch
-    is the same (buckets are fixed), and a list of floats costs 32 bytes a sample. A
-    1M-viewer room's five minutes of samples are 30 million, held in the room and again
-    in its regions: most of its checkpoint (636 MB after 7 minutes, benchmarks.hot_room).
-    A second holding more bucket positions than `COUNT_AT` keeps their counts per bucket
-    instead (one `COUNTS_DTYPE` array of `BUCKETS`, 3.5 KB): a busy room's memory then
-    stops growing with its audience, and a read adds 300 arrays rather than bucketing
+    Samples arrive all the time and are read rarely (a scrape, a snapshot), so they
+    are kept as they came (ms) until they leave the longest window, and a read
+    buckets the seconds it covers in one go. A few samples at once (most rooms send a
+    handful a second) go into two flat arrays, the second and the value, 16 bytes a
+    sample: 100,000 small rooms on a worker had kept each `add` as the list it came
+    in, with a dict entry for its second, some 200 bytes a sample. Many samples at
+    once (`BUCKET_AT`) are kept by second as their sketch buckets, two bytes each: the
+    sketch is the same (buckets are fixed). A 1M-viewer room's five minutes of samples
+    are 30 million, held in the room and again in its regions: most of its checkpoint
+    (636 MB after 7 minutes, benchmarks.hot_room). A second holding more bucket
+    positions than `COUNT_AT` keeps their counts per bucket instead (one
+    `COUNTS_DTYPE` array of `BUCKETS`, 3.5 KB): a busy room's memory then stops
+    growing with its audience, and a read adds 300 arrays rather than bucketing
     millions of positions.
     """
 
-    __slots__ = ("by_second", "head", "windows")
+    __slots__ = ("by_second", "few_seconds", "few_values", "head", "windows")
 
     def __init__(self, windows: tuple[int, ...], start_second: int) -> None:
         self.windows = windows
-        self.by_second: dict[int, list[Sequence[float] | npt.NDArray[Any]]] = {}
-        """Second -> the values added in it, one sequence per `add`, kept as given:
-        most rooms add a handful of samples a second, for which a numpy array costs
-        more to build (and to checkpoint) than the list it comes from. From
-        `BUCKET_AT` samples on, their sketch buckets (`BUCKET_DTYPE`), and from
-        `COUNT_AT` in the second one array of counts per bucket (`COUNTS_DTYPE`)."""
+        self.few_seconds = array("q")
+        """The second of each sample added a few at a time, in order (`few_values`)."""
+        self.few_values = array("d")
+        """Samples (ms) added fewer than `BUCKET_AT` at a time, in second order."""
+        self.by_second: dict[int, list[npt.NDArray[Any]]] = {}
+        """Second -> samples added `BUCKET_AT` or more at a time: their sketch buckets
+        (`BUCKET_DTYPE`), and from `COUNT_AT` in the second one array of counts per
+        bucket (`COUNTS_DTYPE`)."""
         self.head = start_second
 
     def add(self, second: int, values_ms: Sequence[float]) -> None:
-        """Count samples (ms) at `second`, moving up to it; `values_ms` is kept, not copied."""
+        """Count samples (ms) at `second`, moving up to it."""
         if second > self.head:
             self.advance(second)
         if second <= self.head - max(self.windows) or not len(values_ms):
             return
-        held = self.by_second.setdefault(second, [])
         if len(values_ms) < BUCKET_AT:
-            held.append(values_ms)
+            self._add_few(second, values_ms)
             return
+        held = self.by_second.setdefault(second, [])
         indexes = bucket_indexes(values_ms)
         counts = next((kept for kept in held if _is_counts(kept)), None)
         if counts is not None:
@@ -263,35 +327,46 @@ class WindowedSketch:
         held[:] = [kept for kept in held if not _is_positions(kept)]
         held.append(np.bincount(every, minlength=BUCKETS).astype(COUNTS_DTYPE))
 
+    def _add_few(self, second: int, values_ms: Sequence[float]) -> None:
+        seconds, values = self.few_seconds, self.few_values
+        if not seconds or seconds[-1] <= second:
+            seconds.extend(repeat(second, len(values_ms)))
+            values.extend(values_ms)
+            return
+        at = bisect_right(seconds, second)  # a second behind the newest: kept in order
+        seconds[at:at] = array("q", repeat(second, len(values_ms)))
+        values[at:at] = array("d", values_ms)
+
     def advance(self, second: int) -> None:
         if second <= self.head:
             return
         longest = max(self.windows)
         after, until = self.head - longest, second - longest
-        if until - after > len(self.by_second):
-            gone = [kept for kept in self.by_second if after < kept <= until]
-        else:
-            gone = [kept for kept in range(after + 1, until + 1) if kept in self.by_second]
-        for kept in gone:
-            del self.by_second[kept]
+        if self.by_second:
+            if until - after > len(self.by_second):
+                gone = [kept for kept in self.by_second if after < kept <= until]
+            else:
+                gone = [kept for kept in range(after + 1, until + 1) if kept in self.by_second]
+            for kept in gone:
+                del self.by_second[kept]
+        seconds = self.few_seconds
+        if seconds and seconds[0] <= until:
+            cut = bisect_right(seconds, until)
+            del seconds[:cut]
+            del self.few_values[:cut]
         self.head = second
 
     def sketch(self, window: int) -> LatencySketch:
         """The samples of the newest `window` seconds."""
-        raw: list[Sequence[float]] = []
         bucketed: list[npt.NDArray[np.integer[Any]]] = []
         counted: list[npt.NDArray[np.integer[Any]]] = []
         for second, held in self.by_second.items():
             if second > self.head - window:
-                for values in held:
-                    if _is_positions(values):
-                        bucketed.append(values)
-                    elif _is_counts(values):
-                        counted.append(values)
-                    else:
-                        raw.append(values)  # type: ignore[arg-type]  # floats, as given
-        if raw:
-            bucketed.append(bucket_indexes(np.concatenate(raw, dtype=np.float64)))
+                for kept in held:
+                    (counted if _is_counts(kept) else bucketed).append(kept)
+        first = bisect_right(self.few_seconds, self.head - window)
+        if first < len(self.few_values):
+            bucketed.append(bucket_indexes(self.few_values[first:]))
         counts = np.zeros(BUCKETS, dtype=np.int64)
         if bucketed:
             counts += np.bincount(np.concatenate(bucketed), minlength=BUCKETS)

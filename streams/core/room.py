@@ -14,7 +14,6 @@ the engine's and the watch's (streams.core.engine, streams.core.watch).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -93,7 +92,8 @@ class RoomState:
         # Totals since the room went live.
         self.peak_online = 0
         self.totals = [0.0] * _TOTALS
-        self.entries_by_channel = dict.fromkeys(CHANNELS, 0)
+        self.entries_by_channel: dict[str, int] = {}
+        """Entries since live by traffic channel, for the channels seen so far."""
         # Exact up to 10,000 users each, then estimated: bounded whatever ids arrive.
         self.viewers_ever = DistinctCount()
         self.chatters_ever = DistinctCount()
@@ -105,8 +105,9 @@ class RoomState:
         self.ended_at: int | None = None
         """ms of the broadcast's `ended`: its detectors stopped, and the room goes
         `ended_grace_s` later. None while it is live (or was never said to end)."""
-        self.promotions: deque[Promotion] = deque(maxlen=MAX_PROMOTIONS)
-        """The room's promotions, oldest first (at most `MAX_PROMOTIONS`)."""
+        self.promotions: list[Promotion] = []
+        """The room's promotions, oldest first (at most `MAX_PROMOTIONS`; a list, not a
+        bounded deque: most rooms have none, and an empty deque is 600 bytes)."""
         self.reviewing: list[Promotion] = []
         """Promotions running or in their after phase: observed as seconds close."""
         self.recall: RoomRecall | None = None
@@ -156,6 +157,7 @@ class RoomState:
 
     def _promote(self, promotion: Promotion) -> None:
         self.promotions.append(promotion)
+        del self.promotions[:-MAX_PROMOTIONS]
         kept = {id(p) for p in self.promotions}  # a promotion pushed out is reviewed no more
         self.reviewing = [p for p in self.reviewing if id(p) in kept] + [promotion]
 
@@ -272,7 +274,7 @@ class RoomState:
         self._count(ENTRIES, second)
         self.by_join.add(JOINS, second)
         self.channels.add(CHANNELS.index(channel), second)
-        self.entries_by_channel[channel] += 1
+        self.entries_by_channel[channel] = self.entries_by_channel.get(channel, 0) + 1
 
     def _refresh_all(self, events: Iterable[Viewer], second: int) -> None:
         """The senders of `events` are here; one not online starts a session."""

@@ -52,8 +52,13 @@ from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 11
-"""The format of the state in a checkpoint. 11: an alert tracker remembers what each
+FORMAT_VERSION: Final = 12
+"""The format of the state in a checkpoint. 12: a dense ring holds rows only for the
+fields that hold values (`SecondRing.rows`, `pruned_at`); a windowed sketch keeps
+samples added a few at a time in two flat arrays (`few_seconds`, `few_values`:
+`array.array`, the "A" form of streams.core.persist); a room's promotions are a list,
+its entries by channel only the channels seen, and a distinct count nobody was added to
+holds no set. 11: an alert tracker remembers what each
 key resolved with (`Resolved`: severity and kinds), not only when. 10: spam windows'
 messages (`_Message`) are msgspec Structs, and lists and deques of Structs are stored
 in one piece (the "E" and "Q" forms of streams.core.persist); a latency sketch's busy

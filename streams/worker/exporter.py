@@ -38,6 +38,7 @@ from streams.core.latency import HISTOGRAM_BOUNDS_SECONDS
 from streams.core.review import PHASES, RETENTION_LABELS
 from streams.core.rolling import WINDOWS
 from streams.core.room import (
+    CHANNELS,
     DANMAKU,
     ENTRIES,
     EXITS,
@@ -342,8 +343,9 @@ class PipelineCollector(Collector):
             seen_labels.add(label)
             online.add_metric([label], room.online)
             peak.add_metric([label], room.peak_online)
-            for channel, count in room.entries_by_channel.items():
-                sources.add_metric([label, channel], count)
+            by_channel = room.entries_by_channel
+            for channel in CHANNELS:  # every channel's series, at zero until a join by it
+                sources.add_metric([label, channel], by_channel.get(channel, 0))
             _add_windowed(room, label, gauges, latency)
             for name, (field, _) in ROOM_COUNTERS.items():
                 counters[name].add_metric([label], room.totals[field])

@@ -55,6 +55,14 @@ def test_memory_stops_growing_with_users() -> None:
     assert at_limit.ids is not None and sys.getsizeof(at_limit.ids) < 1 << 20
 
 
+def test_a_count_nobody_was_added_to_holds_no_set() -> None:
+    empty = DistinctCount()
+    assert empty.ids is None and empty.exact and len(empty) == 0
+    empty.add("a")
+    empty.add("a")
+    assert len(empty) == 1
+
+
 @pytest.mark.parametrize("users", [0, 7, EXACT_LIMIT + 500])
 def test_stored_as_data_and_read_back_the_same(users: int) -> None:
     original = filled(users)
@@ -69,7 +77,7 @@ def test_stored_as_data_and_read_back_the_same(users: int) -> None:
 @pytest.mark.parametrize(
     "node",
     [
-        ["g", "DistinctCount", ["m", {"ids": None, "sketch": None}]],
+        ["g", "DistinctCount", ["m", {"ids": ["m", {"a": 1}], "sketch": None}]],
         ["g", "DistinctCount", ["d", ["ids", "sketch"], [["S", ["a"]], b"\x00"]]],
         ["g", "DistinctCount", ["m", {"ids": None, "sketch": b"not a sketch"}]],
         ["g", "DistinctCount", ["d", ["ids", "sketch"], [["L", ["a"]], None]]],

@@ -111,6 +111,9 @@ def test_a_pickle_is_refused_without_being_run(tmp_path: Path) -> None:
         ["g", "PartitionEngine", ["m", {}]],  # a class that does not say its own state
         ["a", "O", [1], b"\x00" * 8],  # object arrays could hold anything
         ["a", "<f8", [3], b"\x00" * 8],  # a shape its bytes do not fill
+        ["A", "u", b"\x00" * 4],  # array.array of characters, not numbers
+        ["A", "d", b"\x00" * 5],  # bytes that are not whole items
+        ["A", "q", "eight"],  # not bytes
         ["r", 5],  # a reference to nothing stored
         ["x", 1],  # an unknown form
         ["e", "Join", msgspec.msgpack.encode({"nope": 1})],
@@ -134,7 +137,7 @@ _MSGPACK = st.recursive(
     | st.floats()
     | st.text()
     | st.binary()
-    | st.sampled_from(["o", "r", "l", "L", "d", "m", "a", "n", "e", "E", "T", "q", "Q"]),
+    | st.sampled_from(["o", "r", "l", "L", "d", "m", "a", "A", "n", "e", "E", "T", "q", "Q"]),
     lambda inner: (
         st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=4)
     ),
