@@ -8,7 +8,7 @@ sum over the last N seconds is one numpy sum, whatever happened before.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from functools import cache
 from itertools import repeat
@@ -231,44 +231,161 @@ def _no_rows(fields: int) -> tuple[int, ...]:
     return (-1,) * fields
 
 
+class LevelRing:
+    """A level per second (viewers online) over the last `size` seconds, held as spans.
+
+    Seconds are closed in order, and in a room of a few viewers the level holds for
+    minutes: one span (first second, last second, level) says what a `SecondRing` row
+    says in `size` slots, 2.4 KB for the five-minute window, which every small room
+    filled as it was ticked (100,000 small rooms on a worker, benchmarks.many_rooms).
+    A level that changes nearly every second (a room of thousands) moves to a ring row
+    once it takes more than `MAX_SPANS` spans: sums then stay one numpy sum.
+    """
+
+    MAX_SPANS: Final = 64
+
+    __slots__ = ("dense", "firsts", "head", "lasts", "levels", "size")
+
+    def __init__(self, size: int, start_second: int) -> None:
+        self.size = size
+        self.head = start_second
+        """The newest second the ring covers."""
+        self.firsts = array("q")
+        """Each span's first second, oldest span first; spans do not overlap."""
+        self.lasts = array("q")
+        """Each span's last second."""
+        self.levels = array("d")
+        """Each span's level, held every second of it."""
+        self.dense: SecondRing | None = None
+        """The ring row the spans moved to, once there were too many."""
+
+    def add(self, first: int, last: int, level: float) -> None:
+        """Seconds `first` to `last` held `level` (added to what they held: a room adds
+        each second once, in order, which spans hold without a row)."""
+        self.advance(last)
+        if self.dense is not None:
+            self.dense.fill(0, first, last, level)
+            return
+        first = max(first, self.head - self.size + 1)
+        if first > last:
+            return
+        lasts = self.lasts
+        if lasts and first <= lasts[-1]:
+            # Not how a room closes its seconds; a row adds whatever the order.
+            self._densify()
+            self.add(first, last, level)
+            return
+        if lasts and lasts[-1] == first - 1 and self.levels[-1] == level:
+            lasts[-1] = last
+            return
+        self.firsts.append(first)
+        lasts.append(last)
+        self.levels.append(level)
+        if len(lasts) > self.MAX_SPANS:
+            self._densify()
+
+    def _densify(self) -> None:
+        dense = SecondRing(1, self.size, self.head, dense_after=0)
+        for first, last, level in zip(self.firsts, self.lasts, self.levels, strict=True):
+            dense.fill(0, first, last, level)
+        self.dense = dense
+        self.firsts, self.lasts, self.levels = array("q"), array("q"), array("d")
+
+    def advance(self, second: int) -> None:
+        """Make `second` the newest second; spans wholly before the ring are dropped."""
+        if second <= self.head:
+            return
+        self.head = second
+        if self.dense is not None:
+            self.dense.advance(second)
+            return
+        gone = bisect_right(self.lasts, second - self.size)
+        if gone:
+            del self.firsts[:gone], self.lasts[:gone], self.levels[:gone]
+
+    def at(self, second: int) -> float:
+        """The level of one second still in the ring (0 otherwise)."""
+        if self.dense is not None:
+            return self.dense.at(0, second)
+        if not self.head - self.size < second <= self.head:
+            return 0.0
+        span = bisect_left(self.lasts, second)
+        if span < len(self.lasts) and self.firsts[span] <= second:
+            return self.levels[span]
+        return 0.0
+
+    def window(self, seconds: int) -> float:
+        """Sum over the newest `seconds` seconds (head included)."""
+        return self.window_ending(seconds, self.head)
+
+    def window_ending(self, seconds: int, last: int) -> float:
+        """Sum over the `seconds` seconds ending at `last` (inclusive)."""
+        if self.dense is not None:
+            return self.dense.window_ending(0, seconds, last)
+        first = max(last - seconds + 1, self.head - self.size + 1)
+        last = min(last, self.head)
+        total = 0.0
+        if last < first:
+            return total
+        firsts, lasts, levels = self.firsts, self.lasts, self.levels
+        for span in range(bisect_left(lasts, first), len(lasts)):
+            if firsts[span] > last:
+                break
+            total += (min(lasts[span], last) - max(firsts[span], first) + 1) * levels[span]
+        return total
+
+
 class LastSeen:
     """Distinct users active within a sliding window, exact.
 
     Each user counts in the second of their latest activity; a user's earlier
     second is uncounted when they are active again, so a window sum counts each
-    user once. Users older than the ring are forgotten (bounded memory).
+    user once. Users older than the ring are forgotten (bounded memory). The ring
+    and the map are made when someone is first seen: a room keeps four of these
+    (departed viewers, chatters, buyers, stalled viewers), and most small rooms see
+    no chat, no order and no stall.
     """
 
-    __slots__ = ("pruned_at", "ring", "seen")
+    __slots__ = ("head", "pruned_at", "ring", "seen", "size")
 
     def __init__(self, size: int, start_second: int) -> None:
-        self.ring = SecondRing(1, size, start_second)
-        self.seen: dict[str, int] = {}
+        self.size = size
+        self.head = start_second
+        """The newest second the window covers, while nobody was seen."""
+        self.ring: SecondRing | None = None
+        self.seen: dict[str, int] | None = None
         self.pruned_at = start_second
 
     def touch(self, user: str, second: int) -> None:
-        previous = self.seen.get(user)
+        ring, seen = self.ring, self.seen
+        if ring is None or seen is None:
+            ring = self.ring = SecondRing(1, self.size, self.head)
+            seen = self.seen = {}
+        previous = seen.get(user)
         if previous is not None:
             if previous >= second:
                 return
-            self.ring.add(0, previous, -1.0)
-        if self.ring.add(0, second, 1.0):
-            self.seen[user] = second
+            ring.add(0, previous, -1.0)
+        if ring.add(0, second, 1.0):
+            seen[user] = second
 
     def forget(self, user: str) -> None:
-        second = self.seen.pop(user, None)
-        if second is not None:
+        second = None if self.seen is None else self.seen.pop(user, None)
+        if second is not None and self.ring is not None:
             self.ring.add(0, second, -1.0)
 
     def advance(self, second: int) -> None:
+        if self.ring is None or self.seen is None:
+            self.head = max(self.head, second)
+            return
         self.ring.advance(second)
-        if second - self.pruned_at >= self.ring.size:
-            horizon = second - self.ring.size
+        if second - self.pruned_at >= self.size:
+            horizon = second - self.size
             self.seen = {u: s for u, s in self.seen.items() if s > horizon}
             self.pruned_at = second
 
     def distinct(self, seconds: int) -> int:
-        return round(self.ring.window(0, seconds))
+        return 0 if self.ring is None else round(self.ring.window(0, seconds))
 
 
 class WindowedSketch:

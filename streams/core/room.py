@@ -23,7 +23,7 @@ from streams.core.config import MetricsConfig
 from streams.core.distinct import DistinctCount
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall, Viewer
 from streams.core.review import BEFORE_S, REVIEW_METRICS, PromotionReview
-from streams.core.rolling import WINDOWS, LastSeen, SecondRing, WindowedSketch
+from streams.core.rolling import WINDOWS, LastSeen, LevelRing, SecondRing, WindowedSketch
 
 # Fields of the per-second ring, indexed by the second events happened in.
 ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS = range(7)
@@ -31,8 +31,8 @@ LATENCY_SAMPLES, LATENCY_WITHIN_SLO = 7, 8
 _RING_FIELDS: Final = 9
 VIEWER_SECONDS: Final = 9
 """Of the totals only: viewer-seconds are counted every second someone is online, so
-they have a ring of their own (`presence`) and the event ring stays sparse in a room
-that sees few events."""
+they have a ring of their own (`presence`, spans of a level: online viewers hold for
+many seconds) and the event ring stays sparse in a room that sees few events."""
 _TOTALS: Final = 10
 # Fields of the ring indexed by the second a session *started*.
 JOINS, GONE_BEFORE_BOUNCE, GONE_BEFORE_1M, GONE_BEFORE_5M = range(4)
@@ -74,7 +74,7 @@ class RoomState:
         self.last_event_second = second
         longest = max(WINDOWS)
         self.ring = SecondRing(_RING_FIELDS, longest, second)
-        self.presence = SecondRing(1, longest, second)
+        self.presence = LevelRing(longest, second)
         """Viewers online, summed per second: viewer-seconds."""
         self.by_join = SecondRing(4, longest * 2, second)
         self.channels = SecondRing(len(CHANNELS), longest, second)
@@ -177,7 +177,7 @@ class RoomState:
             return [0.0] * 4
         ring = self.ring
         return [
-            self.presence.window_ending(0, seconds, last),
+            self.presence.window_ending(seconds, last),
             ring.window_ending(DANMAKU, seconds, last),
             ring.window_ending(ORDERS, seconds, last),
             ring.window_ending(GMV, seconds, last),
@@ -278,7 +278,7 @@ class RoomState:
 
     def _refresh_all(self, events: Iterable[Viewer], second: int) -> None:
         """The senders of `events` are here; one not online starts a session."""
-        last_seen, departed = self.last_seen, self.departed.seen
+        last_seen, departed = self.last_seen, self.departed.seen or {}
         for event in events:
             user, ts = event.user_id, event.ts
             latest = last_seen.get(user)
@@ -328,8 +328,9 @@ class RoomState:
 
     def _advance(self, second: int) -> None:
         self.head = max(self.head, second)
-        for ring in (self.ring, self.presence, self.by_join, self.channels):
+        for ring in (self.ring, self.by_join, self.channels):
             ring.advance(second)
+        self.presence.advance(second)
         for seen in (self.departed, self.chatters, self.buyers, self.stalled):
             seen.advance(second)
         self.latency.advance(second)
@@ -342,7 +343,7 @@ class RoomState:
             self._expire(second)
         online = len(self.joined_at)
         if online:
-            self.presence.add(0, second, online)
+            self.presence.add(second, second, online)
             self.totals[VIEWER_SECONDS] += online
         if self.reviewing:
             self._review(second, second, online)
@@ -362,7 +363,7 @@ class RoomState:
                 self.closed = last
                 online = len(self.joined_at)
                 if online:
-                    self.presence.fill(0, first, last, online)
+                    self.presence.add(first, last, online)
                     self.totals[VIEWER_SECONDS] += online * (last - first + 1)
                 if self.reviewing:
                     self._review(first, last, online)
@@ -406,7 +407,7 @@ class RoomState:
 
     def viewer_seconds(self, second: int) -> float:
         """Viewer-seconds of one closed second still in the window."""
-        return self.presence.at(0, second)
+        return self.presence.at(second)
 
     def is_gone(self, second: int) -> bool:
         """Nobody online and no event for `room_idle_s`; or `ended_grace_s` after its
@@ -442,7 +443,7 @@ class RoomState:
         viewers = self.unique_viewers(window)
         chatters = self.chatters.distinct(window)
         buyers = self.buyers.distinct(window)
-        watch = self.presence.window(0, window)
+        watch = self.presence.window(window)
         gmv = ring.window(GMV, window)
         samples = ring.window(LATENCY_SAMPLES, window)
         sketch = self.latency.sketch(window)

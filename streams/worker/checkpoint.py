@@ -47,13 +47,15 @@ from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent,
 from streams.core.latency import LatencySamples, LatencyStats
 from streams.core.persist import Classes, StateFormatError, dump, load
 from streams.core.review import PromotionReview
-from streams.core.rolling import LastSeen, SecondRing, WindowedSketch
+from streams.core.rolling import LastSeen, LevelRing, SecondRing, WindowedSketch
 from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 12
-"""The format of the state in a checkpoint. 12: a dense ring holds rows only for the
+FORMAT_VERSION: Final = 13
+"""The format of the state in a checkpoint. 13: a room's viewers online per second are
+spans of a level (`LevelRing`), and a window of last-seen users holds no ring or map
+until someone is seen (`LastSeen`). 12: a dense ring holds rows only for the
 fields that hold values (`SecondRing.rows`, `pruned_at`); a windowed sketch keeps
 samples added a few at a time in two flat arrays (`few_seconds`, `few_values`:
 `array.array`, the "A" form of streams.core.persist); a room's promotions are a list,
@@ -90,6 +92,7 @@ STATE_CLASSES: Final = Classes(
     DistinctCount,
     SecondRing,
     LastSeen,
+    LevelRing,
     WindowedSketch,
     LatencySketch,
     LatencySamples,

@@ -10,6 +10,7 @@ from streams.core.rolling import (
     COUNT_AT,
     COUNTS_DTYPE,
     LastSeen,
+    LevelRing,
     SecondRing,
     WindowedSketch,
 )
@@ -78,6 +79,77 @@ def test_a_ring_turns_dense_once_enough_seconds_hold_values() -> None:
     ring.advance(START + 5)  # a fourth second: dense
     assert ring.slots is not None and ring.sparse == {}
     assert ring.window(1, 300) == 6.0 and ring.at(0, START + 4) == 1.0
+
+
+level_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("advance"), st.integers(0, 25), st.just(0)),
+        st.tuples(st.just("hold"), st.integers(-2, 3), st.integers(1, 12)),
+        st.tuples(st.just("at"), st.integers(-30, 0), st.just(0)),
+        st.tuples(st.just("window"), st.integers(-30, 0), st.integers(1, 30)),
+    ),
+    max_size=200,
+)
+
+
+@given(level_steps, st.sampled_from((0, 1, 2)))
+@settings(max_examples=300, deadline=None)
+def test_a_level_held_as_spans_reads_as_a_ring_row(
+    steps: list[tuple[str, int, int]], levels: int
+) -> None:
+    """Spans of a level, moved to a ring row past MAX_SPANS or when a second is added
+    out of order, read as the row a dense ring keeps when every second is added to it
+    (whole numbers: sums are exact)."""
+    spans = LevelRing(20, START)
+    row = SecondRing(1, 20, START, dense_after=0)
+    closed = START
+    for op, offset, number in steps:
+        head = spans.head
+        if op == "advance":
+            spans.advance(head + offset)
+            row.advance(head + offset)
+        elif op == "hold":  # `number` seconds after a gap of `offset` (< 0: again)
+            first, last = closed + 1 + offset, closed + offset + number
+            level = float(number % (levels + 1) + 1)
+            spans.add(first, last, level)
+            row.advance(last)
+            row.fill(0, first, last, level)
+            closed = max(closed, last)
+        elif op == "at":
+            assert spans.at(head + offset) == row.at(0, head + offset)
+        else:
+            assert spans.window_ending(number, head + offset) == row.window_ending(
+                0, number, head + offset
+            )
+        assert spans.head == row.head
+    assert spans.window(20) == row.window(0, 20)
+
+
+def test_a_level_that_holds_is_one_span_and_one_that_keeps_changing_moves_to_a_row() -> None:
+    level = LevelRing(300, START)
+    for second in range(START + 1, START + 601):  # ten minutes of five viewers
+        level.add(second, second, 5.0)
+    assert len(level.lasts) == 1 and level.dense is None
+    assert level.window(300) == 1500.0 and level.at(START + 600) == 5.0
+    for second in range(START + 601, START + 601 + LevelRing.MAX_SPANS):
+        level.add(second, second, float(second % 2))
+    assert level.dense is not None and len(level.lasts) == 0
+    assert level.window(300) == 5.0 * (300 - 64) + 32
+    restored = load(dump(level, STATE_CLASSES), STATE_CLASSES, LevelRing)
+    assert restored.window(300) == level.window(300)
+    spans = LevelRing(300, START)
+    spans.add(START + 5, START + 9, 1.0)
+    spans.add(START + 9, START + 9, 2.0)  # a second again: not how rooms add, still summed
+    assert spans.dense is not None and spans.at(START + 9) == 3.0 and spans.window(300) == 7.0
+
+
+def test_an_untouched_last_seen_holds_no_ring_until_someone_is_seen() -> None:
+    seen = LastSeen(20, START)
+    seen.advance(START + 50)
+    assert seen.ring is None and seen.distinct(20) == 0
+    seen.touch("a", START + 50)
+    seen.forget("b")
+    assert seen.ring is not None and seen.ring.head == START + 50 and seen.distinct(1) == 1
 
 
 @given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from("abcdef")), max_size=120))

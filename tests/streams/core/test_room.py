@@ -18,7 +18,7 @@ def at(second: float) -> int:
 def play(room: RoomState, events: list[Event], until: int) -> None:
     """Drive a room as the engine does: events in time order, each second ticked."""
     ordered = sorted(events, key=lambda e: e.ts)
-    second = room.head
+    second = room.closed + 1
     for event in ordered:
         while second < event.ts // 1000:
             room.tick(second)
