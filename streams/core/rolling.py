@@ -36,31 +36,37 @@ class SecondRing:
 
     The newest second is summed in a plain list and folded in when the ring moves
     on or is read: events land in the newest second, and a numpy scalar update per
-    event costs more than the event's other work. A ring starts sparse, a dict of
-    the few seconds that hold values, and becomes numpy slots only when more than
-    `dense_after` seconds do: a room that saw one join keeps a few hundred bytes per
-    ring instead of up to 24 KB. Dense, it holds a row of `size` slots only for the
-    fields that hold values (`rows`), and drops a row once its field has held nothing
-    for `size` seconds: a quiet room's ring carries its latency counts, not nine rows
-    of which seven are zeros (100,000 small rooms on a worker, benchmarks.many_rooms).
+    event costs more than the event's other work. A ring starts sparse, two flat
+    arrays of the (second, field) pairs that hold values, 16 bytes each, and becomes
+    numpy slots only when more than `dense_after` pairs do: a room that saw one join
+    keeps a few hundred bytes per ring instead of up to 24 KB, and a quiet room's
+    latency counts of a few dozen seconds are not two rows of 2.4 KB. Dense, it holds a
+    row of `size` slots only for the fields that hold values (`rows`), and drops a row
+    once its field has held nothing for `size` seconds: a busy room's ring carries the
+    fields it sees, not nine rows of which seven are zeros (100,000 small rooms on a
+    worker, benchmarks.many_rooms).
     """
 
     __slots__ = (
-        "dense_after", "fields", "head", "newest", "pruned_at", "rows", "size", "slots", "sparse",
+        "dense_after", "fields", "head", "keys", "newest", "pruned_at", "rows", "size", "slots",
+        "values",
     )  # fmt: skip
 
-    def __init__(self, fields: int, size: int, start_second: int, *, dense_after: int = 16) -> None:
+    def __init__(self, fields: int, size: int, start_second: int, *, dense_after: int = 96) -> None:
         self.fields = fields
         self.size = size
         self.dense_after = dense_after
         self.slots: npt.NDArray[np.float64] | None = None
         """The dense ring (a row per field in `rows`), once the sparse one holds more
-        than `dense_after` seconds."""
+        than `dense_after` pairs."""
         self.rows: tuple[int, ...] = _no_rows(fields)
         """Field -> its row of `slots`, -1 when it has none (it holds nothing); one
         tuple shared by every ring with no rows yet."""
-        self.sparse: dict[int, list[float]] = {}
-        """Second -> its values, while the ring is sparse."""
+        self.keys = array("q")
+        """While the ring is sparse: second * fields + field of each pair holding a
+        value, in order."""
+        self.values = array("d")
+        """The value of each pair in `keys`."""
         self.newest: list[float] | None = None
         """Unfolded additions to the head second, if any."""
         self.head = start_second
@@ -76,15 +82,20 @@ class SecondRing:
     def _store(self, second: int, values: list[float]) -> None:
         """Add one value per field to `second`, which the ring covers."""
         if self.slots is None:
-            kept = self.sparse.get(second)
-            if kept is not None:
-                for field, value in enumerate(values):
-                    kept[field] += value
-                return
-            if len(self.sparse) < self.dense_after:
-                self.sparse[second] = list(values)
-                return
-            self._densify()
+            keys, kept = self.keys, self.values
+            for field, value in enumerate(values):
+                if not value:
+                    continue
+                key = second * self.fields + field
+                at = bisect_left(keys, key)
+                if at < len(keys) and keys[at] == key:
+                    kept[at] += value
+                else:
+                    keys.insert(at, key)
+                    kept.insert(at, value)
+            if len(keys) > self.dense_after:
+                self._densify()
+            return
         position = second % self.size
         for field, value in enumerate(values):
             if value:
@@ -105,9 +116,12 @@ class SecondRing:
 
     def _densify(self) -> None:
         self.slots = np.zeros((0, self.size), dtype=np.float64)
-        sparse, self.sparse = self.sparse, {}
-        for second, values in sparse.items():
-            self._store(second, values)
+        keys, values = self.keys, self.values
+        self.keys, self.values = array("q"), array("d")
+        for key, value in zip(keys, values, strict=True):
+            second, field = divmod(key, self.fields)
+            if value and self.covers(second):
+                self._row(field)[second % self.size] += value
 
     def _prune(self) -> None:
         """Drop the rows of fields that hold nothing now: looked at once per `size`
@@ -131,9 +145,9 @@ class SecondRing:
         gap = second - self.head
         slots = self.slots
         if slots is None:
-            horizon = second - self.size
-            if self.sparse and min(self.sparse) <= horizon:
-                self.sparse = {s: v for s, v in self.sparse.items() if s > horizon}
+            gone = bisect_left(self.keys, (second - self.size + 1) * self.fields)
+            if gone:
+                del self.keys[:gone], self.values[:gone]
         elif gap >= self.size:
             slots[:] = 0.0
         elif gap == 1:
@@ -200,8 +214,9 @@ class SecondRing:
         if self.slots is not None:
             row = self.rows[field]
             return 0.0 if row < 0 else float(self.slots[row, second % self.size])
-        kept = self.sparse.get(second)
-        return kept[field] if kept is not None else 0.0
+        key = second * self.fields + field
+        at = bisect_left(self.keys, key)
+        return self.values[at] if at < len(self.keys) and self.keys[at] == key else 0.0
 
     def window(self, field: int, seconds: int) -> float:
         """Sum of `field` over the newest `seconds` seconds (head included)."""
@@ -216,7 +231,13 @@ class SecondRing:
         if last < first:
             return 0.0
         if self.slots is None:
-            return float(sum(v[field] for s, v in self.sparse.items() if first <= s <= last))
+            keys, fields = self.keys, self.fields
+            start = bisect_left(keys, first * fields)
+            stop = bisect_left(keys, (last + 1) * fields, start)
+            if fields == 1:
+                return float(sum(self.values[start:stop]))
+            values = self.values
+            return float(sum(values[i] for i in range(start, stop) if keys[i] % fields == field))
         row = self.rows[field]
         if row < 0:
             return 0.0

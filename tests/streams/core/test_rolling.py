@@ -65,19 +65,19 @@ def test_a_sparse_ring_reads_as_a_dense_one(steps: list[tuple[str, int, int, int
             else:
                 answers.append(ring.window_ending(field, number, head + offset))
         assert len(set(answers)) <= 1, (op, answers)
-    assert rings[2].slots is None and rings[0].sparse == {}
+    assert rings[2].slots is None and len(rings[0].keys) == 0
 
 
-def test_a_ring_turns_dense_once_enough_seconds_hold_values() -> None:
+def test_a_ring_turns_dense_once_enough_pairs_hold_values() -> None:
     ring = SecondRing(2, 300, START, dense_after=3)
     for second in range(START + 1, START + 4):
         ring.advance(second)
         ring.add(1, second, 2.0)
     ring.advance(START + 4)  # folds the third second: three sparse seconds
-    assert ring.slots is None and len(ring.sparse) == 3
+    assert ring.slots is None and len(ring.keys) == 3  # three (second, field) pairs
     ring.add(0, START + 4, 1.0)
     ring.advance(START + 5)  # a fourth second: dense
-    assert ring.slots is not None and ring.sparse == {}
+    assert ring.slots is not None and len(ring.keys) == 0
     assert ring.window(1, 300) == 6.0 and ring.at(0, START + 4) == 1.0
 
 
