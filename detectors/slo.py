@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
 from detectors.alerts import Finding
 from detectors.config import LevelConfig, SloConfig
+
+FOLD_AT: Final = 64
+"""A burn rate folds the seconds added to it once this many wait."""
 
 
 @dataclass
@@ -38,7 +42,8 @@ class BurnRate:
     amounts: np.ndarray = field(init=False)
     """Rows: total, bad, count; a column per second of the longest window (a ring)."""
     unfolded: list[tuple[int, float, float, float]] = field(default_factory=list)
-    """Seconds added since the last read: folded into `amounts` in one go."""
+    """Seconds added since the last read, folded into `amounts` in one go: at a read, or
+    once `FOLD_AT` wait (a clean key is judged without reading, so it would keep them all)."""
     newest_active: int | None = None
     """The newest second with a positive total."""
     first_active: int | None = None
@@ -55,6 +60,8 @@ class BurnRate:
         """Amounts of `second` and the count of events behind them (`total` when not
         given); seconds at or behind the window's start are ignored."""
         self.unfolded.append((second, total, bad, total if count is None else count))
+        if len(self.unfolded) >= FOLD_AT:
+            self._fold()
         if total > 0 and (self.newest_active is None or second > self.newest_active):
             self.newest_active = second
         if total > 0 and (self.first_active is None or second < self.first_active):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.config import LevelConfig, SloConfig
-from detectors.slo import BurnRate, latency_finding, sustained_level
+from detectors.slo import FOLD_AT, BurnRate, latency_finding, sustained_level
 
 
 def first_alert(bad_share: dict[int, float], seconds: int, per_second: float = 20) -> int | None:
@@ -63,6 +63,17 @@ def test_old_seconds_leave_the_window() -> None:
     assert burn.window(730, 720) == (3, 0)
     burn.add(5, 100, 100)  # behind the window: ignored
     assert burn.window(730, 720) == (3, 0)
+
+
+def test_a_clean_key_judged_for_hours_holds_no_more_than_its_window() -> None:
+    """Nothing bad: judged without reading its windows, and its additions still fold."""
+    burn = BurnRate(SloConfig(), head=0)
+    hours = 4 * 3600
+    for second in range(1, hours + 1):
+        burn.add(second, 20, 0)
+        assert burn.evaluate(second) is None
+    assert len(burn.unfolded) < FOLD_AT
+    assert burn.window(hours, 720) == (720 * 20, 0)
 
 
 def test_silent_once_the_longest_window_holds_nothing() -> None:
