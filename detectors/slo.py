@@ -25,6 +25,8 @@ from detectors.config import LevelConfig, SloConfig
 
 FOLD_AT: Final = 64
 """A burn rate folds the seconds added to it once this many wait."""
+TOTAL, BAD, COUNT = range(3)
+"""The rows of `BurnRate.rows`."""
 
 
 @dataclass
@@ -34,15 +36,21 @@ class BurnRate:
     Amounts may be durations (watch and stall seconds, or the viewer-seconds latency
     samples stand for) or counts. The volume gates read a count of their own (latency
     samples), which is the total amount unless given.
+
+    Each of the three rows is made when it first holds a value: a key that is never
+    bad, or never given a count, holds one row or two of the longest window (5.8 KB
+    each over 12 minutes), not three (a room's stall and latency keys were 35 KB of
+    the 81 KB a watched room held; 100,000 rooms on a worker, benchmarks.many_rooms).
     """
 
     config: SloConfig
     head: int
     """Newest second held."""
-    amounts: np.ndarray = field(init=False)
-    """Rows: total, bad, count; a column per second of the longest window (a ring)."""
-    unfolded: list[tuple[int, float, float, float]] = field(default_factory=list)
-    """Seconds added since the last read, folded into `amounts` in one go: at a read, or
+    rows: list[np.ndarray | None] = field(init=False)
+    """Total, bad and count: a column per second of the longest window (a ring), None
+    while the row holds nothing (the bad row again once its last value has left)."""
+    unfolded: list[tuple[int, float, float, float | None]] = field(default_factory=list)
+    """Seconds added since the last read, folded into `rows` in one go: at a read, or
     once `FOLD_AT` wait (a clean key is judged without reading, so it would keep them all)."""
     newest_active: int | None = None
     """The newest second with a positive total."""
@@ -54,12 +62,12 @@ class BurnRate:
     window is judged without summing a window (most rooms, most of the time)."""
 
     def __post_init__(self) -> None:
-        self.amounts = np.zeros((3, self.config.horizon_s))
+        self.rows = [None, None, None]
 
     def add(self, second: int, total: float, bad: float, count: float | None = None) -> None:
         """Amounts of `second` and the count of events behind them (`total` when not
         given); seconds at or behind the window's start are ignored."""
-        self.unfolded.append((second, total, bad, total if count is None else count))
+        self.unfolded.append((second, total, bad, count))
         if len(self.unfolded) >= FOLD_AT:
             self._fold()
         if total > 0 and (self.newest_active is None or second > self.newest_active):
@@ -80,26 +88,49 @@ class BurnRate:
     def _fold(self) -> None:
         if not self.unfolded:
             return
-        size = self.amounts.shape[1]
+        size = self.config.horizon_s
         newest = max(second for second, _, _, _ in self.unfolded)
         if newest > self.head:
             self._advance(newest)
-        start, amounts = self.head - size, self.amounts
+        start = self.head - size
         for second, total, bad, count in self.unfolded:  # a few: cheaper than np.add.at
             if second > start:
-                amounts[0, second % size] += total
-                amounts[1, second % size] += bad
-                amounts[2, second % size] += count
+                slot = second % size
+                if count is not None or self.rows[COUNT] is not None:
+                    # Before the total: a new count row copies the totals so far.
+                    self._row(COUNT)[slot] += total if count is None else count
+                if total:
+                    self._row(TOTAL)[slot] += total
+                if bad:
+                    self._row(BAD)[slot] += bad
         self.unfolded = []
 
+    def _row(self, row: int) -> np.ndarray:
+        """The row, made when it has none; a count row starts as the totals' copy (the
+        count of every second added without one)."""
+        kept = self.rows[row]
+        if kept is None:
+            totals = self.rows[TOTAL]
+            if row == COUNT and totals is not None:
+                kept = totals.copy()
+            else:
+                kept = np.zeros(self.config.horizon_s)
+            self.rows[row] = kept
+        return kept
+
     def _advance(self, second: int) -> None:
-        size = self.amounts.shape[1]
-        if second - self.head >= size:
-            self.amounts[:] = 0
-        else:
-            for start, stop in _wrapped(self.head + 1, second + 1, size):
-                self.amounts[:, start:stop] = 0
+        size = self.config.horizon_s
+        for row in self.rows:
+            if row is None:
+                continue
+            if second - self.head >= size:
+                row[:] = 0
+            else:
+                for start, stop in _wrapped(self.head + 1, second + 1, size):
+                    row[start:stop] = 0
         self.head = second
+        if self.is_clean(second):
+            self.rows[BAD] = None
 
     def window(self, now: int, seconds: int) -> tuple[float, float]:
         """(total, bad) over the `seconds` seconds ending with `now`."""
@@ -111,11 +142,15 @@ class BurnRate:
         self._fold()
         if now > self.head:
             self._advance(now)
-        total = bad = count = 0.0
-        for start, stop in _wrapped(now - seconds + 1, now + 1, self.amounts.shape[1]):
-            part_total, part_bad, part_count = self.amounts[:, start:stop].sum(axis=1).tolist()
-            total, bad, count = total + part_total, bad + part_bad, count + part_count
-        return total, bad, count
+        total, bad, count = (self._sum(row, now, seconds) for row in (TOTAL, BAD, COUNT))
+        return total, bad, count if self.rows[COUNT] is not None else total
+
+    def _sum(self, row: int, now: int, seconds: int) -> float:
+        kept = self.rows[row]
+        if kept is None:
+            return 0.0
+        spans = _wrapped(now - seconds + 1, now + 1, self.config.horizon_s)
+        return sum(float(kept[start:stop].sum()) for start, stop in spans)
 
     def evaluate(self, now: int) -> Finding | None:
         """The most severe window pair burning at `now`, if any."""

@@ -54,8 +54,10 @@ from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
 FORMAT_VERSION: Final = 13
 """The format of the state in a checkpoint. 13: a room's viewers online per second are
-spans of a level (`LevelRing`), and a window of last-seen users holds no ring or map
-until someone is seen (`LastSeen`). 12: a dense ring holds rows only for the
+spans of a level (`LevelRing`), a sparse ring is two arrays of (second, field) pairs
+(`SecondRing.keys`, `values`), a window of last-seen users holds no ring or map until
+someone is seen (`LastSeen`), and a burn rate's total, bad and count rows are made when
+they first hold a value (`BurnRate.rows`). 12: a dense ring holds rows only for the
 fields that hold values (`SecondRing.rows`, `pruned_at`); a windowed sketch keeps
 samples added a few at a time in two flat arrays (`few_seconds`, `few_values`:
 `array.array`, the "A" form of streams.core.persist); a room's promotions are a list,

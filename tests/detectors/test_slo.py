@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from detectors.config import LevelConfig, SloConfig
-from detectors.slo import FOLD_AT, BurnRate, latency_finding, sustained_level
+from detectors.config import BurnWindow, LevelConfig, SloConfig
+from detectors.slo import BAD, COUNT, FOLD_AT, TOTAL, BurnRate, latency_finding, sustained_level
 
 
 def first_alert(bad_share: dict[int, float], seconds: int, per_second: float = 20) -> int | None:
@@ -74,6 +76,51 @@ def test_a_clean_key_judged_for_hours_holds_no_more_than_its_window() -> None:
         assert burn.evaluate(second) is None
     assert len(burn.unfolded) < FOLD_AT
     assert burn.window(hours, 720) == (720 * 20, 0)
+
+
+def test_a_key_holds_only_the_rows_it_uses() -> None:
+    burn = BurnRate(SloConfig(), head=0)
+    for second in range(1, 100):
+        burn.add(second, 20, 0)
+    burn.window(99, 60)
+    assert burn.rows[TOTAL] is not None and burn.rows[BAD] is None and burn.rows[COUNT] is None
+    burn.add(100, 20, 5)
+    burn.window(100, 60)
+    assert burn.rows[BAD] is not None
+    burn.add(100 + 720, 20, 0)  # the bad second has left the longest window
+    assert burn.sums(820, 720) == (20, 0, 20) and burn.rows[BAD] is None
+
+
+adds = st.lists(
+    st.tuples(
+        st.integers(0, 40),
+        st.integers(0, 6),
+        st.integers(0, 6),
+        st.one_of(st.none(), st.integers(0, 9)),
+    ),
+    max_size=150,
+)
+
+
+@given(adds)
+@settings(max_examples=200, deadline=None)
+def test_sums_are_those_of_every_second_added(
+    steps: list[tuple[int, int, int, int | None]],
+) -> None:
+    """Whatever mix of seconds with and without a count, and reads between them."""
+    config = SloConfig(windows=(BurnWindow(40, 4, 2.0, "critical"),))
+    burn = BurnRate(config, head=0)
+    kept: list[tuple[int, int, int, int]] = []
+    second = 0
+    for gap, total, bad, count in steps:
+        second += gap // 8  # mostly the same second or the next
+        burn.add(second, total, bad, count)
+        kept.append((second, total, bad, total if count is None else count))
+        if gap % 3 == 0:
+            for seconds in (1, 7, 40):
+                inside = [k for k in kept if second - seconds < k[0] <= second]
+                expected = tuple(float(sum(k[i] for k in inside)) for i in (1, 2, 3))
+                assert burn.sums(second, seconds) == expected
 
 
 def test_silent_once_the_longest_window_holds_nothing() -> None:
