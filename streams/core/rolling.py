@@ -82,24 +82,31 @@ class SecondRing:
     def _store(self, second: int, values: list[float]) -> None:
         """Add one value per field to `second`, which the ring covers."""
         if self.slots is None:
-            keys, kept = self.keys, self.values
+            base = second * self.fields
             for field, value in enumerate(values):
-                if not value:
-                    continue
-                key = second * self.fields + field
-                at = bisect_left(keys, key)
-                if at < len(keys) and keys[at] == key:
-                    kept[at] += value
-                else:
-                    keys.insert(at, key)
-                    kept.insert(at, value)
-            if len(keys) > self.dense_after:
+                if value:
+                    self._pair(base + field, value)
+            if len(self.keys) > self.dense_after:
                 self._densify()
             return
         position = second % self.size
         for field, value in enumerate(values):
             if value:
                 self._row(field)[position] += value
+
+    def _pair(self, key: int, value: float) -> None:
+        """Add to a sparse (second, field) pair; most come after every pair held."""
+        keys = self.keys
+        if not keys or key > keys[-1]:
+            keys.append(key)
+            self.values.append(value)
+            return
+        at = bisect_left(keys, key)
+        if keys[at] == key:
+            self.values[at] += value
+        else:
+            keys.insert(at, key)
+            self.values.insert(at, value)
 
     def _row(self, field: int) -> npt.NDArray[np.float64]:
         """The dense row of `field`, made when it has none."""
@@ -197,13 +204,14 @@ class SecondRing:
             return True
         if not self.covers(second):
             return False
+        if not value:
+            return True
         if self.slots is not None:
-            if value:
-                self._row(field)[second % self.size] += value
+            self._row(field)[second % self.size] += value
         else:
-            values = [0.0] * self.fields
-            values[field] = value
-            self._store(second, values)
+            self._pair(second * self.fields + field, value)
+            if len(self.keys) > self.dense_after:
+                self._densify()
         return True
 
     def at(self, field: int, second: int) -> float:
