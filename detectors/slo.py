@@ -142,15 +142,9 @@ class BurnRate:
         self._fold()
         if now > self.head:
             self._advance(now)
-        total, bad, count = (self._sum(row, now, seconds) for row in (TOTAL, BAD, COUNT))
-        return total, bad, count if self.rows[COUNT] is not None else total
-
-    def _sum(self, row: int, now: int, seconds: int) -> float:
-        kept = self.rows[row]
-        if kept is None:
-            return 0.0
         spans = _wrapped(now - seconds + 1, now + 1, self.config.horizon_s)
-        return sum(float(kept[start:stop].sum()) for start, stop in spans)
+        total, bad, count = (_sum(self.rows[row], spans) for row in (TOTAL, BAD, COUNT))
+        return total, bad, count if self.rows[COUNT] is not None else total
 
     def evaluate(self, now: int) -> Finding | None:
         """The most severe window pair burning at `now`, if any."""
@@ -253,6 +247,13 @@ def stall_finding(found: Finding) -> Finding:
         f"(burn {details['burn_rate_long']}x over {details['window_long_s'] // 60} min)"
     )
     return Finding(found.severity, summary, details)
+
+
+def _sum(row: np.ndarray | None, spans: list[tuple[int, int]]) -> float:
+    """A row's sum over the slices `spans` (0 without a row)."""
+    if row is None:
+        return 0.0
+    return sum(float(row[start:stop].sum()) for start, stop in spans)
 
 
 def _wrapped(first: int, stop: int, size: int) -> list[tuple[int, int]]:
