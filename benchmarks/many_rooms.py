@@ -11,18 +11,26 @@ and produces in real time (each event's `ts` is its send time), for `--minutes`:
 - One more watched room, `silent-room`, with 80 viewers sampling every 10 s, goes
   silent (its viewers stop sending anything, as when the stream dies) two thirds
   of the way through: its `traffic_cliff` must still fire, on `live.alerts`.
+- For the last three minutes (the hush) the quiet rooms send nothing: their viewers
+  stay online (the session timeout, 5 minutes, outlasts it), as between two samples.
 
-Printed: the produce rate achieved, the worker's rooms and consumer lag each
-minute, its CPU use per second of wall (= event) time over the steady part (after
-the joins), its resident memory (peak, and per room over the idle worker's), and
-when the worker sent the silent room's alert. If upkeep followed rooms x seconds (every
-room ticked every second, about 22 us a room-second), 100,000 rooms would need
-2.2 CPU-seconds per second: more than the machine has.
+Then the same night again on a fresh broker and worker without its quiet rooms (the
+watched rooms' events exactly as before; `--no-baseline` skips it). The difference
+in the worker's CPU per second is what the 90,000 quiet rooms cost: over the steady
+part (after the joins, before the hush) with their samples, over the hush their
+upkeep alone (issue 14's target: at most 10% of a core).
+
+Printed per run: the produce rate achieved, the worker's rooms and consumer lag each
+minute, its CPU use per second of wall (= event) time over the steady part and the
+hush, its resident memory (peak, and per room over the idle worker's), and when the
+worker sent the silent room's alert. If upkeep followed rooms x seconds (every room
+ticked every second, about 22 us a room-second), 100,000 rooms would need 2.2
+CPU-seconds per second: more than the machine has.
 
 `max_rooms` is set to 30,000 per partition: 100,000 rooms hash unevenly over four
 partitions, and the default 25,000 would refuse a few hundred of them.
 
-Run: .venv/bin/python -m benchmarks.many_rooms [--rooms N] [--minutes M]
+Run: .venv/bin/python -m benchmarks.many_rooms [--rooms N] [--minutes M] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -47,6 +55,16 @@ from streams.settings import Settings, env_name, load_settings
 SILENT = "silent-room"
 SLICE_S = 0.05
 """The producer sends what has come due every this long."""
+STEADY_FROM_S = 90
+"""Every viewer has joined (in the first minute) and the worker has caught up."""
+HUSH_S = 180
+"""The last this many seconds, the quiet rooms send nothing."""
+SETTLE_S = 15
+"""The hush's CPU is counted from this long after it starts (the worker may still be
+working through the quiet rooms' last samples)."""
+
+Due = list[list[tuple[str, dict[str, object]]]]
+"""Per second of the run, the events due in it (type, event without `ts`)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,7 @@ class Room:
     viewers: int
     sample_every_s: int
     chat: bool
+    quiet: bool
 
 
 def rooms(count: int, seed: int = 1) -> list[Room]:
@@ -62,22 +81,22 @@ def rooms(count: int, seed: int = 1) -> list[Room]:
     made = []
     for i in range(count):
         if i % 10:  # nine in ten quiet
-            made.append(Room(f"q{i}", rng.randint(1, 9), 60, False))
+            made.append(Room(f"q{i}", rng.randint(1, 9), 60, False, True))
         else:
-            made.append(Room(f"w{i}", rng.randint(10, 20), 30, True))
-    made.append(Room(SILENT, 80, 10, True))
+            made.append(Room(f"w{i}", rng.randint(10, 20), 30, True, False))
+    made.append(Room(SILENT, 80, 10, True, False))
     return made
 
 
 def schedule(
-    all_rooms: list[Room], seconds: int, silent_at_s: int, seed: int = 2
-) -> list[list[tuple[str, dict[str, object]]]]:
-    """Per second of the run, the events due in it (type, event without `ts`), each
-    viewer joining in the first minute at a random offset and sampling from then on."""
+    all_rooms: list[Room], seconds: int, silent_at_s: int, hush_at_s: int, seed: int = 2
+) -> Due:
+    """Each viewer joins in the first minute at a random offset and samples from then
+    on, until the silent room falls silent or the quiet rooms hush."""
     rng = random.Random(seed)
-    due: list[list[tuple[str, dict[str, object]]]] = [[] for _ in range(seconds)]
+    due: Due = [[] for _ in range(seconds)]
     for room in all_rooms:
-        last = silent_at_s if room.name == SILENT else seconds
+        last = silent_at_s if room.name == SILENT else hush_at_s if room.quiet else seconds
         for v in range(room.viewers):
             user = f"{room.name}-v{v}"
             first = rng.randrange(60)
@@ -95,9 +114,12 @@ def schedule(
     return due
 
 
-async def produce(
-    settings: Settings, due: list[list[tuple[str, dict[str, object]]]], started: float
-) -> float:
+def without(due: Due, names: set[str]) -> Due:
+    """The same seconds without the events of rooms `names`."""
+    return [[(kind, e) for kind, e in events if e["room_id"] not in names] for events in due]
+
+
+async def produce(settings: Settings, due: Due, started: float) -> float:
     """Send each second's events spread over it, stamped with the time they are sent;
     the events per second achieved."""
     producer = AIOKafkaProducer(
@@ -139,38 +161,71 @@ def report(pid: int, port: int, minute: int) -> None:
     )
 
 
-def watch_worker(
-    pid: int, port: int, started: float, seconds: int, steady_from_s: int
-) -> dict[str, float]:
-    """Poll the worker once a minute; CPU per second over the steady part."""
-    marks: dict[str, float] = {}
+def watch_worker(pid: int, port: int, started: float, marks_at: list[int]) -> list[float]:
+    """Poll the worker once a minute; its CPU seconds at each of `marks_at` (seconds
+    into the run; the last is the run's end)."""
+    cpu: list[float] = []
     next_report = started + 60
-    while time.time() < started + seconds:
-        if time.time() >= started + steady_from_s and "cpu_start" not in marks:
-            marks["cpu_start"], marks["wall_start"] = cpu_seconds(pid), time.time()
-        if time.time() >= next_report:
+    while len(cpu) < len(marks_at):
+        if time.time() >= started + marks_at[len(cpu)]:
+            cpu.append(cpu_seconds(pid))
+        elif time.time() >= next_report:
             report(pid, port, round((time.time() - started) / 60))
             next_report += 60
-        time.sleep(1)
-    marks["cpu_end"], marks["wall_end"] = cpu_seconds(pid), time.time()
-    return marks
+        else:
+            time.sleep(0.2)
+    return cpu
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rooms", type=int, default=100_000)
-    parser.add_argument("--minutes", type=float, default=8.0)
-    args = parser.parse_args()
-    seconds = round(args.minutes * 60)
-    silent_at = seconds * 2 // 3
-    made = rooms(args.rooms)
-    due = schedule(made, seconds, silent_at)
+@dataclass
+class Night:
+    """What one run measured."""
+
+    events: int
+    rate: float
+    held: int
+    lag: int
+    caught_up_s: float
+    steady_cpu: float
+    """CPU seconds per second over the steady part."""
+    hush_cpu: float
+    """CPU seconds per second over the hush."""
+    idle_mib: float
+    end_mib: float
+    peak_mib: float
+    silent_alert_s: float | None
+    """When the silent room's first alert arrived, after its viewers fell silent."""
+    others: list[str]
+    """Alerts of any other room."""
+
+    def show(self) -> None:
+        print(f"produced {self.rate:,.0f} events/s; worker counted {self.events:,} events")
+        print(f"rooms held {self.held:,}; final lag {self.lag:,} messages")
+        print(f"the worker had counted every event {self.caught_up_s:.0f} s after the last second")
+        print(
+            f"worker CPU: {self.steady_cpu:.3f} s per second over the steady part "
+            f"({self.steady_cpu * 1e6 / max(self.held, 1):.1f} us per room-second), "
+            f"{self.hush_cpu:.3f} over the hush"
+        )
+        print(
+            f"worker memory: idle {self.idle_mib:.0f} MiB, end {self.end_mib:.0f} MiB, "
+            f"peak {self.peak_mib:.0f} MiB; {self.room_bytes():,.0f} bytes per room held"
+        )
+        if self.silent_alert_s is None:
+            print(f"{SILENT}: NO ALERT arrived")
+        else:
+            print(f"{SILENT}: alert sent {self.silent_alert_s:.1f} s after its viewers fell silent")
+        print(f"other transitions: {len(self.others)} ({sorted(set(self.others))})")
+
+    def room_bytes(self) -> float:
+        return (self.end_mib - self.idle_mib) * 2**20 / max(self.held, 1)
+
+
+def night(due: Due, silent_at_s: int, hush_at_s: int) -> Night:
+    """Run one worker on a fresh local broker through `due`, produced in real time."""
+    seconds = len(due)
     total = sum(len(events) for events in due)
-    print(
-        f"{len(made):,} rooms ({sum(r.viewers for r in made):,} viewers), {total:,} events over "
-        f"{seconds} s of real time; {SILENT} goes silent at {silent_at} s",
-        flush=True,
-    )
+    marks_at = [STEADY_FROM_S, hush_at_s, hush_at_s + SETTLE_S, seconds]
     with tempfile.TemporaryDirectory() as workdir, LocalKafka(workdir=Path(workdir) / "k") as kafka:
         port = free_port()
         env = {
@@ -185,68 +240,96 @@ def main() -> None:
         worker = start_worker(env, Path(workdir) / "worker.log")
         try:
             wait_for_metrics(f"http://127.0.0.1:{port}/metrics", worker)
-            idle_rss, _ = memory_mib(worker.pid)
+            idle_mib, _ = memory_mib(worker.pid)
             started = time.time() + 2
-            result = run(settings, due, started, worker.pid, port, seconds)
+            rate, cpu = produce_watching(settings, due, started, worker.pid, port, marks_at)
             _, left = wait_counted(port, total, 600)
             if left:
                 raise RuntimeError(f"the worker did not count all {total:,} events within 600 s")
+            caught_up_s = time.time() - started - seconds
             status = worker_status(port)
             time.sleep(10)  # what the last events set off
             transitions = asyncio.run(sent_alerts(settings))
-            rss, peak = memory_mib(worker.pid)
-            print(
-                f"the worker had counted every event {time.time() - started - seconds:.0f} s "
-                "after the producer's last second"
-            )
+            end_mib, peak_mib = memory_mib(worker.pid)
         finally:
             stop_process(worker)
-    rate, marks = result
-    steady_cpu = (marks["cpu_end"] - marks["cpu_start"]) / (marks["wall_end"] - marks["wall_start"])
-    held = int(status["rooms"])  # type: ignore[call-overload]
-    print(f"produced {rate:,.0f} events/s; worker counted {status['events']:,} events")
-    print(f"rooms held {held:,}; final lag {status['lag']:,} messages")
-    print(
-        f"worker CPU over the steady part (after the joins): {steady_cpu:.2f} s per second "
-        f"({steady_cpu * 1e6 / max(held, 1):.1f} us per room-second)"
-    )
-    print(
-        f"worker memory: idle {idle_rss:.0f} MiB, end {rss:.0f} MiB, peak {peak:.0f} MiB; "
-        f"{(rss - idle_rss) * 2**20 / max(held, 1):,.0f} bytes per room held"
-    )
     fired = [
-        (arrived, t)
+        arrived - (started + silent_at_s)
         for arrived, t in transitions
         if t.get("room_id") == SILENT and t.get("state") == "firing"
     ]
-    if fired:
-        arrived, first = fired[0]
-        print(
-            f"{SILENT}: {first['alert']} {first['severity']} "
-            f"sent {arrived - (started + silent_at):.1f} s after its viewers fell silent"
-        )
-    else:
-        print(f"{SILENT}: NO ALERT arrived")
-    others = {t.get("alert") for _, t in transitions if t.get("room_id") != SILENT}
-    print(f"other transitions: {len(transitions) - len(fired)} ({sorted(map(str, others))})")
+    return Night(
+        events=int(status["events"]),
+        rate=rate,
+        held=int(status["rooms"]),
+        lag=int(status["lag"]),
+        caught_up_s=caught_up_s,
+        steady_cpu=(cpu[1] - cpu[0]) / (hush_at_s - STEADY_FROM_S),
+        hush_cpu=(cpu[3] - cpu[2]) / (seconds - hush_at_s - SETTLE_S),
+        idle_mib=idle_mib,
+        end_mib=end_mib,
+        peak_mib=peak_mib,
+        silent_alert_s=fired[0] if fired else None,
+        others=[str(t.get("alert")) for _, t in transitions if t.get("room_id") != SILENT],
+    )
 
 
-def run(
-    settings: Settings,
-    due: list[list[tuple[str, dict[str, object]]]],
-    started: float,
-    pid: int,
-    port: int,
-    seconds: int,
-) -> tuple[float, dict[str, float]]:
+def produce_watching(
+    settings: Settings, due: Due, started: float, pid: int, port: int, marks_at: list[int]
+) -> tuple[float, list[float]]:
     """Produce and watch the worker at once."""
 
-    async def together() -> tuple[float, dict[str, float]]:
-        watching = asyncio.to_thread(watch_worker, pid, port, started, seconds, 90)
-        rate, marks = await asyncio.gather(produce(settings, due, started), watching)
-        return rate, marks
+    async def together() -> tuple[float, list[float]]:
+        watching = asyncio.to_thread(watch_worker, pid, port, started, marks_at)
+        rate, cpu = await asyncio.gather(produce(settings, due, started), watching)
+        return rate, cpu
 
     return asyncio.run(together())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rooms", type=int, default=100_000)
+    parser.add_argument("--minutes", type=float, default=8.0)
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the night again without its quiet rooms, to tell what they cost",
+    )
+    args = parser.parse_args()
+    seconds = round(args.minutes * 60)
+    if seconds < STEADY_FROM_S + 60 + HUSH_S:
+        parser.error("--minutes must leave a minute of steady traffic before the hush")
+    silent_at, hush_at = seconds * 2 // 3, seconds - HUSH_S
+    made = rooms(args.rooms)
+    due = schedule(made, seconds, silent_at, hush_at)
+    quiet = [room for room in made if room.quiet]
+    print(
+        f"{len(made):,} rooms ({sum(r.viewers for r in made):,} viewers; {len(quiet):,} quiet "
+        f"with {sum(r.viewers for r in quiet):,}), {sum(map(len, due)):,} events over "
+        f"{seconds} s of real time; {SILENT} goes silent at {silent_at} s, the quiet rooms "
+        f"hush at {hush_at} s",
+        flush=True,
+    )
+    every = night(due, silent_at, hush_at)
+    every.show()
+    if not args.baseline:
+        return
+    print("\nthe same night without its quiet rooms:", flush=True)
+    names = {room.name for room in quiet}
+    watched = night(without(due, names), silent_at, hush_at)
+    watched.show()
+    steady = due[STEADY_FROM_S:hush_at]
+    quiet_events = sum(e["room_id"] in names for events in steady for _, e in events) / len(steady)
+    print(
+        f"\nwhat {len(quiet):,} quiet rooms cost the worker: "
+        f"{every.steady_cpu - watched.steady_cpu:+.3f} CPU-s/s over the steady part "
+        f"(with their {quiet_events:,.0f} events/s), "
+        f"{every.hush_cpu - watched.hush_cpu:+.3f} over the hush (upkeep alone; target at "
+        f"most 0.100); "
+        f"{every.end_mib - watched.end_mib:+,.0f} MiB resident at the end"
+    )
 
 
 if __name__ == "__main__":
