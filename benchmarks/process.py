@@ -84,9 +84,11 @@ class FamilyPeak(threading.Thread):
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time a process has used, user and system (/proc/PID/stat)."""
+    """CPU time a process has used, user and system, with that of its children it has
+    waited for: a worker's checkpoints are computed in forked children (/proc/PID/stat
+    utime, stime, cutime, cstime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def memory_mib(pid: int) -> tuple[float, float]:

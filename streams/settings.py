@@ -136,6 +136,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=
     checkpoint_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     """Wall-clock time between checkpoints of a changed partition's state, at least
     (when the partitions' last checkpoints took t seconds together, at least 20 t)."""
+    stop_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 50.0
+    """A stop (SIGTERM) that has not finished after this long exits at once, with status 1,
+    as a crash would: Faust's producer keeps an undelivered batch for 20 minutes, so with
+    the broker unreachable a stop would wait that long. Nothing is lost: a successor
+    resumes from the last checkpoint sent. Keep it under the supervisor's own grace
+    (Kubernetes' `terminationGracePeriodSeconds`, 60 in deploy/k8s)."""
     checkpoint_fork: bool = True
     """Take the periodic checkpoints in a forked child, beside the processing. It needs
     memory for the pages it copies (up to the partition's Python objects: 1.1 GB for a

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -426,7 +427,25 @@ class Worker:
         await self.commit_rewinds()
 
     async def on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        asyncio.get_running_loop().call_later(self.settings.stop_timeout_s, self.give_up_stopping)
         self.checkpoint(time.monotonic(), force=True)
+
+    def give_up_stopping(self) -> None:
+        """The stop has not finished in `stop_timeout_s`: leave now, as a crash would.
+
+        It waits on what the producer holds: Faust flushes it on the way out, and its
+        batches live 20 minutes (`producer_request_timeout`), so a broker that does not
+        answer held a stopping worker that long. Leaving is safe: offsets are committed
+        only for checkpoints sent, so a successor resumes from the last one and reads
+        the rest again (tests/integration/test_worker_restart, the SIGKILL)."""
+        log.error(
+            "the stop did not finish in %.0f s (is the broker reachable?): exiting; the "
+            "partitions resume from their last checkpoint sent",
+            self.settings.stop_timeout_s,
+        )
+        self.stop_snapshot()
+        logging.shutdown()
+        os._exit(1)
 
     async def on_revoke(self, sender: Any, revoked: set[TP], **kwargs: Any) -> None:
         numbers = {tp.partition for tp in revoked if tp.topic in self.source_of_topic}

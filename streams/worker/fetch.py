@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
@@ -87,6 +88,7 @@ class BatchConsumer(Consumer):
                     # fails because the assignment changed under it (aiokafka's
                     # IllegalStateError "No current assignment") is only logged: the
                     # rebalance under way seeks the new assignment again.
+                    await self._rewind(records)
                     try:
                         await self.perform_seek()
                     except Exception as exc:
@@ -97,6 +99,7 @@ class BatchConsumer(Consumer):
                     for tp, rs in records.items()
                     if rs and (active is None or tp in active or tp in self._buffered_partitions)
                 }
+                await self._rewind({tp: rs for tp, rs in records.items() if tp not in ours})
                 await self._dispatch(ours)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -106,6 +109,23 @@ class BatchConsumer(Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _rewind(self, records: Records) -> None:
+        """Seek each partition of `records`, which are not processed, back to its first.
+
+        The consumer's position has moved past them. Faust's seek to the committed
+        offsets moves only partitions that have one, so a partition never committed (no
+        checkpoint yet: a new deployment on a backlog, a worker gone before its first
+        checkpoint) would skip them for good: a fetch during a restart's recovery, its
+        partitions not active yet, lost every event of such partitions
+        (tests/integration/test_worker_stop). A partition no longer ours needs nothing:
+        its next owner reads from the committed offsets."""
+        for tp, rs in records.items():
+            if rs:
+                try:
+                    await self.seek(tp, rs[0].offset)
+                except (IllegalStateError, AssertionError, KeyError) as exc:
+                    log.debug("%s not rewound (no longer assigned): %r", tp, exc)
 
     def answered_at(self, tp: TP) -> float | None:
         """Wall-clock time (s) the broker last answered a fetch of `tp`; None before its

@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.dev.demo import scrape, stop_process
 from streams.kafka.client import client_options
+from streams.kafka.partitioner import partition_for
 from streams.logs.replay import replay
 from streams.settings import Settings, env_name
 from streams.worker.checkpoint import (
@@ -194,3 +195,56 @@ async def test_a_pickled_checkpoint_is_not_read_and_the_partition_starts_from_it
     # From the committed offsets: the first half is not processed again.
     assert events_counted(restarted.metrics_url) == produced_second
     assert "drain before upgrading" in restarted.log.read_text(errors="replace")
+
+
+async def test_a_partition_never_checkpointed_is_read_from_its_start_after_a_restart(
+    isolated_env: dict[str, str],
+    worker_factory: Callable[[dict[str, str]], RunningWorker],
+    tmp_path: Path,
+) -> None:
+    """A restart reads the checkpoint changelog back first, and a fetch meanwhile returns
+    records of source partitions not active yet. They were dropped, and only partitions
+    with a committed offset were sought back: a partition that never had a checkpoint
+    (its events all came while no worker ran) lost every one of them."""
+    first, _, _ = split_sample(tmp_path)
+    env = {**isolated_env, env_name("group_session_timeout_s"): "6"}
+    worker = worker_factory(env)
+    settings = worker.settings
+    await replay(first, settings)
+    ends, _ = await source_offsets(settings)
+    with_data = {tp.partition for tp, end in ends.items() if end}
+    empty = sorted(set(range(settings.partitions)) - with_data)
+    assert empty, "every partition has events: none is left never checkpointed"
+
+    async def checkpointed() -> bool:
+        covered = await checkpointed_offsets(settings)
+        return all(covered.get(tp, 0) == end for tp, end in ends.items() if end)
+
+    await eventually(checkpointed)
+    os.kill(worker.process.pid, signal.SIGKILL)
+    worker.process.wait()
+
+    room = next(
+        f"late-room-{i}" for i in range(1000) if partition_for(f"late-room-{i}", 4) == empty[0]
+    )
+    producer = AIOKafkaProducer(**client_options(settings))
+    await producer.start()
+    try:
+        for i in range(50):
+            event = {"type": "join", "room_id": room, "user_id": f"u{i}", "ts": 1764000000000 + i}
+            await producer.send(
+                settings.topic_for_type("join"), msgspec.json.encode(event), key=room.encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    restarted = worker_factory(env)
+
+    async def read() -> bool:
+        return events_counted(restarted.metrics_url) == 50
+
+    try:
+        await eventually(read, within=30)
+    finally:
+        assert events_counted(restarted.metrics_url) == 50
