@@ -46,7 +46,7 @@ from pathlib import Path
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.process import cpu_seconds, memory_mib, sent_alerts, wait_counted, worker_status
+from benchmarks.process import cpu_split, memory_mib, sent_alerts, wait_counted, worker_status
 from streams.dev.broker import LocalKafka, free_port
 from streams.dev.demo import start_worker, stop_process, wait_for_metrics
 from streams.kafka.topics import ensure_topics
@@ -161,14 +161,16 @@ def report(pid: int, port: int, minute: int) -> None:
     )
 
 
-def watch_worker(pid: int, port: int, started: float, marks_at: list[int]) -> list[float]:
-    """Poll the worker once a minute; its CPU seconds at each of `marks_at` (seconds
-    into the run; the last is the run's end)."""
-    cpu: list[float] = []
+def watch_worker(
+    pid: int, port: int, started: float, marks_at: list[int]
+) -> list[tuple[float, float]]:
+    """Poll the worker once a minute; its CPU seconds (its own, its reaped children's) at
+    each of `marks_at` (seconds into the run; the last is the run's end)."""
+    cpu: list[tuple[float, float]] = []
     next_report = started + 60
     while len(cpu) < len(marks_at):
         if time.time() >= started + marks_at[len(cpu)]:
-            cpu.append(cpu_seconds(pid))
+            cpu.append(cpu_split(pid))
         elif time.time() >= next_report:
             report(pid, port, round((time.time() - started) / 60))
             next_report += 60
@@ -190,6 +192,9 @@ class Night:
     """CPU seconds per second over the steady part."""
     hush_cpu: float
     """CPU seconds per second over the hush."""
+    steady_children: float
+    hush_children: float
+    """Of these, the checkpoints' forked children's."""
     idle_mib: float
     end_mib: float
     peak_mib: float
@@ -205,7 +210,8 @@ class Night:
         print(
             f"worker CPU: {self.steady_cpu:.3f} s per second over the steady part "
             f"({self.steady_cpu * 1e6 / max(self.held, 1):.1f} us per room-second), "
-            f"{self.hush_cpu:.3f} over the hush"
+            f"{self.hush_cpu:.3f} over the hush; of which checkpoint children "
+            f"{self.steady_children:.3f} and {self.hush_children:.3f}"
         )
         print(
             f"worker memory: idle {self.idle_mib:.0f} MiB, end {self.end_mib:.0f} MiB, "
@@ -264,8 +270,10 @@ def night(due: Due, silent_at_s: int, hush_at_s: int) -> Night:
         held=int(status["rooms"]),
         lag=int(status["lag"]),
         caught_up_s=caught_up_s,
-        steady_cpu=(cpu[1] - cpu[0]) / (hush_at_s - STEADY_FROM_S),
-        hush_cpu=(cpu[3] - cpu[2]) / (seconds - hush_at_s - SETTLE_S),
+        steady_cpu=per_second(cpu[0], cpu[1], hush_at_s - STEADY_FROM_S),
+        hush_cpu=per_second(cpu[2], cpu[3], seconds - hush_at_s - SETTLE_S),
+        steady_children=(cpu[1][1] - cpu[0][1]) / (hush_at_s - STEADY_FROM_S),
+        hush_children=(cpu[3][1] - cpu[2][1]) / (seconds - hush_at_s - SETTLE_S),
         idle_mib=idle_mib,
         end_mib=end_mib,
         peak_mib=peak_mib,
@@ -274,12 +282,17 @@ def night(due: Due, silent_at_s: int, hush_at_s: int) -> Night:
     )
 
 
+def per_second(start: tuple[float, float], end: tuple[float, float], seconds: float) -> float:
+    """CPU seconds (own and children's) per second between two marks."""
+    return (sum(end) - sum(start)) / seconds
+
+
 def produce_watching(
     settings: Settings, due: Due, started: float, pid: int, port: int, marks_at: list[int]
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[tuple[float, float]]]:
     """Produce and watch the worker at once."""
 
-    async def together() -> tuple[float, list[float]]:
+    async def together() -> tuple[float, list[tuple[float, float]]]:
         watching = asyncio.to_thread(watch_worker, pid, port, started, marks_at)
         rate, cpu = await asyncio.gather(produce(settings, due, started), watching)
         return rate, cpu

@@ -85,10 +85,16 @@ class FamilyPeak(threading.Thread):
 
 def cpu_seconds(pid: int) -> float:
     """CPU time a process has used, user and system, with that of its children it has
-    waited for: a worker's checkpoints are computed in forked children (/proc/PID/stat
-    utime, stime, cutime, cstime)."""
+    waited for: a worker's checkpoints are computed in forked children."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """CPU time (user and system) of a process itself, and of its children it has waited
+    for (/proc/PID/stat utime, stime, cutime, cstime)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
 def memory_mib(pid: int) -> tuple[float, float]:

@@ -44,6 +44,8 @@ def test_a_room_costs_what_the_worker_grew_by_over_the_rooms_held(
         caught_up_s=1.0,
         steady_cpu=0.5,
         hush_cpu=0.2,
+        steady_children=0.05,
+        hush_children=0.04,
         idle_mib=100.0,
         end_mib=101.0,
         peak_mib=102.0,
