@@ -437,7 +437,7 @@ class Worker:
         batches live 20 minutes (`producer_request_timeout`), so a broker that does not
         answer held a stopping worker that long. Leaving is safe: offsets are committed
         only for checkpoints sent, so a successor resumes from the last one and reads
-        the rest again (tests/integration/test_worker_restart, the SIGKILL)."""
+        the rest again (tests/integration/test_worker_stop)."""
         log.error(
             "the stop did not finish in %.0f s (is the broker reachable?): exiting; the "
             "partitions resume from their last checkpoint sent",

@@ -115,11 +115,11 @@ class BatchConsumer(Consumer):
 
         The consumer's position has moved past them. Faust's seek to the committed
         offsets moves only partitions that have one, so a partition never committed (no
-        checkpoint yet: a new deployment on a backlog, a worker gone before its first
-        checkpoint) would skip them for good: a fetch during a restart's recovery, its
-        partitions not active yet, lost every event of such partitions
-        (tests/integration/test_worker_stop). A partition no longer ours needs nothing:
-        its next owner reads from the committed offsets."""
+        checkpoint yet: its worker gone before the first, or its first events written
+        while no worker ran) would skip them for good: a fetch during a restart's
+        recovery, its partitions not active yet, lost every event of such partitions
+        (tests/integration/test_worker_restart). A partition no longer ours needs
+        nothing: its next owner reads from the committed offsets."""
         for tp, rs in records.items():
             if rs:
                 try:
