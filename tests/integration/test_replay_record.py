@@ -64,10 +64,13 @@ def test_ctrl_c_leaves_a_readable_recording(isolated_env: dict[str, str], tmp_pa
     settings = load_settings(environ=isolated_env)
     log = small_night(tmp_path / "night.jsonl")
     out = tmp_path / "cut.jsonl.gz"
+    # Its output goes to a file: a pipe nobody reads fills up (64 KiB of a loaded broker's
+    # retry warnings) and blocks the recorder, which then cannot stop (seen once in CI).
+    output = (tmp_path / "record.log").open("wb")
     recorder = subprocess.Popen(
         [sys.executable, "-m", "streams.cli.main", "record", "--out", str(out), "--from-beginning"],
         env={**os.environ, **isolated_env},
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
     try:
@@ -81,6 +84,8 @@ def test_ctrl_c_leaves_a_readable_recording(isolated_env: dict[str, str], tmp_pa
     finally:
         if recorder.poll() is None:
             recorder.kill()
+        output.close()
+        print((tmp_path / "record.log").read_text(errors="replace")[-5000:])
     lines = list(read_lines(out))  # a truncated gzip would raise here
     assert lines and all(msgspec.json.decode(line)["room_id"] for _, line in lines)
 
