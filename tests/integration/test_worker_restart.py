@@ -8,7 +8,6 @@ none twice; and it must not start over from an empty state.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import pickle
 import signal
@@ -29,12 +28,12 @@ from streams.worker.checkpoint import (
     split_checkpoint,
 )
 from tests.conftest import RunningWorker
-from tests.integration.offline import fetch, offline_exposition, room_state_samples
 from tests.integration.workers import (
     checkpointed_offsets,
     events_counted,
     eventually,
     split_sample,
+    until_same_as_offline,
 )
 
 pytestmark = pytest.mark.kafka
@@ -106,18 +105,7 @@ async def test_a_killed_worker_resumes_from_its_checkpoint_exactly(
     worker.process.wait()
 
     restarted = worker_factory(env)
-    expected = room_state_samples(
-        offline_exposition(everything, settings.partitions, settings.allowed_lateness_ms)
-    )
-
-    async def same_as_offline() -> bool:
-        return room_state_samples(await asyncio.to_thread(fetch, restarted.metrics_url)) == expected
-
-    try:
-        await eventually(same_as_offline, within=60)
-    finally:
-        scraped = room_state_samples(await asyncio.to_thread(fetch, restarted.metrics_url))
-        assert scraped == expected
+    await until_same_as_offline(restarted.metrics_url, everything, settings, within=60)
     health = scrape(restarted.metrics_url)
     restores = {
         dict(k)["result"]: v for k, v in health["livewatch_checkpoint_restores_total"].items()

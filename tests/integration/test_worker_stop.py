@@ -25,8 +25,13 @@ from streams.dev.broker import LocalKafka
 from streams.logs.replay import replay
 from streams.settings import env_name
 from tests.conftest import RunningWorker
-from tests.integration.offline import fetch, offline_exposition, room_state_samples
-from tests.integration.workers import checkpointed_offsets, events_counted, eventually, split_sample
+from tests.integration.workers import (
+    checkpointed_offsets,
+    events_counted,
+    eventually,
+    split_sample,
+    until_same_as_offline,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -81,15 +86,4 @@ def test_a_worker_stopped_without_its_broker_exits_in_time_and_resumes_exactly(
 
     own_kafka.start()  # on this thread, which outlives it (the JVM dies with its starter)
     restarted = worker_factory(env)
-    expected = room_state_samples(
-        offline_exposition(everything, settings.partitions, settings.allowed_lateness_ms)
-    )
-
-    async def same_as_offline() -> bool:
-        return room_state_samples(await asyncio.to_thread(fetch, restarted.metrics_url)) == expected
-
-    try:
-        asyncio.run(eventually(same_as_offline, within=90))
-    finally:
-        scraped = room_state_samples(fetch(restarted.metrics_url))
-        assert scraped == expected
+    asyncio.run(until_same_as_offline(restarted.metrics_url, everything, settings, within=90))

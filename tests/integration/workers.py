@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,8 @@ from streams.kafka.client import client_options
 from streams.logs.files import read_lines
 from streams.settings import Settings
 from streams.worker.checkpoint import join_checkpoint, restore_checkpoint
+from tests.exposition import Samples
+from tests.integration.offline import fetch, offline_exposition, room_state_samples
 
 
 def split_sample(directory: Path) -> tuple[Path, Path, Path]:
@@ -40,6 +43,27 @@ async def eventually(
             raise AssertionError("condition not met in time")
         await asyncio.sleep(poll)
     return time.monotonic()
+
+
+async def until_same_as_offline(
+    url: str, log: str | os.PathLike[str], settings: Settings, within: float
+) -> None:
+    """Wait until the worker at `url` exports the room state the offline computation of
+    `log` gives; then assert it, so a worker that never gets there shows the difference."""
+    expected = room_state_samples(
+        offline_exposition(log, settings.partitions, settings.allowed_lateness_ms)
+    )
+
+    async def scraped() -> Samples:
+        return room_state_samples(await asyncio.to_thread(fetch, url))
+
+    async def same() -> bool:
+        return await scraped() == expected
+
+    try:
+        await eventually(same, within=within)
+    finally:
+        assert await scraped() == expected
 
 
 def peak_rss_mib(pid: int) -> float:
