@@ -118,7 +118,10 @@ class SloConfig:
     )
     """Long and short windows, the burn rate they must both reach, and the severity."""
     min_long_events: float = 100
-    """Volume gate: fewer events than this in the long window never alert."""
+    """Volume gate: fewer events than this in the shortest long window never alert; a
+    longer window needs as many more as it is longer. The gate is on the key's traffic,
+    not on a count: 12 minutes of a region with three viewers hold as many samples as
+    2 minutes of one with eighteen, and its bad share is as noisy as theirs."""
     min_short_events: float = 10
     """Volume gate of the short window."""
 
@@ -129,6 +132,10 @@ class SloConfig:
     @property
     def horizon_s(self) -> int:
         return max(w.long_s for w in self.windows)
+
+    def min_events(self, window: BurnWindow) -> float:
+        """The volume gate of `window`'s long window (`min_long_events`)."""
+        return self.min_long_events * window.long_s / min(w.long_s for w in self.windows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +196,21 @@ class LevelConfig:
     buckets: int = 4
     """The window's equal parts, each of which must hold it too: a one-minute spike fills
     at most three of four 30 s parts, so it never pages."""
-    bad_share: float = 0.5
-    """About this share of samples over the objective pages: the window's share and every
-    part's must not be significantly below it (one-sided, `z`), so a big region must be
-    at about half in every part while a small one, whose shares are noisy, may dip."""
-    z: float = 1.64
-    """Standard errors a share may sit below `bad_share` (1.64: a 5% one-sided test)."""
+    bad_share: float = 0.3
+    """The window's share must be significantly above this (one-sided, `z`): a handful
+    of viewers, whose shares are noisy, must be at about half to be certain (the
+    ordinary noise of a small room never pages)."""
+    z: float = 2.33
+    """Standard errors of certainty (2.33: a 1% one-sided test; a region is judged every
+    few seconds, so a looser test would page on chance)."""
+    half_share: float = 0.5
+    """About this share pages: the window's share and every part's must not be
+    significantly below it (one-sided, `half_z`), so a big region must be at about
+    half in every part."""
+    half_z: float = 1.64
+    """Standard errors a share may sit below `half_share` (1.64: a 5% one-sided test)."""
     min_part_share: float = 0.25
-    """However few its samples, no part may be under this share."""
+    """However high the window's share, no part may be under this."""
     min_bucket_samples: float = 10
     """Samples every part needs: thin traffic never pages on a level."""
     severity: Severity = "critical"

@@ -155,7 +155,7 @@ class BurnRate:
             if self.first_active is None or now - self.first_active < window.long_s // 2:
                 continue
             long_total, long_bad, long_count = self.sums(now, window.long_s)
-            if long_count < config.min_long_events or long_total <= 0:
+            if long_count < config.min_events(window) or long_total <= 0:
                 continue
             long_burn = long_bad / long_total / config.budget
             if long_burn < window.burn_rate:
@@ -182,10 +182,11 @@ class BurnRate:
 
 
 def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | None:
-    """A bad share that held over the whole window ending at `now`, part by part.
+    """A bad share of about half that held over the whole window ending at `now`, part
+    by part, and is certainly over `bad_share` (`LevelConfig`).
 
-    Shares are of the amounts (viewer-seconds for latency); how far a share may sit
-    below `bad_share` is judged on the count of samples behind it."""
+    Shares are of the amounts (viewer-seconds for latency); how certain a share is, is
+    judged on the count of samples behind it."""
     if burn.is_clean(now):
         return None  # every part's share would be 0, under `min_part_share`
     part_s = config.window_s // config.buckets
@@ -194,32 +195,41 @@ def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | 
         total, bad, count = burn.sums(now - i * part_s, part_s)
         if count < config.min_bucket_samples or total <= 0:
             return None
-        if bad < _lowest_bad(count, config) * total:
+        if bad < _about_half(count, config) * total:
             return None
         parts.append((total, bad, count))
-    shares = [bad / total for total, bad, _ in reversed(parts)]
     total = sum(total for total, _, _ in parts)
     count = sum(count for _, _, count in parts)
     share = sum(bad for _, bad, _ in parts) / total
-    if share < _lowest_bad(count, config):
+    certain = config.bad_share + config.z * _error(config.bad_share, count)
+    if share < max(certain, _about_half(count, config)):
         return None
     details = {
         "bad_share": round(share, 4),
-        "bad_share_parts": [round(s, 3) for s in shares],
+        "bad_share_parts": [round(bad / total, 3) for total, bad, _ in reversed(parts)],
         "window_s": part_s * config.buckets,
         "samples": int(count),
     }
     return Finding(config.severity, "", details, kind="level")
 
 
-def _lowest_bad(samples: float, config: LevelConfig) -> float:
-    """The lowest bad share of `samples` not significantly under `config.bad_share`."""
-    q = config.bad_share
-    return max(config.min_part_share, q - config.z * math.sqrt(q * (1 - q) / samples))
+def _about_half(samples: float, config: LevelConfig) -> float:
+    """The lowest share of `samples` not significantly under `config.half_share`."""
+    lowest = config.half_share - config.half_z * _error(config.half_share, samples)
+    return max(config.min_part_share, lowest)
+
+
+def _error(share: float, samples: float) -> float:
+    """The standard error of a share of `samples` at `share`."""
+    return math.sqrt(share * (1 - share) / samples)
 
 
 def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
-    """A latency burn or level (detectors.slo) in one region as an alert."""
+    """A latency burn or level (detectors.slo) in one region as an alert.
+
+    Both are of one kind for the alert's lifecycle: a level giving way to the burn it
+    caused, or the reverse, is the same incident, not news to announce again (every
+    long degradation used to page a second time as it ended)."""
     details = found.details
     if found.kind == "level":
         parts = details["bad_share_parts"]
@@ -228,9 +238,7 @@ def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
             f"for {details['window_s'] // 60} min (at least {min(parts):.0%} in every "
             f"{details['window_s'] // len(parts)} s)"
         )
-        return Finding(
-            found.severity, summary, {**details, "region": region, "slo_ms": slo_ms}, kind="level"
-        )
+        return Finding(found.severity, summary, {**details, "region": region, "slo_ms": slo_ms})
     summary = (
         f"{details['bad_share_long']:.0%} of latency samples in {region} over "
         f"{slo_ms:.0f} ms (burn {details['burn_rate_long']}x "

@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detectors.alerts import AlertKey, AlertTracker
 from detectors.config import BurnWindow, LevelConfig, SloConfig
 from detectors.slo import BAD, COUNT, FOLD_AT, TOTAL, BurnRate, latency_finding, sustained_level
 
@@ -55,6 +56,21 @@ def test_thin_traffic_is_gated() -> None:
     for second in range(1, 2000, 10):
         burn.add(second, 1, 1)
         assert burn.evaluate(second) is None
+
+
+def test_a_longer_window_needs_as_much_more_traffic() -> None:
+    """Twelve minutes of a region of three viewers hold as many samples as two minutes
+    of eighteen: the warning's gate scales with its window, so a small region's 35% of
+    bad samples never warns, while a region of 20 viewers does."""
+    for per_second, warns in ((0.3, False), (2.0, True)):
+        rng = np.random.default_rng(3)
+        burn, finding = BurnRate(SloConfig(), head=0), None
+        for second in range(1, 1800):
+            total = int(rng.poisson(per_second))
+            burn.add(second, total, int(rng.binomial(total, 0.35)))
+            finding = finding or burn.evaluate(second)
+        assert (finding is not None) is warns, per_second
+        assert finding is None or finding.severity == "warning"
 
 
 def test_old_seconds_leave_the_window() -> None:
@@ -156,6 +172,13 @@ def test_half_of_a_region_over_the_objective_for_minutes_pages_within_three() ->
     assert first_alert({s: 0.5 for s in range(900, 1500)}, 1080, per_second=2) is None
 
 
+def test_the_noise_of_a_handful_of_viewers_does_not_page() -> None:
+    """Five viewers reporting every 12 s, a quarter of their samples over the objective
+    all night (one viewer's poor connection): two minutes of them hold too few samples
+    to be certain of a third, however high they swing."""
+    assert first_level(dict.fromkeys(range(1, 7200), 0.25), 7200, per_second=0.4) is None
+
+
 def test_one_minute_spikes_do_not_page_even_when_every_sample_is_bad() -> None:
     for length in (30, 60, 75):
         spikes = {s: 1.0 for start in range(600, 3000, 600) for s in range(start, start + length)}
@@ -168,16 +191,36 @@ def test_a_level_needs_samples_in_every_part_of_the_window() -> None:
 
 
 def test_a_level_finding_reads_as_the_share_viewers_see() -> None:
-    burn = BurnRate(SloConfig(), head=0)
-    for second in range(1, 200):
-        burn.add(second, 4, 2 if second > 60 else 0)
-    finding = sustained_level(burn, 199, LevelConfig())
+    finding = sustained_level(_steady_burn(bad=2), 199, LevelConfig())
     assert finding is not None and finding.severity == "critical" and finding.kind == "level"
     assert finding.details["bad_share"] == 0.5 and finding.details["bad_share_parts"] == [0.5] * 4
     alert = latency_finding(finding, "east", 600)
     assert alert.summary == (
         "50% of latency samples in east over 600 ms for 2 min (at least 50% in every 30 s)"
     )
+
+
+def test_a_level_giving_way_to_its_burn_is_not_announced_again() -> None:
+    """A long degradation pages on its level, and as it eases the burn it caused is
+    still over its rate: one incident, one page."""
+    level = sustained_level(_steady_burn(bad=3), 199, LevelConfig())
+    burn = BurnRate(SloConfig(), head=0)
+    for second in range(1, 200):
+        burn.add(second, 20, 20 * (0.9 if second > 60 else 0.0))
+    burning = burn.evaluate(199)
+    assert level is not None and burning is not None
+    tracker, key = AlertTracker(), AlertKey("latency_slo", "r", "east")
+    first = tracker.update(200_000, {key: latency_finding(level, "east", 600)})
+    then = tracker.update(205_000, {key: latency_finding(burning, "east", 600)})
+    assert [t.state for t in first] == ["firing"] and then == []
+
+
+def _steady_burn(bad: int) -> BurnRate:
+    """Four samples a second, `bad` of them over the objective after the first minute."""
+    burn = BurnRate(SloConfig(), head=0)
+    for second in range(1, 200):
+        burn.add(second, 4, bad if second > 60 else 0)
+    return burn
 
 
 def test_shares_weigh_the_amounts_while_volume_gates_count_samples() -> None:
