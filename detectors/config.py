@@ -185,11 +185,14 @@ class SpamConfig:
 
 @dataclass(frozen=True, slots=True)
 class LevelConfig:
-    """A sustained level of bad samples: what most viewers of a region see now.
+    """A sustained level of bad samples: what many viewers of a region see now.
 
     Burn rates are sized for budgets; a live show's viewers leave within minutes of a
-    bad picture, so a region whose samples are mostly over the objective for a couple
-    of minutes pages on that level alone (anchors: pair burn rates with a level)."""
+    bad picture, so a region with about half of its samples over the objective for a
+    couple of minutes pages on that level alone (anchors: pair burn rates with a level),
+    and so does a third, held a little longer, when it is a step from a healthy region.
+    A region drifting between a quarter and a third, as a real network's level does,
+    is the burn rates' to judge."""
 
     window_s: int = 120
     """The bad share must hold over this long."""
@@ -209,6 +212,19 @@ class LevelConfig:
     half in every part."""
     half_z: float = 1.64
     """Standard errors a share may sit below `half_share` (1.64: a 5% one-sided test)."""
+    step_window_s: int = 150
+    """A lower share, certain but under about half, pages once it has held this long
+    (in parts of `window_s / buckets`) as a step from a healthy region: a third of a
+    region's viewers suddenly over the objective is a degradation, but a real network's
+    level swells for a couple of minutes at a time, so a lower share needs longer."""
+    before_s: int = 540
+    """The span before the step's window that says whether the region was healthy."""
+    step_ratio: float = 0.25
+    """The region's share over `before_s` must be at most this much of the step's (from
+    2% to 38% is a step; from 25% to 35% is a drift, the burn rates' to judge)."""
+    part_share: float = 0.8
+    """Every part of the step's window must hold this much of its share: a level held,
+    not a swell or a spike spilling into the parts around it."""
     min_part_share: float = 0.25
     """However high the window's share, no part may be under this."""
     min_bucket_samples: float = 10
@@ -277,8 +293,12 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.ebb.step_s != self.cliff.step_s:
             raise ValueError("ebb.step_s must equal cliff.step_s (both see the same steps)")
-        if self.latency_level.window_s > self.latency_slo.horizon_s:
-            raise ValueError("latency_level.window_s must fit in latency_slo's longest window")
+        level = self.latency_level
+        if max(level.window_s, level.step_window_s + level.before_s) > self.latency_slo.horizon_s:
+            raise ValueError(
+                "latency_level.window_s and step_window_s + before_s must fit in "
+                "latency_slo's longest window"
+            )
         if self.latency_level.buckets < 1:
             raise ValueError("latency_level.buckets must be at least 1")
         if not 0 < self.latency_level.min_part_share <= 1:

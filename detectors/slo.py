@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 
@@ -182,35 +182,77 @@ class BurnRate:
 
 
 def sustained_level(burn: BurnRate, now: int, config: LevelConfig) -> Finding | None:
-    """A bad share of about half that held over the whole window ending at `now`, part
-    by part, and is certainly over `bad_share` (`LevelConfig`).
+    """A bad share held over a window ending at `now`, part by part, and certainly over
+    `bad_share`: about half over `window_s`, or a step over `step_window_s`
+    (`LevelConfig`).
 
     Shares are of the amounts (viewer-seconds for latency); how certain a share is, is
     judged on the count of samples behind it."""
     if burn.is_clean(now):
         return None  # every part's share would be 0, under `min_part_share`
+    level = _half(burn, now, config) or _step(burn, now, config)
+    if level is None:
+        return None
+    details = {
+        "bad_share": round(level.share, 4),
+        "bad_share_parts": [round(share, 3) for share in level.shares],
+        "window_s": level.window_s,
+        "samples": int(level.samples),
+    }
+    return Finding(config.severity, "", details, kind="level")
+
+
+class Level(NamedTuple):
+    """The bad share of a window and the count of samples behind it, and those of each
+    of its parts (oldest first)."""
+
+    share: float
+    samples: float
+    shares: list[float]
+    part_samples: list[float]
+    window_s: int
+
+
+def _half(burn: BurnRate, now: int, config: LevelConfig) -> Level | None:
+    """About half, in the window and every part of it, whatever came before."""
+    level = _measure(burn, now, config.window_s, config)
+    if level is None or level.share < _about_half(level.samples, config):
+        return None
+    parts = zip(level.shares, level.part_samples, strict=True)
+    return level if all(share >= _about_half(n, config) for share, n in parts) else None
+
+
+def _step(burn: BurnRate, now: int, config: LevelConfig) -> Level | None:
+    """A lower share held evenly over `step_window_s`, from a region that was healthy
+    (a region without samples before it is judged on `_half` alone)."""
+    level = _measure(burn, now, config.step_window_s, config)
+    if level is None or min(level.shares) < config.part_share * level.share:
+        return None
+    total, bad, count = burn.sums(now - config.step_window_s, config.before_s)
+    if count < config.min_bucket_samples or total <= 0:
+        return None
+    return level if bad / total <= config.step_ratio * level.share else None
+
+
+def _measure(burn: BurnRate, now: int, window_s: int, config: LevelConfig) -> Level | None:
+    """The level of the `window_s` ending at `now` if its share is certainly over
+    `bad_share`; None as soon as a part has too few samples or too little bad (newest
+    first: a healthy region stops at the first)."""
     part_s = config.window_s // config.buckets
     parts = []
-    for i in range(config.buckets):  # newest first: a healthy region stops at the first
+    for i in range(window_s // part_s):
         total, bad, count = burn.sums(now - i * part_s, part_s)
-        if count < config.min_bucket_samples or total <= 0:
-            return None
-        if bad < _about_half(count, config) * total:
+        if count < config.min_bucket_samples or total <= 0 or bad < config.min_part_share * total:
             return None
         parts.append((total, bad, count))
     total = sum(total for total, _, _ in parts)
     count = sum(count for _, _, count in parts)
     share = sum(bad for _, bad, _ in parts) / total
-    certain = config.bad_share + config.z * _error(config.bad_share, count)
-    if share < max(certain, _about_half(count, config)):
+    if share < config.bad_share + config.z * _error(config.bad_share, count):
         return None
-    details = {
-        "bad_share": round(share, 4),
-        "bad_share_parts": [round(bad / total, 3) for total, bad, _ in reversed(parts)],
-        "window_s": part_s * config.buckets,
-        "samples": int(count),
-    }
-    return Finding(config.severity, "", details, kind="level")
+    parts.reverse()
+    shares = [bad / total for total, bad, _ in parts]
+    return Level(share, count, shares, [n for _, _, n in parts], part_s * len(parts))
 
 
 def _about_half(samples: float, config: LevelConfig) -> float:

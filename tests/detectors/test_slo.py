@@ -172,6 +172,24 @@ def test_half_of_a_region_over_the_objective_for_minutes_pages_within_three() ->
     assert first_alert({s: 0.5 for s in range(900, 1500)}, 1080, per_second=2) is None
 
 
+def test_a_third_of_a_big_region_suddenly_over_the_objective_pages_within_three_minutes() -> None:
+    # Thirty samples a second (~300 viewers reporting every 10 s): from 2% to 38% bad.
+    fired = first_level({s: 0.38 for s in range(900, 1500)}, 1500, per_second=30)
+    assert fired is not None and 900 + 145 <= fired <= 900 + 180, fired
+    # The burn rates alone: a warning after 12 x 6 / 7.6 = 9.5 minutes, no page in three.
+    assert first_alert({s: 0.38 for s in range(900, 1500)}, 1080, per_second=30) is None
+
+
+def test_a_swell_of_two_minutes_or_a_drift_is_no_step() -> None:
+    """A real network's level swells for a couple of minutes (40% bad for 2 minutes
+    from 2%), or drifts up (25% bad for 15 minutes, then 36%): under about half, neither
+    is a step held long enough from a healthy region. The burn rates judge them."""
+    swell = {s: 0.40 for s in range(900, 1020)}
+    assert first_level(swell, 1500, per_second=30) is None
+    drift = {s: 0.25 if s < 900 else 0.36 for s in range(1, 1200)}
+    assert first_level(drift, 1200, per_second=30) is None
+
+
 def test_the_noise_of_a_handful_of_viewers_does_not_page() -> None:
     """Five viewers reporting every 12 s, a quarter of their samples over the objective
     all night (one viewer's poor connection): two minutes of them hold too few samples
