@@ -301,6 +301,8 @@ class DetectorConfig:
             )
         if self.latency_level.buckets < 1:
             raise ValueError("latency_level.buckets must be at least 1")
+        if level.step_window_s < level.window_s // level.buckets:
+            raise ValueError("latency_level.step_window_s must hold at least one part")
         if not 0 < self.latency_level.min_part_share <= 1:
             raise ValueError("latency_level.min_part_share must be in (0, 1]")
         recall = self.recall

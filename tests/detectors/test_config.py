@@ -40,6 +40,7 @@ def test_overrides_apply_in_order_defaults_global_category_room() -> None:
         ({"cliff": 3}, "must be a table"),
         ({"rooms": {"r1": {"lifecycle": {"for_s": 5}}}}, "detectors.rooms.r1"),
         ({"categories": {"c": {"rooms": "r1"}}}, "a list of room ids"),
+        ({"latency_level": {"step_window_s": 10}}, "step_window_s must hold at least one part"),
         (
             {
                 "latency_slo": {
