@@ -234,6 +234,45 @@ class LevelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StallStepConfig:
+    """A stall storm: a room's stalled share of watch time stepping up from a healthy
+    level and held for a couple of minutes.
+
+    The stall burn rates are sized for budgets: a storm that stalls 3% of the room's
+    watch time for five minutes is 3x the 99% objective's burn, under both pairs, and
+    never paged (a 1% rise in the buffering ratio costs a live event's viewers minutes
+    of viewing: Dobrian et al., "Understanding the Impact of Video Quality on User
+    Engagement", SIGCOMM 2011). As the latency level does for regions, a room whose
+    stalled share rises to the whole budget at once, from a quarter of it or less, and
+    holds there in every part of the window, pages on that step alone."""
+
+    window_s: int = 120
+    """The stalled share must hold over this long."""
+    buckets: int = 4
+    """The window's equal parts: each must hold `part_share` of the window's share, so
+    a blip every viewer stalls through at once (a CDN hiccup) fills one part, not four."""
+    min_share: float = 0.01
+    """The window's stalled share of watch time must reach this: the whole budget of the
+    stall objective (99% of watch time unstalled), spent as it goes."""
+    part_share: float = 0.5
+    """Every part must hold this much of the window's share (a storm ramping up over its
+    first half minute still holds half in its first part)."""
+    before_s: int = 540
+    """The span before the window that says whether the room was healthy."""
+    step_ratio: float = 0.25
+    """The room's stalled share over `before_s` must be at most this much of the window's:
+    a step, not a room whose playback was poor all along (the burn rates judge that)."""
+    min_viewers: int = 5
+    """Distinct viewers who stalled in the last minute: one viewer on a bad connection is
+    no storm, however much of the room's watch time they stall through."""
+    min_watch_s: float = 1200.0
+    """Viewer-seconds the window and the span before it each need (10 viewers for 2
+    minutes): a room too thin for its stall objective's volume gate is not judged."""
+    severity: Severity = "warning"
+    """Severity of a step finding: under the burn rates' thresholds by design."""
+
+
+@dataclass(frozen=True, slots=True)
 class RecallConfig:
     """Recall candidates (detectors/recall.py): viewers whose session ended during a
     latency or stall incident of their room, or soon after a stall of their own."""
@@ -276,6 +315,8 @@ class DetectorConfig:
     share of viewer time, so a viewer who reports often, or from a bad connection,
     weighs as one viewer (as watch time weighs stalls), not as many samples."""
     stall_slo: SloConfig = field(default_factory=_stall_slo)
+    stall_step: StallStepConfig = field(default_factory=StallStepConfig)
+    """A room's stalled share stepping up to the stall objective's budget pages by itself."""
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     ebb: EbbConfig = field(default_factory=EbbConfig)
     fresh_account_s: int = 10
@@ -305,6 +346,15 @@ class DetectorConfig:
             raise ValueError("latency_level.step_window_s must hold at least one part")
         if not 0 < self.latency_level.min_part_share <= 1:
             raise ValueError("latency_level.min_part_share must be in (0, 1]")
+        step = self.stall_step
+        if step.buckets < 1 or step.window_s < step.buckets:
+            raise ValueError("stall_step.window_s must hold its buckets, at least 1")
+        if step.window_s + step.before_s > self.stall_slo.horizon_s:
+            raise ValueError(
+                "stall_step.window_s + before_s must fit in stall_slo's longest window"
+            )
+        if not 0 < step.part_share <= 1 or step.min_share <= 0:
+            raise ValueError("stall_step.part_share must be in (0, 1], min_share positive")
         recall = self.recall
         if min(recall.stall_window_s, recall.max_per_incident, recall.max_incidents_per_room,
                recall.max_stalls_per_room) < 0:  # fmt: skip

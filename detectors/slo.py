@@ -21,7 +21,7 @@ from typing import Final, NamedTuple
 import numpy as np
 
 from detectors.alerts import Finding
-from detectors.config import LevelConfig, SloConfig
+from detectors.config import LevelConfig, SloConfig, StallStepConfig
 
 FOLD_AT: Final = 64
 """A burn rate folds the seconds added to it once this many wait."""
@@ -266,6 +266,38 @@ def _error(share: float, samples: float) -> float:
     return math.sqrt(share * (1 - share) / samples)
 
 
+def stall_step(
+    burn: BurnRate, now: int, config: StallStepConfig, stalled_viewers: int
+) -> Finding | None:
+    """A stall storm (`StallStepConfig`): the stalled share of watch time over the window
+    ending at `now` at the budget or more, held in every part, a step up from the span
+    before, with `stalled_viewers` (distinct, in the last minute) enough to be a storm."""
+    if stalled_viewers < config.min_viewers or burn.is_clean(now):
+        return None
+    part_s = config.window_s // config.buckets
+    parts = [burn.window(now - i * part_s, part_s) for i in range(config.buckets)]
+    total = sum(watch for watch, _ in parts)
+    if total < config.min_watch_s:
+        return None
+    share = sum(stalled for _, stalled in parts) / total
+    if share < config.min_share:
+        return None
+    shares = [stalled / watch if watch > 0 else 0.0 for watch, stalled in reversed(parts)]
+    if min(shares) < config.part_share * share:
+        return None
+    before, stalled_before = burn.window(now - part_s * config.buckets, config.before_s)
+    if before < config.min_watch_s or stalled_before > config.step_ratio * share * before:
+        return None
+    details = {
+        "bad_share": round(share, 4),
+        "bad_share_parts": [round(part, 4) for part in shares],
+        "bad_share_before": round(stalled_before / before, 4),
+        "window_s": part_s * config.buckets,
+        "stalled_viewers": stalled_viewers,
+    }
+    return Finding(config.severity, "", details, kind="step")
+
+
 def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
     """A latency burn or level (detectors.slo) in one region as an alert.
 
@@ -290,8 +322,16 @@ def latency_finding(found: Finding, region: str, slo_ms: float) -> Finding:
 
 
 def stall_finding(found: Finding) -> Finding:
-    """A stall burn (detectors.slo) as an alert."""
+    """A stall burn or step (detectors.slo) as an alert: one kind, as for latency (a
+    step giving way to the burn it led to is the same storm)."""
     details = found.details
+    if found.kind == "step":
+        summary = (
+            f"stalls took {details['bad_share']:.1%} of watch time for "
+            f"{details['window_s'] // 60} min (from {details['bad_share_before']:.2%} before; "
+            f"{details['stalled_viewers']} viewers stalled in the last minute)"
+        )
+        return Finding(found.severity, summary, details)
     summary = (
         f"stalls took {details['bad_share_long']:.1%} of watch time "
         f"(burn {details['burn_rate_long']}x over {details['window_long_s'] // 60} min)"

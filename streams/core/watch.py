@@ -31,7 +31,13 @@ from detectors.cliff import (
 from detectors.config import DetectorConfig, DetectorSettings
 from detectors.ebb import EbbTracker, ebb_hint
 from detectors.recall import Recall, RoomRecall
-from detectors.slo import BurnRate, latency_finding, stall_finding, sustained_level
+from detectors.slo import (
+    BurnRate,
+    latency_finding,
+    stall_finding,
+    stall_step,
+    sustained_level,
+)
 from detectors.spam import SpamDetector, flood_action, moderation_action
 from streams.core.events import Danmaku, Stall, Viewer
 from streams.core.latency import LatencySamples
@@ -43,6 +49,8 @@ from streams.core.room import (
 )
 
 UNKNOWN_REGION = "unknown"
+STALLED_WITHIN_S = 60
+"""A stall step needs its viewers stalled this recently (`StallStepConfig.min_viewers`)."""
 EBB_METRICS = (
     "ebb_peak_ts",
     "ebb_peak_viewers",
@@ -259,6 +267,10 @@ class PartitionWatch:
             elif burn.is_silent(second):
                 del traffic.latency[region]  # silent region: bounded memory
         stall = traffic.stall.evaluate(second)
+        if not traffic.stall.is_clean(second):
+            stalled = room.stalled.distinct(STALLED_WITHIN_S)
+            storm = stall_step(traffic.stall, second, traffic.config.stall_step, stalled)
+            stall = _most_severe(stall, storm)
         if stall is not None:
             findings[AlertKey("stall_slo", room_id)] = stall_finding(stall)
         return findings

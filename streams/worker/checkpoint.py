@@ -35,6 +35,7 @@ from detectors.config import (
     RecallConfig,
     SloConfig,
     SpamConfig,
+    StallStepConfig,
 )
 from detectors.ebb import EbbEstimate, EbbTracker
 from detectors.recall import Incident, Recall, RoomRecall
@@ -52,8 +53,13 @@ from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 13
-"""The format of the state in a checkpoint. 13: a room's viewers online per second are
+FORMAT_VERSION: Final = 14
+"""The format of the state in a checkpoint. 14: a room's detector settings hold the stall
+step (`StallStepConfig`), and its latency level the step's settings (`LevelConfig`'s
+`step_window_s`, `before_s`, `step_ratio`, `part_share`, added under format 13 by
+d866211: a format-13 checkpoint written before it would have failed at its rooms' first
+evaluation of a degraded region; `tests/streams/worker/test_checkpoint.py` now holds the
+state classes' attributes to the format). 13: a room's viewers online per second are
 spans of a level (`LevelRing`), a sparse ring is two arrays of (second, field) pairs
 (`SecondRing.keys`, `values`), a window of last-seen users holds no ring or map until
 someone is seen (`LastSeen`), and a burn rate's total, bad and count rows are made when
@@ -134,6 +140,7 @@ STATE_CLASSES: Final = Classes(
     SloConfig,
     SpamConfig,
     LevelConfig,
+    StallStepConfig,
     Recall,
     RoomRecall,
     Incident,

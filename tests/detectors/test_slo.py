@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.alerts import AlertKey, AlertTracker
-from detectors.config import BurnWindow, LevelConfig, SloConfig
-from detectors.slo import BAD, COUNT, FOLD_AT, TOTAL, BurnRate, latency_finding, sustained_level
+from detectors.config import BurnWindow, DetectorConfig, LevelConfig, SloConfig, StallStepConfig
+from detectors.slo import (
+    BAD,
+    COUNT,
+    FOLD_AT,
+    TOTAL,
+    BurnRate,
+    latency_finding,
+    stall_finding,
+    stall_step,
+    sustained_level,
+)
 
 
 def first_alert(bad_share: dict[int, float], seconds: int, per_second: float = 20) -> int | None:
@@ -258,3 +269,70 @@ def test_shares_weigh_the_amounts_while_volume_gates_count_samples() -> None:
         if second % 13 == 0:
             thin.add(second, 100.0, 100.0, 1)
     assert thin.evaluate(120) is None and sustained_level(thin, 120, LevelConfig()) is None
+
+
+def first_storm(
+    stalled_share: dict[int, float], seconds: int, viewers: int = 100, stalled_viewers: int = 20
+) -> tuple[int | None, int | None]:
+    """Seconds of the first stall step and of the first stall burn alert, every 5 s as
+    the engine evaluates: `viewers` watching, a share of their time stalled (0.05% when
+    not given: ordinary stalls)."""
+    config = DetectorConfig()
+    burn = BurnRate(config.stall_slo, head=0)
+    step = alert = None
+    for second in range(1, seconds + 1):
+        burn.add(second, viewers, viewers * stalled_share.get(second, 0.0005))
+        if second % 5 == 4:
+            if step is None and stall_step(burn, second, config.stall_step, stalled_viewers):
+                step = second
+            if alert is None and burn.evaluate(second) is not None:
+                alert = second
+    return step, alert
+
+
+def _storm(start: int, stop: int, share: float, ramp_s: int = 40) -> dict[int, float]:
+    """A stall storm ramping up over `ramp_s`, as viewers' players run dry one by one."""
+    return {s: share * min(1.0, (s - start + 1) / ramp_s) for s in range(start, stop)}
+
+
+def test_a_stall_storm_under_the_burn_rates_pages_on_its_step_within_three_minutes() -> None:
+    """A third of a room's viewers stalling every 30 s for 3 s (3% of its watch time),
+    and a regional storm diluted to 1.2% of the room's: the burn rates need 14.4% for 2
+    minutes or 6% for 12, so they never page; the step does, from 0.05% before."""
+    for share in (0.03, 0.012):
+        step, alert = first_storm(_storm(900, 1380, share), 1500)
+        assert step is not None and 900 + 120 <= step <= 900 + 180, (share, step)
+        assert alert is None, share
+
+
+def test_a_blip_one_viewer_or_poor_playback_all_along_is_no_stall_step() -> None:
+    # Every viewer stalls through the same 15 s (a CDN hiccup): one part of four.
+    assert first_storm({s: 1.0 for s in range(900, 915)}, 1500)[0] is None
+    # One viewer on a bad connection, stalled through half their time in a room of 10.
+    assert first_storm(_storm(900, 1380, 0.05), 1500, viewers=10, stalled_viewers=1)[0] is None
+    # A room whose playback stalls 2% of the time all night: the burn rates' to judge.
+    assert first_storm(dict.fromkeys(range(1, 1500), 0.02), 1500)[0] is None
+    # A room of five viewers, however much they stall: under the volume gate.
+    assert first_storm(_storm(900, 1380, 0.2), 1500, viewers=5)[0] is None
+    # The budget is the floor: half of it, however steady, is no storm.
+    assert first_storm(_storm(900, 1380, 0.005), 1500)[0] is None
+
+
+def test_a_stall_step_reads_as_the_storm_viewers_sit_through() -> None:
+    config, burn = DetectorConfig(), BurnRate(DetectorConfig().stall_slo, head=0)
+    for second in range(1, 700):
+        burn.add(second, 100, 4.0 if second >= 580 else 0.0)
+    finding = stall_step(burn, 699, config.stall_step, 12)
+    assert finding is not None and finding.severity == "warning"
+    assert finding.details["bad_share_parts"] == [0.04] * 4
+    assert stall_finding(finding).summary == (
+        "stalls took 4.0% of watch time for 2 min (from 0.00% before; "
+        "12 viewers stalled in the last minute)"
+    )
+
+
+def test_a_stall_step_must_fit_in_the_stall_objectives_window() -> None:
+    with pytest.raises(ValueError, match="stall_step"):
+        DetectorConfig(stall_step=StallStepConfig(before_s=660))
+    with pytest.raises(ValueError, match="stall_step"):
+        DetectorConfig(stall_step=StallStepConfig(part_share=0))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from streams.core.events import Event, Join, Leave, Order, RoomEvent
 from streams.worker.checkpoint import (
     CHUNK_BYTES,
     FORMAT_VERSION,
+    STATE_CLASSES,
     Checkpoint,
     CheckpointError,
     OutdatedCheckpoint,
@@ -253,3 +256,39 @@ def test_recall_state_survives_a_checkpoint_without_loss_or_repeat() -> None:
     east = [a["user_id"] for a in everything if a["reason"] == "latency_incident"]
     assert sorted(east) == sorted(set(east)) and len(east) == 10
     assert restored.watch.recall.candidates == uninterrupted.watch.recall.candidates
+
+
+def _attributes_of(cls: type) -> list[str]:
+    """What a checkpoint stores of an instance of `cls`: its fields, its slots, or the
+    names its `__init__` sets (a plain class's attributes)."""
+    if dataclasses.is_dataclass(cls):
+        return sorted(f.name for f in dataclasses.fields(cls))
+    struct_fields = getattr(cls, "__struct_fields__", None)
+    if struct_fields is not None:
+        return sorted(struct_fields)
+    slots = [name for c in cls.__mro__ for name in c.__dict__.get("__slots__", ())]
+    if slots:
+        return sorted(slots)
+    if issubclass(cls, tuple):
+        return sorted(getattr(cls, "_fields", ()))
+    return sorted(cls.__init__.__code__.co_names)
+
+
+STATE_FINGERPRINT = {14: "7fce"}
+"""A digest of what every state class stores, per checkpoint format: a class that gains
+or loses an attribute changes what a checkpoint holds, and an older checkpoint restores
+objects without it (a setting added under format 13 would have failed at its first use
+in a room restored from before it). Change the format with the digest."""
+
+
+def test_what_state_classes_store_changes_only_with_the_format() -> None:
+    described = "\n".join(
+        f"{cls.__module__}.{cls.__qualname__}: {' '.join(_attributes_of(cls))}"
+        for table in (STATE_CLASSES.objects, STATE_CLASSES.tuples, STATE_CLASSES.structs)
+        for cls in sorted(table.values(), key=lambda c: (c.__module__, c.__qualname__))
+    )
+    digest = hashlib.sha256(described.encode()).hexdigest()[:4]
+    assert STATE_FINGERPRINT.get(FORMAT_VERSION) == digest, (
+        f"state classes changed ({digest}): raise FORMAT_VERSION and record its digest\n"
+        + described
+    )
