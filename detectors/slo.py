@@ -277,7 +277,7 @@ def stall_step(
     part_s = config.window_s // config.buckets
     parts = [burn.window(now - i * part_s, part_s) for i in range(config.buckets)]
     total = sum(watch for watch, _ in parts)
-    if total < config.min_watch_s:
+    if total < config.min_watch_s or total <= 0:
         return None
     share = sum(stalled for _, stalled in parts) / total
     if share < config.min_share:
@@ -286,7 +286,9 @@ def stall_step(
     if min(shares) < config.part_share * share:
         return None
     before, stalled_before = burn.window(now - part_s * config.buckets, config.before_s)
-    if before < config.min_watch_s or stalled_before > config.step_ratio * share * before:
+    if before < config.min_watch_s or before <= 0:
+        return None
+    if stalled_before > config.step_ratio * share * before:
         return None
     details = {
         "bad_share": round(share, 4),

@@ -331,6 +331,13 @@ def test_a_stall_step_reads_as_the_storm_viewers_sit_through() -> None:
     )
 
 
+def test_a_stall_step_without_volume_gates_judges_an_empty_room_without_failing() -> None:
+    config = DetectorConfig(stall_step=StallStepConfig(min_watch_s=0, min_viewers=0))
+    burn = BurnRate(config.stall_slo, head=0)
+    burn.add(600, 0.0, 5.0)  # stall seconds reported where nobody was counted watching
+    assert stall_step(burn, 699, config.stall_step, 0) is None
+
+
 def test_a_stall_step_must_fit_in_the_stall_objectives_window() -> None:
     with pytest.raises(ValueError, match="stall_step"):
         DetectorConfig(stall_step=StallStepConfig(before_s=660))
