@@ -5,11 +5,13 @@ The tracker turns that into a stable lifecycle: an alert fires once its finding
 has held for `for_s`, stays firing (deduplicated, re-announced only when its
 severity rises or a new kind of finding appears, e.g. a fall becoming a silence)
 while findings keep coming, and resolves once none has come for
-`resolve_after_s`. A key that resolved cannot fire again within `cooldown_s`
-on what it resolved with: a flapping condition becomes one long alert, not a
-stream of pages. What the resolved alert did not say still fires (a higher
-severity, a new kind of finding): an audience leaving a minute after a feed cut
-resolved is a new cliff, not the old one flapping.
+`resolve_after_s` (Prometheus's `keep_firing_for`): a condition that comes and
+goes within it stays one alert. A finding after the resolve fires again, as in
+Prometheus: a recurrence is a new incident on-call must hear of (until
+2026-12-07 a `cooldown_s` silenced it for five minutes, and so hid real incidents
+following one another: docs/detectors.md, "Lifecycle"). Damping the
+notifications of a room whose alerts come and go is the notifier's work
+(`group_interval`, `repeat_interval`), as in Alertmanager.
 All times are event time (ms), so a replay yields the same transitions.
 """
 
@@ -94,28 +96,10 @@ class _Active:
     kinds: set[str] = field(default_factory=set)
 
 
-class Resolved(NamedTuple):
-    """What a key resolved with: its cooldown holds back only findings that say no more."""
-
-    at: int
-    severity: Severity
-    kinds: frozenset[str]
-
-    def holds_back(self, finding: Finding) -> bool:
-        return (
-            SEVERITY_RANK[finding.severity] <= SEVERITY_RANK[self.severity]
-            and finding.kind in self.kinds
-        )
-
-
 @dataclass
 class AlertTracker:
     config: LifecycleConfig = field(default_factory=LifecycleConfig)
     active: dict[AlertKey, _Active] = field(default_factory=dict)
-    resolved: dict[AlertKey, Resolved] = field(default_factory=dict)
-    """Keys resolved within `cooldown_s` (or longer: pruned when their room goes)."""
-    suppressed: int = 0
-    """Findings dropped because their key was cooling down."""
 
     def firing(self) -> dict[AlertKey, Finding]:
         return {key: a.finding for key, a in self.active.items() if a.firing}
@@ -133,15 +117,6 @@ class AlertTracker:
         for key, finding in findings.items():
             current = self.active.get(key)
             if current is None:
-                resolved = self.resolved.get(key)
-                if (
-                    resolved is not None
-                    and ts - resolved.at < config.cooldown_s * 1000
-                    and resolved.holds_back(finding)
-                ):
-                    self.suppressed += 1
-                    continue
-                self.resolved.pop(key, None)
                 current = self.active[key] = _Active(ts, ts, finding)
             rising = SEVERITY_RANK[finding.severity] > SEVERITY_RANK[current.finding.severity]
             new_kind = current.firing and finding.kind not in current.kinds
@@ -172,8 +147,6 @@ class AlertTracker:
     def resolve_room(self, room_id: str, ts: int, reason: str) -> list[Transition]:
         """The room is gone: resolve whatever it still has firing."""
         out = []
-        for key in [k for k in self.resolved if k.room_id == room_id]:
-            del self.resolved[key]
         for key in [k for k in self.active if k.room_id == room_id]:
             if self.active[key].firing:
                 out.append(self._resolve(key, ts, reason))
@@ -183,7 +156,6 @@ class AlertTracker:
 
     def _resolve(self, key: AlertKey, ts: int, reason: str = "condition_cleared") -> Transition:
         current = self.active.pop(key)
-        self.resolved[key] = Resolved(ts, current.finding.severity, frozenset(current.kinds))
         return self._transition(key, current, "resolved", ts, reason)
 
     def _transition(

@@ -20,9 +20,8 @@ class LifecycleConfig:
     for_s: float = 0.0
     """A finding must hold this long before the alert fires."""
     resolve_after_s: float = 60.0
-    """An alert resolves after this long without a finding."""
-    cooldown_s: float = 300.0
-    """After resolving, the same key stays quiet this long."""
+    """An alert resolves after this long without a finding; a finding after that fires
+    it again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Final
 
 import msgspec
 
-from detectors.alerts import AlertKey, AlertTracker, Finding, Resolved, Transition, _Active
+from detectors.alerts import AlertKey, AlertTracker, Finding, Transition, _Active
 from detectors.cliff import CliffDetector, CliffReading
 from detectors.config import (
     BurnWindow,
@@ -53,8 +53,10 @@ from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 14
-"""The format of the state in a checkpoint. 14: a room's detector settings hold the stall
+FORMAT_VERSION: Final = 15
+"""The format of the state in a checkpoint. 15: an alert tracker no longer remembers
+resolved keys (the cooldown went: a recurrence fires again), nor detector settings a
+`cooldown_s`. 14: a room's detector settings hold the stall
 step (`StallStepConfig`), and its latency level the step's settings (`LevelConfig`'s
 `step_window_s`, `before_s`, `step_ratio`, `part_share`, added under format 13 by
 d866211: a format-13 checkpoint written before it would have failed at its rooms' first
@@ -111,7 +113,6 @@ STATE_CLASSES: Final = Classes(
     AlertTracker,
     _Active,
     AlertKey,
-    Resolved,
     Finding,
     Transition,
     CliffDetector,

@@ -9,7 +9,7 @@ def test_overrides_apply_in_order_defaults_global_category_room() -> None:
     settings = DetectorSettings.from_table(
         {
             "cliff": {"drop_warning": 0.4},
-            "lifecycle": {"cooldown_s": 60},
+            "lifecycle": {"resolve_after_s": 90},
             "categories": {
                 "beauty": {
                     "rooms": ["r1", "r2"],
@@ -21,7 +21,7 @@ def test_overrides_apply_in_order_defaults_global_category_room() -> None:
         }
     )
     default = DetectorConfig()
-    assert settings.base.cliff.drop_warning == 0.4 and settings.base.lifecycle.cooldown_s == 60
+    assert settings.base.cliff.drop_warning == 0.4 and settings.base.lifecycle.resolve_after_s == 90
     other = settings.for_room("r5")
     assert other.cliff.min_online == default.cliff.min_online
     r1 = settings.for_room("r1")

@@ -78,20 +78,21 @@ def test_a_room_event_state_survives_a_checkpoint() -> None:
     assert "r" not in restored.rooms  # gone `ended_grace_s` after its end, as before
 
 
-def test_a_cooling_alert_key_survives_a_checkpoint() -> None:
-    """What a key resolved with (format 11) comes back: the cooldown still holds back
-    the same finding and lets a new kind through."""
+def test_a_firing_alert_survives_a_checkpoint() -> None:
+    """Restored, a firing alert is not announced again, resolves `resolve_after_s`
+    after its last finding, and a finding after that fires it again."""
     engine = PartitionEngine(EngineConfig())
     key = AlertKey("traffic_cliff", "r")
     tracker = engine.watch.tracker
-    tracker.update(T0, {key: Finding("warning", "entries fell", kind="entries")})
-    assert [t.state for t in tracker.update(T0 + 90_000, {})] == ["resolved"]
+    fired = tracker.update(T0, {key: Finding("warning", "entries fell", kind="entries")})
+    assert [t.state for t in fired] == ["firing"]
     restored, _ = restore_checkpoint(take_checkpoint(engine, 0, {}), EngineConfig())
     again = restored.watch.tracker
-    assert again.resolved == tracker.resolved
-    assert again.update(T0 + 100_000, {key: Finding("warning", "entries", kind="entries")}) == []
-    fell = again.update(T0 + 110_000, {key: Finding("warning", "viewers fell", kind="fall")})
-    assert [t.state for t in fell] == ["firing"]
+    assert again.update(T0 + 5_000, {key: Finding("warning", "entries", kind="entries")}) == []
+    assert again.update(T0 + 60_000, {}) == []
+    assert [t.state for t in again.update(T0 + 65_000, {})] == ["resolved"]
+    refired = again.update(T0 + 70_000, {key: Finding("warning", "entries", kind="entries")})
+    assert [(t.state, t.started_at) for t in refired] == [("firing", T0 + 70_000)]
 
 
 def test_a_promotion_under_review_survives_a_checkpoint() -> None:
@@ -274,7 +275,7 @@ def _attributes_of(cls: type) -> list[str]:
     return sorted(cls.__init__.__code__.co_names)
 
 
-STATE_FINGERPRINT = {14: "7fce"}
+STATE_FINGERPRINT = {15: "364f"}
 """A digest of what every state class stores, per checkpoint format: a class that gains
 or loses an attribute changes what a checkpoint holds, and an older checkpoint restores
 objects without it (a setting added under format 13 would have failed at its first use
