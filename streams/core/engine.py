@@ -296,7 +296,7 @@ class PartitionEngine:
             if r.room_id not in busy
             and (
                 (
-                    not r.joined_at
+                    not r.viewers
                     and (
                         r.room_id not in watched or second - r.last_event_second >= EMPTIED_QUIET_S
                     )

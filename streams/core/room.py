@@ -24,6 +24,7 @@ from streams.core.distinct import DistinctCount
 from streams.core.events import Danmaku, Join, Latency, Leave, Order, RoomEvent, Stall, Viewer
 from streams.core.review import BEFORE_S, REVIEW_METRICS, PromotionReview
 from streams.core.rolling import WINDOWS, LastSeen, LevelRing, SecondRing, WindowedSketch
+from streams.core.viewers import Viewers
 
 # Fields of the per-second ring, indexed by the second events happened in.
 ENTRIES, EXITS, DANMAKU, ORDERS, GMV, STALLS, STALL_SECONDS = range(7)
@@ -78,11 +79,8 @@ class RoomState:
         """Viewers online, summed per second: viewer-seconds."""
         self.by_join = SecondRing(4, longest * 2, second)
         self.channels = SecondRing(len(CHANNELS), longest, second)
-        self.joined_at: dict[str, int] = {}
-        """Online viewers: user -> ms their session started."""
-        self.last_seen: dict[str, int] = {}
-        """Online viewers: user -> ms of their latest event, oldest first (an update
-        moves the user to the end), so expiry reads only the front."""
+        self.viewers = Viewers()
+        """Online viewers: when their session started, when last seen."""
         self.departed = LastSeen(longest, second)
         """Viewers gone within the longest window (not online now)."""
         self.chatters = LastSeen(longest, second)
@@ -152,7 +150,7 @@ class RoomState:
                 if promotion.review is not None:
                     second = ts // 1000
                     promotion.review.end(
-                        second, self.online, self._review_totals(second), self.joined_at
+                        second, self.online, self._review_totals(second), self.viewers
                     )
 
     def _promote(self, promotion: Promotion) -> None:
@@ -190,7 +188,7 @@ class RoomState:
         totals = (t[VIEWER_SECONDS], t[DANMAKU], t[ORDERS], t[GMV])
         for promotion in self.reviewing:
             if promotion.review is not None:
-                promotion.review.observe(first, last, online, totals, self.joined_at)
+                promotion.review.observe(first, last, online, totals, self.viewers)
         if any(p.review is None or p.review.done for p in self.reviewing):
             self.reviewing = [p for p in self.reviewing if p.review and not p.review.done]
 
@@ -212,12 +210,12 @@ class RoomState:
         if isinstance(event, Join):
             self._join(user, event.ts, second, event.channel or "unknown")
         elif isinstance(event, Leave):
-            if user in self.joined_at:
+            if user in self.viewers:
                 self._end_session(user, event.ts, second)
                 self._count(EXITS, second)
             return
         else:
-            self._refresh_all((event,), second)  # any event shows the viewer is here
+            self._refresh(user, event.ts, second)  # any event shows the viewer is here
             if isinstance(event, Danmaku):
                 self._count(DANMAKU, second)
                 self.chatters.touch(user, second)
@@ -267,8 +265,8 @@ class RoomState:
         self.totals[field] += value
 
     def _join(self, user: str, ts: int, second: int, channel: str) -> None:
-        if user in self.joined_at:  # a duplicate, or a join without the leave before it
-            self._seen(user, ts)
+        if user in self.viewers:  # a duplicate, or a join without the leave before it
+            self.viewers.see(user, ts)
             return
         self._start_session(user, ts)
         self._count(ENTRIES, second)
@@ -276,34 +274,38 @@ class RoomState:
         self.channels.add(CHANNELS.index(channel), second)
         self.entries_by_channel[channel] = self.entries_by_channel.get(channel, 0) + 1
 
+    def _refresh(self, user: str, ts: int, second: int) -> None:
+        """The sender of an event of `second` is here; one not online starts a session."""
+        if user in self.viewers:
+            self.viewers.see(user, ts)
+        elif (self.departed.seen or {}).get(user, -1) < second:  # not trailing a leave
+            self._start_session(user, ts)
+
     def _refresh_all(self, events: Iterable[Viewer], second: int) -> None:
-        """The senders of `events` are here; one not online starts a session."""
-        last_seen, departed = self.last_seen, self.departed.seen or {}
+        """The senders of `events` (of `second`) are here, in one update of when they
+        were last seen; one not online starts a session."""
+        slot_of, departed = self.viewers.slot.get, self.departed.seen or {}
+        slots: list[int] = []
+        times: list[int] = []
         for event in events:
             user, ts = event.user_id, event.ts
-            latest = last_seen.get(user)
-            if latest is not None:
-                if ts > latest:  # moved to the end: `last_seen` stays oldest first
-                    del last_seen[user]
-                    last_seen[user] = ts
+            slot = slot_of(user)
+            if slot is not None:
+                slots.append(slot)
+                times.append(ts)
             elif departed.get(user, -1) < second:  # not a trailing event of a leave
                 self._start_session(user, ts)
-
-    def _seen(self, user: str, ts: int) -> None:
-        if ts > self.last_seen[user]:
-            del self.last_seen[user]
-            self.last_seen[user] = ts
+        if slots:
+            self.viewers.see_many(slots, times)
 
     def _start_session(self, user: str, ts: int) -> None:
-        self.joined_at[user] = ts
-        self.last_seen[user] = ts
+        self.viewers.start(user, ts)
         self.departed.forget(user)
         self.viewers_ever.add(user)
-        self.peak_online = max(self.peak_online, len(self.joined_at))
+        self.peak_online = max(self.peak_online, len(self.viewers))
 
     def _end_session(self, user: str, ended_ms: int, second: int) -> None:
-        started = self.joined_at.pop(user)
-        self.last_seen.pop(user)
+        started = self.viewers.end(user)
         self.departed.touch(user, second)
         recall = self.recall
         if recall is not None and (self.ended_at is None or ended_ms < self.ended_at):
@@ -341,7 +343,7 @@ class RoomState:
         self.closed = second
         if second % self.config.expiry_scan_every_s == 0:
             self._expire(second)
-        online = len(self.joined_at)
+        online = len(self.viewers)
         if online:
             self.presence.add(second, second, online)
             self.totals[VIEWER_SECONDS] += online
@@ -361,7 +363,7 @@ class RoomState:
                 self.presence.advance(last)
                 self.head = max(self.head, last)
                 self.closed = last
-                online = len(self.joined_at)
+                online = len(self.viewers)
                 if online:
                     self.presence.add(first, last, online)
                     self.totals[VIEWER_SECONDS] += online * (last - first + 1)
@@ -374,9 +376,9 @@ class RoomState:
 
     def next_expiry(self, after: int) -> int | None:
         """The first expiry scan at or after second `after` that ends a session, if any."""
-        if not self.last_seen:
+        oldest = self.viewers.oldest_seen()
+        if oldest is None:
             return None
-        oldest = next(iter(self.last_seen.values()))
         # `_expire(e)` ends it once oldest < (e - session_timeout_s) * 1000.
         due = max((oldest + self.config.session_timeout_s * 1000) // 1000 + 1, after)
         scan = self.config.expiry_scan_every_s
@@ -395,14 +397,9 @@ class RoomState:
 
     def _expire(self, second: int) -> None:
         cutoff = (second - self.config.session_timeout_s) * 1000
-        idle = []
-        for user, seen in self.last_seen.items():  # oldest first
-            if seen >= cutoff:
-                break
-            idle.append(user)
-        for user in sorted(idle):
+        for user in self.viewers.idle(cutoff):
             # The viewer left when last seen; exits are counted when noticed.
-            self._end_session(user, self.last_seen[user], second)
+            self._end_session(user, self.viewers.seen_at(user), second)
             self._count(EXITS, second)
 
     def viewer_seconds(self, second: int) -> float:
@@ -418,13 +415,13 @@ class RoomState:
             and second - self.ended_at // 1000 >= self.config.ended_grace_s
         ):
             return True
-        return not self.joined_at and second - self.last_event_second >= self.config.room_idle_s
+        return not self.viewers and second - self.last_event_second >= self.config.room_idle_s
 
     # -- metrics -------------------------------------------------------------
 
     @property
     def online(self) -> int:
-        return len(self.joined_at)
+        return len(self.viewers)
 
     def unique_viewers(self, window: int) -> int:
         self.sync()

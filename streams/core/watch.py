@@ -138,7 +138,7 @@ class PartitionWatch:
                 watch = self._watch(room.room_id)
             if watch.spam is None:
                 watch.spam = SpamDetector(watch.config.spam)
-            joined = room.joined_at.get(event.user_id)
+            joined = room.viewers.joined_at(event.user_id)
             fresh = joined is None or event.ts - joined < watch.config.fresh_account_s * 1000
             watch.spam.add(event.ts, event.user_id, event.text, fresh)
         if watch is not None and watch.traffic is not None:
@@ -146,7 +146,7 @@ class PartitionWatch:
 
     def stalled(self, room: RoomState, event: Stall) -> None:
         """After `room` applied a stall: remembered for `stalled_then_left`."""
-        if room.ended_at is not None or event.user_id not in room.joined_at:
+        if room.ended_at is not None or event.user_id not in room.viewers:
             return  # the stream ended, or a stall trailing its viewer's leave
         if room.recall is None:
             room.recall = RoomRecall(self.recall)
@@ -162,7 +162,8 @@ class PartitionWatch:
             return
         traffic.step_events += len(samples.events)
         slo_ms, longest_ms = self.latency_slo_ms, traffic.config.latency_sample_max_s * 1000
-        last, joined, by_region = traffic.last_sample, room.joined_at, traffic.second_latency
+        last, by_region = traffic.last_sample, traffic.second_latency
+        joined_at = room.viewers.joined_at
         for event in samples.events:
             if event.kind != "e2e":
                 continue
@@ -171,7 +172,9 @@ class PartitionWatch:
             user, ts = event.user_id, event.ts
             previous = last.get(user)
             if previous is None:
-                previous = joined.get(user, ts)
+                previous = joined_at(user)
+                if previous is None:
+                    previous = ts
             last[user] = ts
             gap = ts - previous
             weight = 1.0 if gap < 1000 else (gap if gap < longest_ms else longest_ms) / 1000

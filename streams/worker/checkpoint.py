@@ -51,10 +51,13 @@ from streams.core.review import PromotionReview
 from streams.core.rolling import LastSeen, LevelRing, SecondRing, WindowedSketch
 from streams.core.room import Promotion, RoomState
 from streams.core.sketch import LatencySketch
+from streams.core.viewers import Viewers
 from streams.core.watch import PartitionWatch, RoomWatch, Traffic
 
-FORMAT_VERSION: Final = 15
-"""The format of the state in a checkpoint. 15: an alert tracker no longer remembers
+FORMAT_VERSION: Final = 16
+"""The format of the state in a checkpoint. 16: a room's online viewers are columns
+(`Viewers`: an id-to-slot map, the session starts and last-seen times in arrays), not
+the maps `joined_at` and `last_seen`. 15: an alert tracker no longer remembers
 resolved keys (the cooldown went: a recurrence fires again), nor detector settings a
 `cooldown_s`. 14: a room's detector settings hold the stall
 step (`StallStepConfig`), and its latency level the step's settings (`LevelConfig`'s
@@ -97,6 +100,7 @@ rates their first active second, cliff detectors the room's usual entries."""
 STATE_CLASSES: Final = Classes(
     PartitionEngine,
     RoomState,
+    Viewers,
     Promotion,
     PromotionReview,
     DistinctCount,

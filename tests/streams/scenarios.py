@@ -88,7 +88,7 @@ def state(engine: PartitionEngine) -> object:
         engine.late,
         {
             room_id: (
-                sorted(room.joined_at.items()),
+                sorted((user, room.viewers.joined_at(user)) for user in room.viewers),
                 room.totals_metrics(),
                 room.metrics(60),
                 room.metrics(300),

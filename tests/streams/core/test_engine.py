@@ -26,7 +26,7 @@ from tests.streams.scenarios import (
 
 
 def online(engine: PartitionEngine) -> dict[str, set[str]]:
-    return {room_id: set(room.joined_at) for room_id, room in engine.rooms.items()}
+    return {room_id: set(room.viewers) for room_id, room in engine.rooms.items()}
 
 
 def test_events_wait_for_the_slowest_source_then_apply_in_event_time_order() -> None:

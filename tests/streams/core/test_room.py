@@ -118,7 +118,7 @@ def test_sessions_without_a_leave_expire_when_last_seen_long_ago() -> None:
     room = RoomState("r", S0, MetricsConfig(session_timeout_s=30, expiry_scan_every_s=5))
     play(room, NIGHT, until=59)
     # a was last seen at s20, b at s30: at the s55 scan a (idle 35 s) has gone.
-    assert set(room.joined_at) == {"b"}
+    assert set(room.viewers) == {"b"}
     play(room, [], until=65)
     assert room.online == 0
     assert room.metrics(60)["exits_per_minute"] == 2  # expiries at s55 and s65
@@ -132,10 +132,10 @@ def test_any_event_refreshes_presence_but_not_after_a_leave() -> None:
     assert room.online == 1  # the latency sample at s25 kept a present past s30
     # A viewer seen only through chat is present, without counting as an entry.
     play(room, [Danmaku("r", at(41), "z", "hi")], until=42)
-    assert "z" in room.joined_at and room.totals[0] == 1
+    assert "z" in room.viewers and room.totals[0] == 1
     # A trailing sample in the same second as the leave does not resurrect the viewer.
     play(room, [Leave("r", at(43), "z"), Latency("r", at(43.5), "z", 1.0)], until=44)
-    assert "z" not in room.joined_at
+    assert "z" not in room.viewers
 
 
 def test_a_room_with_nobody_and_no_events_goes_away() -> None:

@@ -275,7 +275,7 @@ def _attributes_of(cls: type) -> list[str]:
     return sorted(cls.__init__.__code__.co_names)
 
 
-STATE_FINGERPRINT = {15: "364f"}
+STATE_FINGERPRINT = {16: "fd1c"}
 """A digest of what every state class stores, per checkpoint format: a class that gains
 or loses an attribute changes what a checkpoint holds, and an older checkpoint restores
 objects without it (a setting added under format 13 would have failed at its first use
