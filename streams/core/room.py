@@ -282,19 +282,18 @@ class RoomState:
             self._start_session(user, ts)
 
     def _refresh_all(self, events: Iterable[Viewer], second: int) -> None:
-        """The senders of `events` (of `second`) are here, in one update of when they
-        were last seen; one not online starts a session."""
-        slot_of, departed = self.viewers.slot.get, self.departed.seen or {}
+        """The senders of `events` (of `second`) are here: those online in one update
+        of when they were last seen, the others as `_refresh` takes them."""
+        slot_of = self.viewers.slot.get
         slots: list[int] = []
         times: list[int] = []
         for event in events:
-            user, ts = event.user_id, event.ts
-            slot = slot_of(user)
-            if slot is not None:
+            slot = slot_of(event.user_id)
+            if slot is None:
+                self._refresh(event.user_id, event.ts, second)
+            else:
                 slots.append(slot)
-                times.append(ts)
-            elif departed.get(user, -1) < second:  # not a trailing event of a leave
-                self._start_session(user, ts)
+                times.append(event.ts)
         if slots:
             self.viewers.see_many(slots, times)
 

@@ -8,8 +8,9 @@ second instead of a dict update each (the engine alone on the hot room's shape: 
 1.2x the events a second). The map from id to slot is the one per-viewer Python
 structure left. A session that ends frees its slot for the next.
 
-Expiry reads the oldest `SEEN` with a numpy minimum: a freed slot holds `FREE`,
-which is never the minimum and never idle.
+Expiry reads the oldest `SEEN`, a minimum (a quiet room reads it after every event; it
+was the front of an ordered dict): a freed slot holds `FREE`, which is never the
+minimum and never idle.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ SEEN: Final = 1
 FREE: Final = np.iinfo(np.int64).max
 """`SEEN` of a free slot."""
 _FIRST_SLOTS: Final = 4
+_FEW: Final = 32
+"""Up to this many, Python beats a numpy call's overhead (a few microseconds): most
+rooms are small, and a quiet room reads its oldest viewer after every event."""
 
 
 class Viewers:
@@ -78,7 +82,12 @@ class Viewers:
     def see_many(self, slots: Sequence[int], ts: Sequence[int]) -> None:
         """Online viewers (by slot) seen at `ts`, in one call."""
         seen = self.times[:, SEEN]
-        np.maximum.at(seen, np.asarray(slots, np.intp), np.asarray(ts, np.int64))
+        if len(slots) > _FEW:
+            np.maximum.at(seen, np.asarray(slots, np.intp), np.asarray(ts, np.int64))
+            return
+        for slot, when in zip(slots, ts, strict=True):
+            if when > seen[slot]:
+                seen[slot] = when
 
     def end(self, user: str) -> int:
         """The viewer's session ends: the ms it started."""
@@ -95,7 +104,10 @@ class Viewers:
     def oldest_seen(self) -> int | None:
         """The ms of the least recently seen viewer's latest event, None when nobody is
         online."""
-        return int(self.times[:, SEEN].min()) if self.slot else None
+        if not self.slot:
+            return None
+        seen = self.times[:, SEEN]
+        return int(seen.min()) if len(seen) > _FEW else min(seen.tolist())
 
     def idle(self, cutoff: int) -> list[str]:
         """Viewers last seen before `cutoff` (ms), by id."""
