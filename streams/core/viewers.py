@@ -1,9 +1,9 @@
 """A room's online viewers as columns: one id-to-slot map, the times in one array.
 
-A session is a slot (`slot`: the viewer's), a row of `times`: the ms it
-started (`JOINED`) and the ms of the viewer's latest event (`SEEN`). Held as two
-dicts, the times cost two dict entries a viewer; here they are 16 bytes, and a
-million-viewer room's latency samples refresh their `SEEN` in one numpy call per
+A session holds a slot (`slot` maps the viewer's id to it) and that slot's row of
+`times`: the ms it started (`JOINED`) and the ms of the viewer's latest event (`SEEN`).
+Held as two dicts, the times cost two dict entries a viewer; here they are 16 bytes,
+and a million-viewer room's latency samples refresh their `SEEN` in one numpy call per
 second instead of a dict update each (the engine alone on the hot room's shape: about
 1.2x the events a second). The map from id to slot is the one per-viewer Python
 structure left. A session that ends frees its slot for the next.
